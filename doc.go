@@ -1,0 +1,70 @@
+// Package presence answers "who is online, and when was each user last
+// active?" from process memory, for servers that take tens of thousands to
+// millions of requests per second.
+//
+// Call [Engine.Touch] on every request; ask [Engine.Count], [Engine.Recent],
+// [Engine.Page], [Engine.Since] and [Engine.Get] whenever you like.
+//
+//	e := presence.New(presence.WithRetention(24 * time.Hour))
+//	defer e.Close()
+//	e.Touch(userID)                      // on every request
+//	online := e.Count(5 * time.Minute)   // "1,234 online"
+//	recent := e.Recent(15*time.Minute, 50) // newest first
+//
+// # Design
+//
+// Every user has an entry in a concurrent hash map (xsync.MapOf) holding the
+// exact last-seen time, and a place in a time index: the users are spread by
+// a hash of their ID over a power-of-two number of shards, each with a lock,
+// a B-tree (google/btree) of (slot, ID) pairs and a count of users per slot.
+// A slot is the last-seen time rounded down to the resolution
+// ([WithResolution], default one second).
+//
+// A Touch of a known user whose slot does not change is a map probe, a
+// compare-and-swap and a load: no lock, no allocation. Only when the time
+// enters a new slot (at most once per user per resolution) does the entry
+// move in its shard's B-tree, under the shard's lock, in O(log n).
+//
+// # Window queries
+//
+// Window queries are exact to the resolution: [Engine.CountSince](t) counts
+// the users whose slot is t's slot or newer, so users seen up to one
+// resolution before t may count. [Engine.Get] and [Engine.LastSeen] are
+// exact, and so is every LastSeen a query returns.
+//
+// Counts read the per-slot counters, never the users: O(shards x 300) word
+// reads whatever the window holds. The counters cover a horizon of 131,072
+// slots (36 hours at the default resolution; with [WithRetention], just over
+// the retention, but at least 4,096 slots). Users seen before the horizon
+// are still counted exactly, by a walk of the index that costs O(k) in the
+// number of them in the window.
+//
+// [Engine.Recent] and [Engine.Page] walk each shard's B-tree from the newest
+// end and merge: O(shards x (log n + k)). The order is newest slot first,
+// and descending ID within a slot. Paging resumes strictly after a [Cursor],
+// so a user touched between pages is not returned twice.
+//
+// # Concurrency
+//
+// Every method of [Engine] is safe for concurrent use. Queries take each
+// shard's read lock in turn: a result is consistent within each shard but
+// not one atomic cut across shards. A user touched during a query may be
+// reported with its newer time.
+//
+// # Limits and bad input
+//
+// IDs must be 1 to [MaxIDLen] bytes; others are ignored and counted in
+// [Stats]. Meta is at most [MaxMetaLen] bytes. Times that are zero or
+// outside the years 1678 to 2262 are ignored. [WithMaxUsers] caps memory:
+// a new user beyond the cap evicts the least recently seen. [WithRetention]
+// forgets idle users: they leave every query at once, and their memory is
+// reclaimed a few at a time by later writes, or at once by [Engine.Prune].
+//
+// # Caveats
+//
+// A TouchAt far in the future moves a shard's counter horizon with it, after
+// which counts of the present walk the index (correct, but O(k)) until those
+// users are removed. Presence per room or topic and online/offline events
+// are not built yet; the index keeps each shard's oldest users at the front
+// of its B-tree so that a sweeper can find them in O(log n).
+package presence

@@ -1,0 +1,67 @@
+package presence_test
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/onlinenow/presence"
+)
+
+// A fixed clock keeps the examples' output stable; servers leave WithClock out.
+func exampleClock() func() time.Time {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	return func() time.Time { return now }
+}
+
+func Example() {
+	now := exampleClock()
+	e := presence.New(presence.WithClock(now))
+	defer e.Close()
+
+	e.TouchAt("alice", now().Add(-20*time.Minute))
+	e.TouchAt("bob", now().Add(-3*time.Minute))
+	e.Touch("carol") // on every request
+
+	for _, a := range e.Recent(15*time.Minute, 10) {
+		fmt.Printf("%s seen %v ago\n", a.ID, now().Sub(a.LastSeen))
+	}
+	// Output:
+	// carol seen 0s ago
+	// bob seen 3m0s ago
+}
+
+func ExampleEngine_Count() {
+	now := exampleClock()
+	e := presence.New(presence.WithClock(now))
+	for i := range 100 {
+		e.TouchAt(fmt.Sprint("user", i), now().Add(-time.Duration(i)*time.Minute))
+	}
+	fmt.Println("online (5m):", e.Count(5*time.Minute))
+	fmt.Println("active (1h):", e.Count(time.Hour))
+	fmt.Println("known:", e.Len())
+	// Output:
+	// online (5m): 6
+	// active (1h): 61
+	// known: 100
+}
+
+func ExampleEngine_Page() {
+	now := exampleClock()
+	e := presence.New(presence.WithClock(now))
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		e.Touch(id) // all in one instant: ties are broken by ID, descending
+	}
+	var cur presence.Cursor
+	for {
+		page, next := e.Page(now().Add(-time.Hour), cur, 2)
+		fmt.Println(ids(page))
+		if next.IsZero() {
+			break
+		}
+		cur = next // next.String() is the opaque form for an HTTP client
+	}
+	// Output:
+	// [e d]
+	// [c b]
+	// [a]
+}

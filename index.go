@@ -1,0 +1,169 @@
+package presence
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+)
+
+// item is one user's place in a shard's index. The index orders by (slot, id):
+// the id breaks ties, since a B-tree keeps no two equal items, and gives
+// paging a total order to resume from.
+type item struct {
+	slot int64
+	id   string
+	ent  *entry // not part of the order
+}
+
+func itemLess(a, b item) bool {
+	if a.slot != b.slot {
+		return a.slot < b.slot
+	}
+	return a.id < b.id
+}
+
+// Cursor is a position in a newest-first walk of the index: the (slot, ID)
+// of the last user a page returned. The next page starts strictly after it,
+// so a user touched between pages moves ahead of the cursor and is not
+// returned twice, and a user left alone is not skipped.
+//
+// The zero Cursor is the start of a walk. A Cursor is a plain value, safe to
+// copy and to use from several goroutines. Its text form (MarshalText) is
+// opaque and URL-safe; it names an ID, so do not hand it to clients that may
+// not see that ID.
+type Cursor struct {
+	at  int64 // start of the slot, Unix nanoseconds
+	id  string
+	set bool
+}
+
+// IsZero reports whether c is the start of a walk, which is also what
+// [Engine.Page] returns when there is nothing after the page.
+func (c Cursor) IsZero() bool { return !c.set }
+
+// MarshalText encodes c as unpadded base64url text. The zero Cursor encodes
+// as the empty string.
+func (c Cursor) MarshalText() ([]byte, error) {
+	if !c.set {
+		return []byte{}, nil
+	}
+	raw := binary.AppendVarint(nil, c.at)
+	raw = append(raw, c.id...)
+	out := make([]byte, base64.RawURLEncoding.EncodedLen(len(raw)))
+	base64.RawURLEncoding.Encode(out, raw)
+	return out, nil
+}
+
+// UnmarshalText decodes text made by MarshalText. Anything else gives an
+// error wrapping [ErrInvalidCursor], and c is left unchanged.
+func (c *Cursor) UnmarshalText(text []byte) error {
+	if len(text) == 0 {
+		*c = Cursor{}
+		return nil
+	}
+	if len(text) > base64.RawURLEncoding.EncodedLen(binary.MaxVarintLen64+MaxIDLen) {
+		return fmt.Errorf("%w: %d bytes is too long", ErrInvalidCursor, len(text))
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(string(text))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidCursor, err)
+	}
+	at, n := binary.Varint(raw)
+	if n <= 0 {
+		return fmt.Errorf("%w: bad time", ErrInvalidCursor)
+	}
+	id := string(raw[n:])
+	if !validID(id) {
+		return fmt.Errorf("%w: bad id", ErrInvalidCursor)
+	}
+	*c = Cursor{at: at, id: id, set: true}
+	return nil
+}
+
+// String returns the text form of c.
+func (c Cursor) String() string {
+	b, _ := c.MarshalText()
+	return string(b)
+}
+
+// window is one walk of the index: users filed at slot from or newer,
+// strictly after cursor, newest first, at most limit of them (limit <= 0: all).
+type window struct {
+	from  int64
+	after item // the cursor, if has; otherwise start at the newest
+	has   bool
+	limit int
+}
+
+// collect returns up to w.limit items of s in the window, newest first. It
+// holds the shard's read lock for O(log n + k).
+func (s *shard) collect(w window, buf []item) []item {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	visit := func(it item) bool {
+		if it.slot < w.from {
+			return false
+		}
+		if w.has && !itemLess(it, w.after) {
+			return true // the cursor itself
+		}
+		buf = append(buf, it)
+		return w.limit <= 0 || len(buf) < w.limit
+	}
+	if w.has {
+		s.tree.DescendLessOrEqual(w.after, visit)
+	} else {
+		s.tree.Descend(visit)
+	}
+	return buf
+}
+
+// merge takes up to limit items, newest first, from per-shard lists that are
+// each newest first. Linear in limit x shards, which the per-shard walks
+// already cost.
+func merge(lists [][]item, limit int) []item {
+	total := 0
+	for _, l := range lists {
+		total += len(l)
+	}
+	if limit <= 0 || limit > total {
+		limit = total
+	}
+	out := make([]item, 0, limit)
+	for len(out) < limit {
+		best := -1
+		for i, l := range lists {
+			if len(l) > 0 && (best < 0 || itemLess(lists[best][0], l[0])) {
+				best = i
+			}
+		}
+		out = append(out, lists[best][0])
+		lists[best] = lists[best][1:]
+	}
+	return out
+}
+
+// slotOf returns the index slot of a Unix-nanosecond time: floor(ns / res).
+func slotOf(ns, res int64) int64 {
+	s := ns / res
+	if ns%res < 0 {
+		s--
+	}
+	return s
+}
+
+// unixNano converts t, reporting false for the zero time and for times
+// UnixNano cannot represent (before 1678 or after 2262).
+func unixNano(t time.Time) (int64, bool) {
+	if t.IsZero() {
+		return 0, false
+	}
+	// UnixNano is undefined outside about 1678..2262; check the seconds
+	// rather than round-tripping, which would cost the hot path a call.
+	if sec := t.Unix(); sec <= math.MinInt64/int64(time.Second) || sec >= math.MaxInt64/int64(time.Second) {
+		return 0, false
+	}
+	return t.UnixNano(), true
+}

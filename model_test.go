@@ -1,0 +1,343 @@
+package presence_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onlinenow/presence"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// model is the obvious implementation: a map, and a sort per query. The
+// engine must answer every query exactly as it does.
+type model struct {
+	res, retention int64
+	users          map[string]*modelUser
+}
+
+type modelUser struct {
+	ls   int64
+	meta string
+}
+
+func newModel(res, retention time.Duration) *model {
+	return &model{res: int64(res), retention: int64(retention), users: map[string]*modelUser{}}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
+}
+
+func (m *model) touch(id string, ns int64) {
+	if u, ok := m.users[id]; !ok {
+		m.users[id] = &modelUser{ls: ns}
+	} else if ns > u.ls {
+		u.ls = ns
+	}
+}
+
+// visible reports whether u is seen at or after slot from, and not expired.
+func (m *model) visible(u *modelUser, from, now int64) bool {
+	s := floorDiv(u.ls, m.res)
+	if m.retention > 0 && s < floorDiv(now-m.retention, m.res) {
+		return false
+	}
+	return s >= from
+}
+
+func (m *model) since(t time.Time, now int64) []presence.Activity {
+	from := int64(math.MinInt64)
+	if !t.IsZero() {
+		from = floorDiv(t.UnixNano(), m.res)
+	}
+	var out []presence.Activity
+	for id, u := range m.users {
+		if m.visible(u, from, now) {
+			out = append(out, presence.Activity{ID: id, LastSeen: time.Unix(0, u.ls).UTC(), Meta: u.meta})
+		}
+	}
+	slices.SortFunc(out, func(a, b presence.Activity) int {
+		sa, sb := floorDiv(a.LastSeen.UnixNano(), m.res), floorDiv(b.LastSeen.UnixNano(), m.res)
+		if sa != sb {
+			if sa > sb {
+				return -1
+			}
+			return 1
+		}
+		return -strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// checkAll compares every query the engine answers with the model's.
+func checkAll(t *testing.T, e *presence.Engine, m *model, now int64, rng *rand.Rand, withMeta bool) {
+	t.Helper()
+	strip := func(as []presence.Activity) []presence.Activity {
+		if !withMeta {
+			for i := range as {
+				as[i].Meta = ""
+			}
+		}
+		return as
+	}
+	all := m.since(time.Time{}, now)
+	require.Equal(t, len(all), e.Len(), "Len")
+
+	for range 4 {
+		w := time.Duration(rng.Int64N(int64(3 * time.Hour)))
+		since := time.Unix(0, now).Add(-w)
+		want := m.since(since, now)
+		require.Equal(t, len(want), e.Count(w), "Count(%v)", w)
+		require.Equal(t, len(want), e.CountSince(since), "CountSince")
+		limit := rng.IntN(20) - 2
+		got := strip(e.Recent(w, limit))
+		if limit > 0 && len(want) > limit {
+			want = want[:limit]
+		}
+		want = strip(want)
+		if len(want) == 0 {
+			want = []presence.Activity{}
+		}
+		require.Equal(t, want, got, "Recent(%v, %d)", w, limit)
+	}
+
+	// Walk everything in pages.
+	var paged []presence.Activity
+	var cur presence.Cursor
+	size := 1 + rng.IntN(50)
+	for {
+		page, next := e.Page(time.Time{}, cur, size)
+		paged = append(paged, page...)
+		if next.IsZero() {
+			break
+		}
+		cur = next
+	}
+	if len(all) == 0 {
+		all = nil
+	}
+	require.Equal(t, strip(all), strip(paged), "paged walk")
+
+	for range 5 {
+		var id string
+		if len(all) > 0 && rng.IntN(4) > 0 {
+			id = all[rng.IntN(len(all))].ID
+		} else {
+			id = fmt.Sprint("u", rng.IntN(500))
+		}
+		u, ok := m.users[id]
+		visible := ok && m.visible(u, math.MinInt64, now)
+		a, got := e.Get(id)
+		require.Equal(t, visible, got, "Get(%s)", id)
+		if visible {
+			require.Equal(t, u.ls, a.LastSeen.UnixNano(), "Get(%s).LastSeen", id)
+			if withMeta {
+				require.Equal(t, u.meta, a.Meta)
+			}
+		}
+	}
+}
+
+func TestAgainstModel(t *testing.T) {
+	cases := []struct {
+		shards     int
+		res        time.Duration
+		retention  time.Duration
+		step       time.Duration // how far the clock moves per operation, at most
+		ops        int
+		seed       uint64
+		withMaxCap bool
+	}{
+		{1, time.Second, 0, 2 * time.Second, 3000, 1, false},
+		{4, time.Second, 0, 30 * time.Second, 3000, 2, false},
+		{8, time.Millisecond, 0, 100 * time.Millisecond, 3000, 3, false}, // crosses the counters' horizon
+		{16, time.Minute, 0, 10 * time.Second, 3000, 4, false},
+		{2, 10 * time.Millisecond, 0, time.Minute, 2000, 5, false}, // jumps past the whole ring
+		{4, time.Second, 20 * time.Minute, 20 * time.Second, 4000, 6, false},
+		{1, time.Millisecond, time.Second, 50 * time.Millisecond, 3000, 7, false},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("shards=%d/res=%v/ret=%v", tc.shards, tc.res, tc.retention), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(tc.seed, 99))
+			clk := newClock()
+			e := presence.New(presence.WithClock(clk.Now), presence.WithShards(tc.shards),
+				presence.WithResolution(tc.res), presence.WithRetention(tc.retention))
+			m := newModel(tc.res, tc.retention)
+			withMeta := tc.retention == 0 // an expired user's meta may or may not have been reclaimed yet
+			for op := range tc.ops {
+				now := clk.ns.Load()
+				id := fmt.Sprint("u", rng.IntN(500))
+				switch r := rng.IntN(100); {
+				case r < 50:
+					e.Touch(id)
+					m.touch(id, now)
+				case r < 75: // a time in the past, possibly older than the user's
+					at := now - rng.Int64N(int64(2*time.Hour))
+					e.TouchAt(id, time.Unix(0, at))
+					m.touch(id, at)
+				case r < 82:
+					meta := fmt.Sprint("m", rng.IntN(3))
+					u, ok := m.users[id]
+					got := e.SetMeta(id, meta)
+					if withMeta {
+						require.Equal(t, ok, got, "SetMeta(%s)", id)
+					}
+					if ok {
+						u.meta = meta
+					}
+				case r < 88:
+					u, ok := m.users[id]
+					got := e.Forget(id)
+					if ok && m.visible(u, math.MinInt64, now) {
+						require.True(t, got, "Forget(%s)", id)
+					} else if tc.retention == 0 {
+						require.False(t, got, "Forget(%s)", id)
+					}
+					delete(m.users, id)
+				case r < 90:
+					before := now - rng.Int64N(int64(time.Hour))
+					want := 0
+					for id, u := range m.users {
+						if u.ls < before {
+							delete(m.users, id)
+							want++
+						}
+					}
+					got := e.Prune(time.Unix(0, before))
+					if tc.retention == 0 {
+						require.Equal(t, want, got, "Prune")
+					}
+				default:
+					clk.Advance(time.Duration(rng.Int64N(int64(tc.step) * 20)))
+				}
+				clk.Advance(time.Duration(rng.Int64N(int64(tc.step))))
+				if op%50 == 0 {
+					checkAll(t, e, m, clk.ns.Load(), rng, withMeta)
+				}
+			}
+			checkAll(t, e, m, clk.ns.Load(), rng, withMeta)
+		})
+	}
+}
+
+// TestConcurrentAgainstModel runs writers, queriers and removers at once,
+// then checks the quiet engine equals the model. Touches commute (the newest
+// time wins), so the model is the maximum over every goroutine's log.
+func TestConcurrentAgainstModel(t *testing.T) {
+	const (
+		workers = 8
+		shared  = 2000
+		perG    = 4000
+	)
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithShards(4), presence.WithResolution(time.Millisecond))
+
+	// Users seen before the cut-off; a pruner removes them while the
+	// workers run. Nobody touches them again.
+	cut := t0.Add(-time.Hour)
+	for i := range 1000 {
+		e.TouchAt(fmt.Sprint("stale", i), cut.Add(-time.Duration(i+1)*time.Second))
+	}
+
+	logs := make([]*model, workers)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := range workers {
+		logs[g] = newModel(time.Millisecond, 0)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			m := logs[g]
+			for i := range perG {
+				at := t0.UnixNano() + rng.Int64N(int64(10*time.Minute))
+				if rng.IntN(4) == 0 { // this goroutine's own users, which only it forgets
+					id := fmt.Sprintf("own%d-%d", g, rng.IntN(200))
+					if rng.IntN(3) == 0 {
+						e.Forget(id)
+						delete(m.users, id)
+					} else {
+						e.TouchAt(id, time.Unix(0, at))
+						m.touch(id, at)
+					}
+					continue
+				}
+				id := fmt.Sprint("s", rng.IntN(shared))
+				e.TouchAt(id, time.Unix(0, at))
+				m.touch(id, at)
+				if i%500 == 0 {
+					clk.Advance(time.Second)
+				}
+			}
+		}()
+	}
+	// Queriers check what must hold at any moment.
+	var qwg sync.WaitGroup
+	for q := range 2 {
+		qwg.Add(1)
+		go func() {
+			defer qwg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if q == 0 {
+					n := e.Count(time.Hour)
+					assert.GreaterOrEqual(t, n, 0)
+					recent := e.Recent(time.Hour, 50)
+					assert.LessOrEqual(t, len(recent), 50)
+					continue
+				}
+				seen := map[string]bool{}
+				var cur presence.Cursor
+				for {
+					page, next := e.Page(t0, cur, 64)
+					for _, a := range page {
+						if !strings.HasPrefix(a.ID, "s") {
+							continue // forgotten and re-added users are new users
+						}
+						if !assert.False(t, seen[a.ID], "page walk returned %s twice", a.ID) {
+							return
+						}
+						seen[a.ID] = true
+					}
+					if next.IsZero() {
+						break
+					}
+					cur = next
+				}
+			}
+		}()
+	}
+	pruned := 0
+	for range 20 {
+		pruned += e.Prune(cut)
+	}
+	wg.Wait()
+	close(stop)
+	qwg.Wait()
+	pruned += e.Prune(cut)
+	assert.Equal(t, 1000, pruned, "every stale user pruned exactly once")
+
+	ref := newModel(time.Millisecond, 0)
+	for _, m := range logs {
+		for id, u := range m.users {
+			ref.touch(id, u.ls)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	checkAll(t, e, ref, clk.ns.Load(), rng, false)
+}

@@ -1,0 +1,592 @@
+package presence
+
+import (
+	"hash/maphash"
+	"iter"
+	"math"
+	"math/bits"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/puzpuzpuz/xsync/v3"
+)
+
+// Limits on what the engine stores. Longer IDs are rejected by Touch and
+// TouchAt (and counted in [Stats].RejectedIDs); longer meta by SetMeta.
+const (
+	MaxIDLen   = 512
+	MaxMetaLen = 1024
+)
+
+const (
+	defaultResolution = time.Second
+	maxResolution     = 24 * time.Hour
+	maxShards         = 1024
+	minHorizon        = 4096    // slots; the counters' coarsest block
+	maxHorizon        = 1 << 17 // slots: 36 hours at the default resolution
+	expireBudget      = 32      // users a write may expire while it holds a lock
+	pruneBatch        = 1024    // users Prune removes per lock hold
+	pageBatch         = 256     // users Since reads per lock hold
+)
+
+// Option configures an [Engine]. Options are applied in order; values out of
+// range are corrected as each option documents.
+type Option func(*config)
+
+type config struct {
+	shards     int
+	resolution time.Duration
+	retention  time.Duration
+	maxUsers   int
+	now        func() time.Time
+}
+
+// WithShards sets the number of index shards, rounded up to a power of two
+// (at most 1024). Each shard has its own lock, B-tree and slot counters; more
+// shards mean less contention on index moves and a little more work per
+// query. n <= 0 selects the default, 4 x GOMAXPROCS rounded up.
+func WithShards(n int) Option { return func(c *config) { c.shards = n } }
+
+// WithResolution sets the granularity of the time index (default 1s, at most
+// 24h; d <= 0 selects the default). A user's index entry moves at most once
+// per resolution, so a coarser resolution makes Touch cheaper; window queries
+// are exact to the resolution.
+func WithResolution(d time.Duration) Option { return func(c *config) { c.resolution = d } }
+
+// WithRetention makes the engine forget users idle for longer than d. Zero
+// (the default) or a negative d keeps users until Forget, Prune or eviction.
+// Expired users vanish from every query at once; their memory is reclaimed a
+// few at a time by later index moves, or at once by [Engine.Prune].
+func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
+
+// WithMaxUsers caps the number of users held. A new user beyond the cap
+// evicts the least recently seen users first. Zero (the default) or a
+// negative n means no cap.
+func WithMaxUsers(n int) Option { return func(c *config) { c.maxUsers = n } }
+
+// WithClock sets the clock Touch and the window queries read; nil selects
+// time.Now. Tests use it to move time by hand.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// Activity is one user's presence: when they were last seen and the meta an
+// application attached with [Engine.SetMeta].
+type Activity struct {
+	ID       string
+	LastSeen time.Time // exact, in UTC
+	Meta     string
+}
+
+// Engine holds the last-seen time of every user and answers window queries
+// over them.
+//
+// An Engine is safe for concurrent use by multiple goroutines without extra
+// locking, and must not be copied. Touch of a known user whose index slot
+// does not change takes no lock and allocates nothing; queries take each
+// shard's read lock in turn, so a query is consistent per shard but not
+// atomic across shards.
+type Engine struct {
+	users  *xsync.MapOf[string, *entry]
+	shards []*shard
+	mask   uint64
+	seed   maphash.Seed
+
+	res       int64 // index resolution, ns
+	retention int64 // ns; 0 keeps users forever
+	maxUsers  int64 // 0: no cap
+	now       func() time.Time
+
+	n           atomic.Int64 // users held, expired ones included until removed
+	rejectedIDs atomic.Uint64
+	closed      atomic.Bool
+}
+
+// New returns an empty Engine configured by opts.
+func New(opts ...Option) *Engine {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.shards <= 0 {
+		c.shards = 4 * runtime.GOMAXPROCS(0)
+	}
+	c.shards = min(1<<bits.Len(uint(c.shards-1)), maxShards)
+	if c.resolution <= 0 {
+		c.resolution = defaultResolution
+	}
+	c.resolution = min(c.resolution, maxResolution)
+	c.retention = max(c.retention, 0)
+	c.maxUsers = max(c.maxUsers, 0)
+	if c.now == nil {
+		c.now = time.Now
+	}
+
+	horizon := maxHorizon
+	if c.retention > 0 {
+		need := int64(c.retention/c.resolution) + 2
+		horizon = max(min(1<<bits.Len64(uint64(need-1)), maxHorizon), minHorizon)
+	}
+	e := &Engine{
+		users:     xsync.NewMapOf[string, *entry](),
+		shards:    make([]*shard, c.shards),
+		mask:      uint64(c.shards - 1),
+		seed:      maphash.MakeSeed(),
+		res:       int64(c.resolution),
+		retention: int64(c.retention),
+		maxUsers:  int64(c.maxUsers),
+		now:       c.now,
+	}
+	for i := range e.shards {
+		e.shards[i] = newShard(horizon)
+	}
+	return e
+}
+
+func (e *Engine) shardOf(id string) *shard {
+	return e.shards[maphash.String(e.seed, id)&e.mask]
+}
+
+func validID(id string) bool { return len(id) > 0 && len(id) <= MaxIDLen }
+
+// Touch records activity by id now, as read from the engine's clock. An empty
+// id or one longer than [MaxIDLen] is ignored and counted in
+// [Stats].RejectedIDs.
+func (e *Engine) Touch(id string) {
+	if !validID(id) {
+		e.rejectedIDs.Add(1)
+		return
+	}
+	e.touch(id, e.now().UnixNano())
+}
+
+// TouchAt records activity by id at the given time. The last-seen time never
+// moves backwards: a time older than the user's current one is ignored, and
+// so are the zero time and times outside the years 1678 to 2262.
+func (e *Engine) TouchAt(id string, at time.Time) {
+	if !validID(id) {
+		e.rejectedIDs.Add(1)
+		return
+	}
+	if ns, ok := unixNano(at); ok {
+		e.touch(id, ns)
+	}
+}
+
+// touch is the hot path. For a known user in the same slot it is one map
+// probe, one CAS and one load: no lock, no allocation.
+func (e *Engine) touch(id string, ns int64) {
+	ent, ok := e.users.Load(id)
+	if !ok {
+		e.insert(id, ns)
+		return
+	}
+	for {
+		old := ent.lastSeen.Load()
+		if ns <= old {
+			return
+		}
+		if ent.lastSeen.CompareAndSwap(old, ns) {
+			break
+		}
+	}
+	// ns > lastSeen >= slot start, so only the end needs checking. A removed
+	// entry's end is MinInt64, which sends us to move and so to re-insert.
+	if ns < ent.slotEnd.Load() {
+		return
+	}
+	e.move(ent, id, ns)
+}
+
+// move files ent under the slot of its current last-seen time. Whoever raises
+// lastSeen last checks slotEnd after its CAS, and slotEnd is only written
+// under the lock from a fresh load of lastSeen, so once touches stop every
+// entry sits in the slot of its final time.
+func (e *Engine) move(ent *entry, id string, ns int64) {
+	s := e.shardOf(id)
+	s.mu.Lock()
+	end := ent.slotEnd.Load()
+	if end == removedSlotEnd { // forgotten, pruned or evicted meanwhile
+		s.mu.Unlock()
+		e.insert(id, ns)
+		return
+	}
+	from, to := end/e.res-1, slotOf(ent.lastSeen.Load(), e.res)
+	if to != from {
+		old, _ := s.tree.Delete(item{slot: from, id: id})
+		s.counts.add(from, -1)
+		s.add(ent, old.id, to, e.res) // old.id: the engine's own copy of the ID
+		s.moved++
+		e.expire(s)
+	}
+	s.mu.Unlock()
+}
+
+func (e *Engine) insert(id string, ns int64) {
+	reserved := e.maxUsers > 0
+	if reserved {
+		e.reserve()
+	}
+	s := e.shardOf(id)
+	s.mu.Lock()
+	if _, ok := e.users.Load(id); ok { // inserted by another goroutine meanwhile
+		s.mu.Unlock()
+		if reserved {
+			e.n.Add(-1)
+		}
+		e.touch(id, ns)
+		return
+	}
+	// Clone: the caller's string may point into a large request buffer.
+	id = strings.Clone(id)
+	ent := new(entry)
+	ent.lastSeen.Store(ns)
+	s.add(ent, id, slotOf(ns, e.res), e.res)
+	e.users.Store(id, ent)
+	s.inserted++
+	if !reserved {
+		e.n.Add(1)
+	}
+	e.expire(s)
+	s.mu.Unlock()
+}
+
+// reserve counts one more user against the cap, evicting the least recently
+// seen users to make room.
+func (e *Engine) reserve() {
+	for {
+		n := e.n.Load()
+		if n < e.maxUsers {
+			if e.n.CompareAndSwap(n, n+1) {
+				return
+			}
+			continue
+		}
+		if !e.evictOldest() {
+			// Every counted user is still being inserted by another
+			// goroutine; let it finish.
+			runtime.Gosched()
+		}
+	}
+}
+
+// evictOldest removes the least recently seen user of the whole engine. It
+// compares the shards' oldest users under read locks and then removes the
+// oldest of the chosen shard, so under concurrent writes it is approximate.
+func (e *Engine) evictOldest() bool {
+	var victim *shard
+	var oldest item
+	for _, s := range e.shards {
+		s.mu.RLock()
+		it, ok := s.tree.Min()
+		s.mu.RUnlock()
+		if ok && (victim == nil || itemLess(it, oldest)) {
+			victim, oldest = s, it
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	victim.mu.Lock()
+	defer victim.mu.Unlock()
+	it, ok := victim.tree.Min()
+	if ok {
+		e.drop(victim, it)
+		victim.evicted++
+	}
+	return ok
+}
+
+// drop removes a user from the index and the map. Has to be called with the
+// lock of s held.
+func (e *Engine) drop(s *shard, it item) {
+	s.remove(it)
+	e.users.Delete(it.id)
+	e.n.Add(-1)
+}
+
+// expire removes a few users of s that retention has expired, counting from
+// the newest slot s has seen. Has to be called with the lock of s held.
+func (e *Engine) expire(s *shard) {
+	if e.retention == 0 {
+		return
+	}
+	cutoff := slotOf(s.counts.head*e.res-e.retention, e.res)
+	for range expireBudget {
+		it, ok := s.tree.Min()
+		if !ok || it.slot >= cutoff {
+			return
+		}
+		e.drop(s, it)
+		s.expired++
+	}
+}
+
+// floor returns the oldest slot a query may see at ns: users filed before it
+// have expired.
+func (e *Engine) floor(ns int64) int64 {
+	if e.retention == 0 {
+		return math.MinInt64
+	}
+	return slotOf(ns-e.retention, e.res)
+}
+
+// SetMeta attaches meta (for example a client IP or user agent) to a known
+// user. It returns false if the user is unknown or meta is longer than
+// [MaxMetaLen]. Setting the same meta again allocates nothing.
+func (e *Engine) SetMeta(id, meta string) bool {
+	if len(meta) > MaxMetaLen {
+		return false
+	}
+	ent, ok := e.users.Load(id)
+	if !ok {
+		return false
+	}
+	if cur := ent.meta.Load(); cur != nil && *cur == meta {
+		return true
+	}
+	if meta == "" {
+		ent.meta.Store(nil)
+		return true
+	}
+	m := strings.Clone(meta)
+	ent.meta.Store(&m)
+	return true
+}
+
+// Get returns a user's activity, or false if the user is unknown or expired.
+// Its LastSeen is exact.
+func (e *Engine) Get(id string) (Activity, bool) {
+	ent, ok := e.users.Load(id)
+	if !ok {
+		return Activity{}, false
+	}
+	ls := ent.lastSeen.Load()
+	if e.retention > 0 && slotOf(ls, e.res) < e.floor(e.now().UnixNano()) {
+		return Activity{}, false
+	}
+	return activity(id, ent, ls), true
+}
+
+func activity(id string, ent *entry, ls int64) Activity {
+	a := Activity{ID: id, LastSeen: time.Unix(0, ls).UTC()}
+	if m := ent.meta.Load(); m != nil {
+		a.Meta = *m
+	}
+	return a
+}
+
+// LastSeen returns a user's exact last-seen time, or false if the user is
+// unknown or expired.
+func (e *Engine) LastSeen(id string) (time.Time, bool) {
+	a, ok := e.Get(id)
+	return a.LastSeen, ok
+}
+
+// Len returns the number of users held, not counting expired ones. Without
+// retention it is one atomic load; with it, a count over the retention
+// window.
+func (e *Engine) Len() int {
+	if e.retention == 0 {
+		return int(e.n.Load())
+	}
+	return e.countFrom(e.floor(e.now().UnixNano()))
+}
+
+// Count returns the number of users seen within window of now:
+// CountSince(now - window).
+func (e *Engine) Count(window time.Duration) int {
+	return e.CountSince(e.now().Add(-window))
+}
+
+// CountSince returns the number of users whose last-seen time is t or later,
+// at the resolution: users seen in t's resolution slot before t count too.
+// It reads per-slot counters, not users: O(shards x 300) word reads whatever
+// the window holds, as long as t is within the index horizon (36h at the
+// default resolution; see the package doc). The zero t counts everyone.
+func (e *Engine) CountSince(t time.Time) int {
+	from := int64(math.MinInt64)
+	if ns, ok := unixNano(t); ok {
+		from = slotOf(ns, e.res)
+	}
+	if e.retention > 0 {
+		from = max(from, e.floor(e.now().UnixNano()))
+	}
+	return e.countFrom(from)
+}
+
+func (e *Engine) countFrom(from int64) int {
+	total := 0
+	for _, s := range e.shards {
+		s.mu.RLock()
+		n, complete := s.counts.since(from)
+		if !complete {
+			// The window reaches past the ring: walk the old users in it.
+			end := item{slot: s.counts.head - s.counts.horizon + 1}
+			s.tree.AscendRange(item{slot: from}, end, func(item) bool {
+				n++
+				return true
+			})
+		}
+		s.mu.RUnlock()
+		total += n
+	}
+	return total
+}
+
+// Recent returns the users seen within window of now, newest first, at most
+// limit of them (limit <= 0: all). It costs O(shards x (log n + limit)).
+func (e *Engine) Recent(window time.Duration, limit int) []Activity {
+	page, _ := e.Page(e.now().Add(-window), Cursor{}, limit)
+	return page
+}
+
+// Page returns up to limit users seen since t (as in [Engine.CountSince]),
+// newest first, starting strictly after the cursor after (the zero Cursor
+// starts at the newest user). It also returns the cursor of the next page,
+// which is the zero Cursor when this page was the last.
+//
+// Walking all pages yields every user that stays in the window exactly once,
+// however many share one timestamp. A user touched between pages moves ahead
+// of the cursor: it is not returned again, and is not returned at all if the
+// walk had not reached it yet. A user removed (Forget, Prune, eviction,
+// expiry) and then seen again is a new user to the walk. Users are ordered by index slot, newest first,
+// and by descending ID within a slot. limit <= 0 returns all the rest.
+func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
+	w := window{from: math.MinInt64, limit: limit}
+	if ns, ok := unixNano(t); ok {
+		w.from = slotOf(ns, e.res)
+	}
+	if e.retention > 0 {
+		w.from = max(w.from, e.floor(e.now().UnixNano()))
+	}
+	if after.set {
+		w.after, w.has = item{slot: slotOf(after.at, e.res), id: after.id}, true
+	}
+	if limit > 0 {
+		w.limit = limit + 1 // one more, to know whether a next page exists
+	}
+	lists := make([][]item, len(e.shards))
+	for i, s := range e.shards {
+		lists[i] = s.collect(w, nil)
+	}
+	items := merge(lists, w.limit)
+	var next Cursor
+	if limit > 0 && len(items) > limit {
+		items = items[:limit]
+		last := items[limit-1]
+		next = Cursor{at: last.slot * e.res, id: last.id, set: true}
+	}
+	out := make([]Activity, len(items))
+	for i, it := range items {
+		out[i] = activity(it.id, it.ent, it.ent.lastSeen.Load())
+	}
+	return out, next
+}
+
+// Since returns an iterator over the users seen since t, newest first, in
+// the order of [Engine.Page]. It reads the index a page at a time and holds
+// no lock while the loop body runs, with the same guarantees as paging.
+func (e *Engine) Since(t time.Time) iter.Seq[Activity] {
+	return func(yield func(Activity) bool) {
+		var cur Cursor
+		for {
+			page, next := e.Page(t, cur, pageBatch)
+			for _, a := range page {
+				if !yield(a) {
+					return
+				}
+			}
+			if next.IsZero() {
+				return
+			}
+			cur = next
+		}
+	}
+}
+
+// Forget removes a user. It returns false if the user was unknown.
+func (e *Engine) Forget(id string) bool {
+	s := e.shardOf(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ent, ok := e.users.Load(id)
+	if !ok {
+		return false
+	}
+	e.drop(s, item{slot: ent.slotEnd.Load()/e.res - 1, id: id, ent: ent})
+	s.forgotten++
+	return true
+}
+
+// Prune removes every user last seen before t and returns how many it
+// removed. It holds each shard's lock for at most a batch of removals at a
+// time.
+func (e *Engine) Prune(t time.Time) int {
+	ns, ok := unixNano(t)
+	if !ok {
+		return 0
+	}
+	limit := item{slot: slotOf(ns, e.res) + 1}
+	removed := 0
+	batch := make([]item, 0, pruneBatch)
+	for _, s := range e.shards {
+		for {
+			batch = batch[:0]
+			s.mu.Lock()
+			s.tree.AscendLessThan(limit, func(it item) bool {
+				if it.ent.lastSeen.Load() < ns {
+					batch = append(batch, it)
+				}
+				return len(batch) < pruneBatch
+			})
+			for _, it := range batch {
+				e.drop(s, it)
+			}
+			s.pruned += uint64(len(batch))
+			s.mu.Unlock()
+			removed += len(batch)
+			if len(batch) < pruneBatch {
+				break
+			}
+		}
+	}
+	return removed
+}
+
+// Stats is a point-in-time summary of an engine's work, for monitoring.
+type Stats struct {
+	Users       int    // as Len
+	Shards      int    // index shards
+	Inserted    uint64 // users added
+	Moved       uint64 // index moves: a known user's time entered a new slot
+	Evicted     uint64 // users removed to stay within WithMaxUsers
+	Expired     uint64 // users removed by WithRetention
+	Forgotten   uint64 // users removed by Forget
+	Pruned      uint64 // users removed by Prune
+	RejectedIDs uint64 // Touch calls with an empty or too long ID
+}
+
+// Stats returns the engine's counters. It takes each shard's read lock in
+// turn, so the figures are not one atomic snapshot.
+func (e *Engine) Stats() Stats {
+	st := Stats{Users: e.Len(), Shards: len(e.shards), RejectedIDs: e.rejectedIDs.Load()}
+	for _, s := range e.shards {
+		s.mu.RLock()
+		st.Inserted += s.inserted
+		st.Moved += s.moved
+		st.Evicted += s.evicted
+		st.Expired += s.expired
+		st.Forgotten += s.forgotten
+		st.Pruned += s.pruned
+		s.mu.RUnlock()
+	}
+	return st
+}
+
+// Close releases the engine's background work. It is idempotent and always
+// returns nil for an engine made by New; the engine keeps answering after it.
+func (e *Engine) Close() error {
+	e.closed.Store(true)
+	return nil
+}

@@ -1,0 +1,378 @@
+package presence_test
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/onlinenow/presence"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeClock is a clock tests move by hand; safe for concurrent use.
+type fakeClock struct{ ns atomic.Int64 }
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func newClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(t0.UnixNano())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func ids(as []presence.Activity) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.ID
+	}
+	return out
+}
+
+func TestTouchAndGet(t *testing.T) {
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now))
+	defer e.Close()
+
+	_, ok := e.Get("alice")
+	assert.False(t, ok, "unknown user")
+
+	e.Touch("alice")
+	a, ok := e.Get("alice")
+	require.True(t, ok)
+	assert.Equal(t, "alice", a.ID)
+	assert.True(t, a.LastSeen.Equal(t0))
+	assert.Equal(t, time.UTC, a.LastSeen.Location())
+
+	clk.Advance(1500 * time.Millisecond)
+	e.Touch("alice")
+	ls, ok := e.LastSeen("alice")
+	require.True(t, ok)
+	assert.True(t, ls.Equal(t0.Add(1500*time.Millisecond)), "LastSeen is exact, not rounded to the resolution")
+	assert.Equal(t, 1, e.Len())
+}
+
+func TestTouchAtNeverMovesBackwards(t *testing.T) {
+	e := presence.New()
+	e.TouchAt("u", t0)
+	e.TouchAt("u", t0.Add(-time.Hour))
+	ls, _ := e.LastSeen("u")
+	assert.True(t, ls.Equal(t0))
+	e.TouchAt("u", t0.Add(time.Nanosecond))
+	ls, _ = e.LastSeen("u")
+	assert.True(t, ls.Equal(t0.Add(time.Nanosecond)))
+}
+
+func TestBadInput(t *testing.T) {
+	e := presence.New()
+	tests := []struct {
+		name   string
+		touch  func()
+		reject uint64
+		users  int
+	}{
+		{"empty id", func() { e.Touch("") }, 1, 0},
+		{"empty id at", func() { e.TouchAt("", t0) }, 1, 0},
+		{"id too long", func() { e.Touch(strings.Repeat("x", presence.MaxIDLen+1)) }, 1, 0},
+		{"id at the limit", func() { e.Touch(strings.Repeat("x", presence.MaxIDLen)) }, 0, 1},
+		{"zero time", func() { e.TouchAt("z", time.Time{}) }, 0, 0},
+		{"year 3000", func() { e.TouchAt("y", time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)) }, 0, 0},
+		{"year 1000", func() { e.TouchAt("y", time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)) }, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := e.Stats()
+			tt.touch()
+			after := e.Stats()
+			assert.Equal(t, tt.reject, after.RejectedIDs-before.RejectedIDs)
+			assert.Equal(t, tt.users, after.Users-before.Users)
+		})
+	}
+	_, ok := e.Get("z")
+	assert.False(t, ok)
+}
+
+func TestSetMeta(t *testing.T) {
+	e := presence.New()
+	assert.False(t, e.SetMeta("nobody", "x"), "unknown user")
+	e.TouchAt("u", t0)
+	assert.True(t, e.SetMeta("u", "10.0.0.1"))
+	a, _ := e.Get("u")
+	assert.Equal(t, "10.0.0.1", a.Meta)
+	assert.False(t, e.SetMeta("u", strings.Repeat("m", presence.MaxMetaLen+1)), "meta too long")
+	assert.True(t, e.SetMeta("u", strings.Repeat("m", presence.MaxMetaLen)))
+	assert.True(t, e.SetMeta("u", ""))
+	a, _ = e.Get("u")
+	assert.Equal(t, "", a.Meta)
+
+	assert.True(t, e.SetMeta("u", "same"))
+	allocs := testing.AllocsPerRun(100, func() { e.SetMeta("u", "same") })
+	assert.Zero(t, allocs, "setting unchanged meta allocates nothing")
+}
+
+func TestCountAndRecent(t *testing.T) {
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithShards(4))
+	for i := range 10 { // u0 at t0-9m ... u9 at t0
+		e.TouchAt(fmt.Sprintf("u%d", i), t0.Add(time.Duration(i-9)*time.Minute))
+	}
+	tests := []struct {
+		window time.Duration
+		limit  int
+		want   []string
+	}{
+		{time.Minute, 0, []string{"u9", "u8"}},
+		{90 * time.Second, 0, []string{"u9", "u8"}},
+		{5 * time.Minute, 3, []string{"u9", "u8", "u7"}},
+		{time.Hour, -1, []string{"u9", "u8", "u7", "u6", "u5", "u4", "u3", "u2", "u1", "u0"}},
+		{0, 0, []string{"u9"}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.window, tt.limit), func(t *testing.T) {
+			assert.Equal(t, tt.want, ids(e.Recent(tt.window, tt.limit)))
+			if tt.limit <= 0 {
+				assert.Equal(t, len(tt.want), e.Count(tt.window))
+			}
+		})
+	}
+	assert.Equal(t, 10, e.CountSince(time.Time{}), "zero time counts everyone")
+	assert.Equal(t, 0, e.CountSince(t0.Add(time.Second)))
+}
+
+func TestCountAtResolution(t *testing.T) {
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithResolution(time.Minute))
+	e.TouchAt("early", t0.Add(10*time.Second))
+	e.TouchAt("late", t0.Add(50*time.Second))
+	// Both share the slot [t0, t0+1m): a query from inside it counts both.
+	assert.Equal(t, 2, e.CountSince(t0.Add(30*time.Second)))
+	assert.Equal(t, 0, e.CountSince(t0.Add(time.Minute)))
+}
+
+func TestForgetAndPrune(t *testing.T) {
+	e := presence.New()
+	for i := range 100 {
+		e.TouchAt(fmt.Sprint(i), t0.Add(time.Duration(i)*time.Second))
+	}
+	assert.True(t, e.Forget("5"))
+	assert.False(t, e.Forget("5"))
+	assert.False(t, e.Forget("nobody"))
+	_, ok := e.Get("5")
+	assert.False(t, ok)
+
+	assert.Equal(t, 49, e.Prune(t0.Add(50*time.Second)), "0..49 less the forgotten 5")
+	assert.Equal(t, 50, e.Len())
+	assert.Equal(t, 50, e.CountSince(time.Time{}))
+	_, ok = e.Get("49")
+	assert.False(t, ok)
+	_, ok = e.Get("50")
+	assert.True(t, ok)
+	assert.Equal(t, 0, e.Prune(time.Time{}))
+
+	// Prune is exact inside a slot, not only at slot boundaries.
+	e2 := presence.New(presence.WithResolution(time.Hour))
+	e2.TouchAt("a", t0.Add(time.Second))
+	e2.TouchAt("b", t0.Add(3*time.Second))
+	assert.Equal(t, 1, e2.Prune(t0.Add(2*time.Second)))
+	_, ok = e2.Get("b")
+	assert.True(t, ok)
+
+	st := e.Stats()
+	assert.Equal(t, uint64(1), st.Forgotten)
+	assert.Equal(t, uint64(49), st.Pruned)
+	assert.Equal(t, uint64(100), st.Inserted)
+
+	// A forgotten user touched again comes back.
+	e.TouchAt("5", t0)
+	_, ok = e.Get("5")
+	assert.True(t, ok)
+}
+
+func TestRetention(t *testing.T) {
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithRetention(10*time.Minute))
+	e.Touch("old")
+	clk.Advance(5 * time.Minute)
+	e.Touch("new")
+	assert.Equal(t, 2, e.Len())
+
+	clk.Advance(6 * time.Minute) // "old" is now 11 minutes idle
+	_, ok := e.Get("old")
+	assert.False(t, ok, "expired users vanish from Get at once")
+	assert.Equal(t, 1, e.Len())
+	assert.Equal(t, 1, e.Count(time.Hour))
+	assert.Equal(t, []string{"new"}, ids(e.Recent(time.Hour, 0)))
+
+	// Later writes reclaim the memory.
+	for i := range 100 {
+		e.Touch(fmt.Sprint("x", i))
+	}
+	assert.Equal(t, uint64(1), e.Stats().Expired)
+}
+
+func TestMaxUsersEvictsLeastRecent(t *testing.T) {
+	e := presence.New(presence.WithMaxUsers(3))
+	e.TouchAt("a", t0)
+	e.TouchAt("b", t0.Add(time.Second))
+	e.TouchAt("c", t0.Add(2*time.Second))
+	e.TouchAt("a", t0.Add(3*time.Second)) // a is now the most recent
+	e.TouchAt("d", t0.Add(4*time.Second)) // evicts b
+	assert.Equal(t, 3, e.Len())
+	_, ok := e.Get("b")
+	assert.False(t, ok)
+	assert.Equal(t, []string{"d", "a", "c"}, ids(e.Recent(24*time.Hour*365*100, 0)))
+	assert.Equal(t, uint64(1), e.Stats().Evicted)
+}
+
+func TestEvictionFlood(t *testing.T) {
+	n, limit := 1_000_000, 10_000
+	if testing.Short() {
+		n = 100_000
+	}
+	e := presence.New(presence.WithMaxUsers(limit), presence.WithResolution(time.Millisecond))
+	for i := range n {
+		e.TouchAt(fmt.Sprint("flood-", i), t0.Add(time.Duration(i)*time.Millisecond))
+		if i%1000 == 0 {
+			require.LessOrEqual(t, e.Len(), limit)
+		}
+	}
+	require.Equal(t, limit, e.Len())
+	all, _ := e.Page(time.Time{}, presence.Cursor{}, 0)
+	require.Len(t, all, limit)
+	for i, a := range all { // the survivors are the most recent, newest first
+		assert.Equal(t, fmt.Sprint("flood-", n-1-i), a.ID)
+	}
+	assert.Equal(t, uint64(n-limit), e.Stats().Evicted)
+}
+
+func TestPagingSharedTimestamps(t *testing.T) {
+	e := presence.New(presence.WithShards(8))
+	const n = 5000
+	for i := range n { // thousands of users in a handful of slots
+		e.TouchAt(fmt.Sprintf("user-%05d", i), t0.Add(time.Duration(i%3)*time.Second))
+	}
+	seen := map[string]bool{}
+	var cur presence.Cursor
+	pages := 0
+	for {
+		page, next := e.Page(t0, cur, 97)
+		pages++
+		for _, a := range page {
+			require.False(t, seen[a.ID], "duplicate %s", a.ID)
+			seen[a.ID] = true
+		}
+		if next.IsZero() {
+			break
+		}
+		// Round-trip the cursor through its text form, as an HTTP client would.
+		text, err := next.MarshalText()
+		require.NoError(t, err)
+		cur = presence.Cursor{}
+		require.NoError(t, cur.UnmarshalText(text))
+	}
+	assert.Len(t, seen, n)
+	assert.Equal(t, (n+96)/97, pages)
+}
+
+func TestPagingWithTouchesBetweenPages(t *testing.T) {
+	e := presence.New(presence.WithShards(4))
+	const n = 3000
+	for i := range n {
+		e.TouchAt(fmt.Sprintf("u%04d", i), t0)
+	}
+	seen := map[string]int{}
+	touched := map[string]bool{}
+	var cur presence.Cursor
+	for round := 0; ; round++ {
+		page, next := e.Page(time.Time{}, cur, 100)
+		for _, a := range page {
+			seen[a.ID]++
+		}
+		// Touch one user already returned and one not yet reached.
+		e.TouchAt(page[0].ID, t0.Add(time.Duration(round+1)*time.Second))
+		victim := fmt.Sprintf("u%04d", round*7%n)
+		if seen[victim] == 0 {
+			touched[victim] = true
+		}
+		e.TouchAt(victim, t0.Add(time.Duration(round+1)*time.Second))
+		if next.IsZero() {
+			break
+		}
+		cur = next
+	}
+	for i := range n {
+		id := fmt.Sprintf("u%04d", i)
+		if touched[id] {
+			assert.LessOrEqual(t, seen[id], 1, id)
+		} else {
+			assert.Equal(t, 1, seen[id], "untouched %s must be returned exactly once", id)
+		}
+	}
+}
+
+func TestSinceIterator(t *testing.T) {
+	e := presence.New()
+	for i := range 1000 {
+		e.TouchAt(fmt.Sprint(i), t0.Add(time.Duration(i)*time.Second))
+	}
+	var got []string
+	for a := range e.Since(t0.Add(900 * time.Second)) {
+		got = append(got, a.ID)
+	}
+	require.Len(t, got, 100)
+	assert.Equal(t, "999", got[0])
+	assert.Equal(t, "900", got[99])
+
+	n := 0
+	for range e.Since(time.Time{}) {
+		n++
+		if n == 300 {
+			break // stopping early must not panic
+		}
+	}
+	assert.Equal(t, 300, n)
+}
+
+func TestCursorText(t *testing.T) {
+	var c presence.Cursor
+	for _, bad := range []string{"!!!", "AA", strings.Repeat("A", 2000), "_w"} {
+		err := c.UnmarshalText([]byte(bad))
+		assert.ErrorIs(t, err, presence.ErrInvalidCursor, bad)
+		assert.True(t, c.IsZero(), "a failed decode leaves the cursor unchanged")
+	}
+	require.NoError(t, c.UnmarshalText(nil))
+	assert.True(t, c.IsZero())
+	assert.Equal(t, "", c.String())
+}
+
+func TestWindowPastIndexHorizon(t *testing.T) {
+	// At 1ms resolution the slot counters cover about 131s; older users are
+	// counted by walking the index. Both paths must agree with the truth.
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithResolution(time.Millisecond), presence.WithShards(2))
+	for i := range 600 { // one user per second over 10 minutes
+		e.TouchAt(fmt.Sprint(i), t0.Add(time.Duration(i)*time.Second))
+	}
+	clk.Advance(600 * time.Second)
+	for _, w := range []time.Duration{time.Second, 100 * time.Second, 200 * time.Second, 599 * time.Second, time.Hour} {
+		want := min(int(w/time.Second), 600)
+		assert.Equal(t, want, e.Count(w), w)
+	}
+	// A jump far beyond the horizon folds the whole ring into the old count.
+	e.TouchAt("future", t0.Add(24*time.Hour))
+	assert.Equal(t, 601, e.CountSince(t0))
+	assert.Equal(t, 301, e.CountSince(t0.Add(300*time.Second)))
+}
+
+func TestCloseIsIdempotent(t *testing.T) {
+	e := presence.New()
+	require.NoError(t, e.Close())
+	require.NoError(t, e.Close())
+	e.Touch("after")
+	assert.Equal(t, 1, e.Len())
+}

@@ -1,0 +1,171 @@
+package presence
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/btree"
+)
+
+// entry is one user's state. The map holds a pointer to it, so the hot path
+// updates it in place with atomics and never takes a lock.
+type entry struct {
+	// lastSeen is the exact last activity, in Unix nanoseconds. It only
+	// grows (CAS loop in Engine.touch).
+	lastSeen atomic.Int64
+	// slotEnd is the exclusive end, in Unix nanoseconds, of the index slot
+	// the entry is filed under. Storing the end rather than the slot number
+	// lets the hot path decide "same slot" with one compare and no
+	// division. Written only under the shard's lock; removedSlotEnd once
+	// the entry has left the engine, which sends any late Touch that still
+	// holds the pointer down the slow path, where it re-inserts the user.
+	slotEnd atomic.Int64
+	meta    atomic.Pointer[string]
+}
+
+const removedSlotEnd = math.MinInt64
+
+// shard is one lock's worth of the index: a B-tree of (slot, id) items and
+// per-slot counters. The users map is shared by all shards (xsync shards it
+// internally); a user's shard is chosen by a hash of its ID, so every insert
+// and delete of one ID is serialized by one shard lock.
+//
+// All fields are guarded by mu unless noted.
+type shard struct {
+	mu     sync.RWMutex
+	tree   *btree.BTreeG[item]
+	counts slotCounts
+
+	inserted, moved, evicted, expired, forgotten, pruned uint64
+
+	_ [64]byte // keep neighbouring shards' locks off this cache line
+}
+
+func newShard(horizon int) *shard {
+	return &shard{
+		tree:   btree.NewG(32, itemLess),
+		counts: slotCounts{horizon: int64(horizon)},
+	}
+}
+
+// add files ent under slot. Has to be called with the lock held.
+func (s *shard) add(ent *entry, id string, slot, res int64) {
+	s.tree.ReplaceOrInsert(item{slot: slot, id: id, ent: ent})
+	s.counts.add(slot, 1)
+	ent.slotEnd.Store((slot + 1) * res)
+}
+
+// remove takes the item out of the index and marks its entry removed. Has to
+// be called with the lock held.
+func (s *shard) remove(it item) {
+	s.tree.Delete(it)
+	s.counts.add(it.slot, -1)
+	it.ent.slotEnd.Store(removedSlotEnd)
+}
+
+// slotCounts counts a shard's users per index slot, so that "how many users
+// since slot x" costs a few hundred array reads whatever the window holds,
+// instead of a walk over the users.
+//
+// The counters form a ring of horizon slots ending at head, the newest slot
+// ever counted: slot s lives at s & (horizon-1). Sums over 64 and 4096 slots
+// are kept beside the per-slot counters, so a range sum reads at most ~300
+// words. Users filed under slots that have fallen off the ring (head-horizon
+// or older) are only counted in old; a count reaching that far back walks the
+// tree for them.
+//
+// Not safe for concurrent use: the shard's lock guards it.
+type slotCounts struct {
+	horizon int64 // power of two, >= 4096
+	head    int64
+	started bool
+	old     int // users filed at head-horizon or older
+	inRing  int // users filed in the ring
+	per     []int32
+	by64    []int32
+	by4096  []int32
+}
+
+func (c *slotCounts) add(slot int64, d int) {
+	if !c.started {
+		c.per = make([]int32, c.horizon)
+		c.by64 = make([]int32, c.horizon/64)
+		c.by4096 = make([]int32, c.horizon/4096)
+		c.head, c.started = slot, true
+	}
+	if slot > c.head {
+		c.advance(slot)
+	}
+	if slot <= c.head-c.horizon {
+		c.old += d
+		return
+	}
+	c.bump(int(slot&(c.horizon-1)), int32(d))
+	c.inRing += d
+}
+
+func (c *slotCounts) bump(p int, d int32) {
+	c.per[p] += d
+	c.by64[p>>6] += d
+	c.by4096[p>>12] += d
+}
+
+// advance moves head to slot, folding the slots that leave the ring into old.
+func (c *slotCounts) advance(slot int64) {
+	if slot-c.head >= c.horizon {
+		c.old += c.inRing
+		c.inRing = 0
+		clear(c.per)
+		clear(c.by64)
+		clear(c.by4096)
+	} else {
+		for s := c.head - c.horizon + 1; s <= slot-c.horizon; s++ {
+			p := int(s & (c.horizon - 1))
+			if v := c.per[p]; v != 0 {
+				c.bump(p, -v)
+				c.old += int(v)
+				c.inRing -= int(v)
+			}
+		}
+	}
+	c.head = slot
+}
+
+// since returns how many users are filed at slot from or newer, counting
+// only the ring, and whether the ring covers from entirely (if not, the
+// caller adds the old users at from or newer).
+func (c *slotCounts) since(from int64) (n int, complete bool) {
+	if !c.started || from > c.head {
+		return 0, true
+	}
+	if from <= c.head-c.horizon {
+		return c.inRing, c.old == 0
+	}
+	lo, hi := int(from&(c.horizon-1)), int(c.head&(c.horizon-1))+1
+	if lo < hi {
+		return c.sum(lo, hi), true
+	}
+	return c.sum(lo, int(c.horizon)) + c.sum(0, hi), true
+}
+
+// sum adds the counters at ring positions [lo, hi).
+func (c *slotCounts) sum(lo, hi int) int {
+	n := 0
+	for ; lo < hi && lo&63 != 0; lo++ {
+		n += int(c.per[lo])
+	}
+	for ; lo+64 <= hi && lo&4095 != 0; lo += 64 {
+		n += int(c.by64[lo>>6])
+	}
+	for ; lo+4096 <= hi; lo += 4096 {
+		n += int(c.by4096[lo>>12])
+	}
+	for ; lo+64 <= hi; lo += 64 {
+		n += int(c.by64[lo>>6])
+	}
+	for ; lo < hi; lo++ {
+		n += int(c.per[lo])
+	}
+	return n
+}
