@@ -22,6 +22,7 @@ const (
 
 const (
 	defaultResolution = time.Second
+	minResolution     = time.Microsecond
 	maxResolution     = 24 * time.Hour
 	maxShards         = 1024
 	minHorizon        = 4096    // slots; the counters' coarsest block
@@ -49,8 +50,8 @@ type config struct {
 // query. n <= 0 selects the default, 4 x GOMAXPROCS rounded up.
 func WithShards(n int) Option { return func(c *config) { c.shards = n } }
 
-// WithResolution sets the granularity of the time index (default 1s, at most
-// 24h; d <= 0 selects the default). A user's index entry moves at most once
+// WithResolution sets the granularity of the time index (default 1s; at
+// least 1µs and at most 24h; d <= 0 selects the default). A user's index entry moves at most once
 // per resolution, so a coarser resolution makes Touch cheaper; window queries
 // are exact to the resolution.
 func WithResolution(d time.Duration) Option { return func(c *config) { c.resolution = d } }
@@ -88,6 +89,7 @@ type Activity struct {
 // atomic across shards.
 type Engine struct {
 	users  *xsync.MapOf[string, *entry]
+	metas  *xsync.MapOf[string, string] // written under the user's shard lock
 	shards []*shard
 	mask   uint64
 	seed   maphash.Seed
@@ -115,7 +117,7 @@ func New(opts ...Option) *Engine {
 	if c.resolution <= 0 {
 		c.resolution = defaultResolution
 	}
-	c.resolution = min(c.resolution, maxResolution)
+	c.resolution = min(max(c.resolution, minResolution), maxResolution)
 	c.retention = max(c.retention, 0)
 	c.maxUsers = max(c.maxUsers, 0)
 	if c.now == nil {
@@ -129,6 +131,7 @@ func New(opts ...Option) *Engine {
 	}
 	e := &Engine{
 		users:     xsync.NewMapOf[string, *entry](),
+		metas:     xsync.NewMapOf[string, string](),
 		shards:    make([]*shard, c.shards),
 		mask:      uint64(c.shards - 1),
 		seed:      maphash.MakeSeed(),
@@ -213,9 +216,9 @@ func (e *Engine) move(ent *entry, id string, ns int64) {
 	}
 	from, to := end/e.res-1, slotOf(ent.lastSeen.Load(), e.res)
 	if to != from {
-		old, _ := s.tree.Delete(item{slot: from, id: id})
+		old, _ := s.tree.Delete(newItem(from, id, nil))
 		s.counts.add(from, -1)
-		s.add(ent, old.id, to, e.res) // old.id: the engine's own copy of the ID
+		s.add(ent, old.id(), to, e.res) // old.id: the engine's own copy of the ID
 		s.moved++
 		e.expire(s)
 	}
@@ -301,7 +304,8 @@ func (e *Engine) evictOldest() bool {
 // lock of s held.
 func (e *Engine) drop(s *shard, it item) {
 	s.remove(it)
-	e.users.Delete(it.id)
+	e.users.Delete(it.id())
+	e.metas.Delete(it.id())
 	e.n.Add(-1)
 }
 
@@ -314,7 +318,7 @@ func (e *Engine) expire(s *shard) {
 	cutoff := slotOf(s.counts.head*e.res-e.retention, e.res)
 	for range expireBudget {
 		it, ok := s.tree.Min()
-		if !ok || it.slot >= cutoff {
+		if !ok || it.slot() >= cutoff {
 			return
 		}
 		e.drop(s, it)
@@ -332,25 +336,28 @@ func (e *Engine) floor(ns int64) int64 {
 }
 
 // SetMeta attaches meta (for example a client IP or user agent) to a known
-// user. It returns false if the user is unknown or meta is longer than
-// [MaxMetaLen]. Setting the same meta again allocates nothing.
+// user; the empty string removes it. It returns false if the user is unknown
+// or meta is longer than [MaxMetaLen]. Setting the meta a user already has
+// takes no lock and allocates nothing; a change takes the user's shard lock,
+// so meta never outlives its user.
 func (e *Engine) SetMeta(id, meta string) bool {
 	if len(meta) > MaxMetaLen {
 		return false
 	}
-	ent, ok := e.users.Load(id)
-	if !ok {
+	if cur, ok := e.metas.Load(id); ok && cur == meta {
+		return true
+	}
+	s := e.shardOf(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := e.users.Load(id); !ok {
 		return false
 	}
-	if cur := ent.meta.Load(); cur != nil && *cur == meta {
-		return true
-	}
 	if meta == "" {
-		ent.meta.Store(nil)
-		return true
+		e.metas.Delete(id)
+	} else {
+		e.metas.Store(strings.Clone(id), strings.Clone(meta))
 	}
-	m := strings.Clone(meta)
-	ent.meta.Store(&m)
 	return true
 }
 
@@ -365,15 +372,12 @@ func (e *Engine) Get(id string) (Activity, bool) {
 	if e.retention > 0 && slotOf(ls, e.res) < e.floor(e.now().UnixNano()) {
 		return Activity{}, false
 	}
-	return activity(id, ent, ls), true
+	return e.activity(id, ls), true
 }
 
-func activity(id string, ent *entry, ls int64) Activity {
-	a := Activity{ID: id, LastSeen: time.Unix(0, ls).UTC()}
-	if m := ent.meta.Load(); m != nil {
-		a.Meta = *m
-	}
-	return a
+func (e *Engine) activity(id string, ls int64) Activity {
+	meta, _ := e.metas.Load(id)
+	return Activity{ID: id, LastSeen: time.Unix(0, ls).UTC(), Meta: meta}
 }
 
 // LastSeen returns a user's exact last-seen time, or false if the user is
@@ -422,8 +426,8 @@ func (e *Engine) countFrom(from int64) int {
 		n, complete := s.counts.since(from)
 		if !complete {
 			// The window reaches past the ring: walk the old users in it.
-			end := item{slot: s.counts.head - s.counts.horizon + 1}
-			s.tree.AscendRange(item{slot: from}, end, func(item) bool {
+			end := newItem(s.counts.head-s.counts.horizon+1, "", nil)
+			s.tree.AscendRange(newItem(from, "", nil), end, func(item) bool {
 				n++
 				return true
 			})
@@ -461,7 +465,7 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 		w.from = max(w.from, e.floor(e.now().UnixNano()))
 	}
 	if after.set {
-		w.after, w.has = item{slot: slotOf(after.at, e.res), id: after.id}, true
+		w.after, w.has = newItem(slotOf(after.at, e.res), after.id, nil), true
 	}
 	if limit > 0 {
 		w.limit = limit + 1 // one more, to know whether a next page exists
@@ -475,11 +479,11 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 	if limit > 0 && len(items) > limit {
 		items = items[:limit]
 		last := items[limit-1]
-		next = Cursor{at: last.slot * e.res, id: last.id, set: true}
+		next = Cursor{at: last.slot() * e.res, id: last.id(), set: true}
 	}
 	out := make([]Activity, len(items))
 	for i, it := range items {
-		out[i] = activity(it.id, it.ent, it.ent.lastSeen.Load())
+		out[i] = e.activity(it.id(), it.ent.lastSeen.Load())
 	}
 	return out, next
 }
@@ -514,7 +518,7 @@ func (e *Engine) Forget(id string) bool {
 	if !ok {
 		return false
 	}
-	e.drop(s, item{slot: ent.slotEnd.Load()/e.res - 1, id: id, ent: ent})
+	e.drop(s, newItem(ent.slotEnd.Load()/e.res-1, id, ent))
 	s.forgotten++
 	return true
 }
@@ -527,7 +531,7 @@ func (e *Engine) Prune(t time.Time) int {
 	if !ok {
 		return 0
 	}
-	limit := item{slot: slotOf(ns, e.res) + 1}
+	limit := newItem(slotOf(ns, e.res)+1, "", nil)
 	removed := 0
 	batch := make([]item, 0, pruneBatch)
 	for _, s := range e.shards {

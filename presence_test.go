@@ -376,3 +376,9 @@ func TestCloseIsIdempotent(t *testing.T) {
 	e.Touch("after")
 	assert.Equal(t, 1, e.Len())
 }
+
+// TestItemLayout pins the index item's size, which the memory per user
+// depends on (see the comment on item).
+func TestItemLayout(t *testing.T) {
+	assert.Equal(t, uintptr(24), presence.ItemSize)
+}

@@ -21,7 +21,8 @@ type entry struct {
 	// the entry has left the engine, which sends any late Touch that still
 	// holds the pointer down the slow path, where it re-inserts the user.
 	slotEnd atomic.Int64
-	meta    atomic.Pointer[string]
+	// Meta lives in Engine.metas, not here: most engines set none, and the
+	// 8 bytes of a pointer here would cost every user.
 }
 
 const removedSlotEnd = math.MinInt64
@@ -51,7 +52,7 @@ func newShard(horizon int) *shard {
 
 // add files ent under slot. Has to be called with the lock held.
 func (s *shard) add(ent *entry, id string, slot, res int64) {
-	s.tree.ReplaceOrInsert(item{slot: slot, id: id, ent: ent})
+	s.tree.ReplaceOrInsert(newItem(slot, id, ent))
 	s.counts.add(slot, 1)
 	ent.slotEnd.Store((slot + 1) * res)
 }
@@ -60,7 +61,7 @@ func (s *shard) add(ent *entry, id string, slot, res int64) {
 // be called with the lock held.
 func (s *shard) remove(it item) {
 	s.tree.Delete(it)
-	s.counts.add(it.slot, -1)
+	s.counts.add(it.slot(), -1)
 	it.ent.slotEnd.Store(removedSlotEnd)
 }
 

@@ -1,0 +1,251 @@
+package presence_test
+
+import (
+	"fmt"
+	"math/rand"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/onlinenow/presence"
+)
+
+// Benchmarks use realistic data unless a name says "hot": a million or more
+// distinct users, picked uniformly (every probe likely a cache miss) or by a
+// Zipf law (s=1.1: a few users make most requests, as on real sites).
+
+const benchUsers = 1 << 20
+
+var (
+	idsOnce  sync.Once
+	benchIDs []string
+)
+
+func userIDs() []string {
+	idsOnce.Do(func() {
+		benchIDs = make([]string, benchUsers)
+		for i := range benchIDs {
+			benchIDs[i] = fmt.Sprintf("user-%08d", i)
+		}
+	})
+	return benchIDs
+}
+
+// sequence returns n indexes into [0, users) drawn from dist.
+func sequence(dist string, n, users int, seed int64) []int32 {
+	rng := rand.New(rand.NewSource(seed))
+	out := make([]int32, n)
+	switch dist {
+	case "uniform":
+		for i := range out {
+			out[i] = int32(rng.Intn(users))
+		}
+	case "zipf":
+		z := rand.NewZipf(rng, 1.1, 1, uint64(users-1))
+		perm := rng.Perm(users) // the popular users are scattered over the map
+		for i := range out {
+			out[i] = int32(perm[z.Uint64()])
+		}
+	default:
+		panic(dist)
+	}
+	return out
+}
+
+// fixedClock never moves, so a touch never changes slot.
+func fixedClock() func() time.Time { return func() time.Time { return t0 } }
+
+func filledEngine(ids []string, opts ...presence.Option) *presence.Engine {
+	e := presence.New(opts...)
+	for i, id := range ids {
+		e.TouchAt(id, t0.Add(-time.Duration(len(ids)-i)*time.Millisecond))
+	}
+	return e
+}
+
+// BenchmarkTouchSameSlot: a known user whose slot does not change, the path
+// every request of an active user takes.
+func BenchmarkTouchSameSlot(b *testing.B) {
+	// Each goroutine's times grow by a nanosecond per call and stay in t0's
+	// one-second slot, so every call does the real work: a CAS that raises
+	// lastSeen, then the same-slot check. (Touch is TouchAt of the clock.)
+	b.Run("hot", func(b *testing.B) {
+		e := presence.New()
+		e.TouchAt("alice", t0)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := time.Duration(0)
+			for pb.Next() {
+				i++
+				e.TouchAt("alice", t0.Add(i))
+			}
+		})
+	})
+	b.Run("hot-realclock", func(b *testing.B) {
+		// The real clock: a vDSO time.Now per call, and the slot changes
+		// once a second.
+		e := presence.New()
+		e.Touch("alice")
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				e.Touch("alice")
+			}
+		})
+	})
+	for _, dist := range []string{"uniform", "zipf"} {
+		b.Run("1M-"+dist, func(b *testing.B) {
+			ids := userIDs()
+			e := presence.New()
+			for _, id := range ids {
+				e.TouchAt(id, t0)
+			}
+			seq := sequence(dist, 1<<22, len(ids), 1)
+			var worker atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(worker.Add(1)) * 7919
+				at := time.Duration(0)
+				for pb.Next() {
+					at++
+					e.TouchAt(ids[seq[i&(len(seq)-1)]], t0.Add(at))
+					i++
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkTouchMove: every touch enters a new slot, so the index entry moves
+// (B-tree delete and insert under the shard's lock).
+func BenchmarkTouchMove(b *testing.B) {
+	for _, dist := range []string{"uniform", "zipf"} {
+		b.Run("1M-"+dist, func(b *testing.B) {
+			ids := userIDs()
+			e := filledEngine(ids)
+			seq := sequence(dist, 1<<22, len(ids), 2)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				// One resolution (1s) later per op: always a new slot.
+				e.TouchAt(ids[seq[i&(len(seq)-1)]], t0.Add(time.Duration(i+1)*time.Second))
+			}
+		})
+	}
+}
+
+// BenchmarkTouchNew: a user the engine has not seen, into an engine that
+// already holds a million.
+func BenchmarkTouchNew(b *testing.B) {
+	ids := userIDs()
+	e := filledEngine(ids)
+	fresh := make([]string, b.N)
+	for i := range fresh {
+		fresh[i] = fmt.Sprintf("new-%09d", i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		e.TouchAt(fresh[i], t0.Add(time.Duration(i)*time.Microsecond))
+	}
+}
+
+// bigEngine holds 10M users spread evenly over the 24 hours before t0, so the
+// last 2h24m hold 1M of them.
+var (
+	bigOnce   sync.Once
+	bigEngine *presence.Engine
+	bigBytes  float64 // heap bytes per user, after GC
+)
+
+const bigUsers = 10_000_000
+
+func big(b *testing.B) *presence.Engine {
+	if testing.Short() {
+		b.Skip("10M users take a while to build")
+	}
+	bigOnce.Do(func() {
+		ids := make([]string, bigUsers)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("user-%08d", i)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		e := presence.New(presence.WithClock(fixedClock()))
+		step := 24 * time.Hour / bigUsers
+		perm := rand.New(rand.NewSource(3)).Perm(bigUsers)
+		for i, p := range perm { // insert in random ID order, times ascending
+			e.TouchAt(ids[p], t0.Add(-24*time.Hour+time.Duration(i)*step))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		idBytes := 0
+		for _, id := range ids {
+			idBytes += len(id)
+		}
+		// The engine's own clone of each ID is counted in the heap growth;
+		// subtract the ID bytes to compare with "bytes per user plus the ID".
+		bigBytes = (float64(after.HeapAlloc-before.HeapAlloc) - float64(idBytes)) / bigUsers
+		bigEngine = e
+		runtime.KeepAlive(ids)
+	})
+	return bigEngine
+}
+
+func BenchmarkCountSince10M(b *testing.B) {
+	e := big(b)
+	since := t0.Add(-24 * time.Hour / 10) // 1M users in the window
+	if n := e.CountSince(since); n < 990_000 || n > 1_010_000 {
+		b.Fatalf("window holds %d users, want about 1M", n)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		e.CountSince(since)
+	}
+}
+
+func BenchmarkRecent10M(b *testing.B) {
+	e := big(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if len(e.Recent(15*time.Minute, 100)) != 100 {
+			b.Fatal("short page")
+		}
+	}
+}
+
+func BenchmarkMemory10M(b *testing.B) {
+	big(b)
+	for range b.N {
+	}
+	b.ReportMetric(bigBytes, "bytes/user")
+}
+
+// BenchmarkMixed: 1M users, Zipf, from all procs: one Count and one
+// Recent(15m, 100) every 1,000 touches, on the real clock.
+func BenchmarkMixed(b *testing.B) {
+	ids := userIDs()
+	e := filledEngine(ids)
+	seq := sequence("zipf", 1<<22, len(ids), 4)
+	var worker atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(worker.Add(1)) * 7919
+		for pb.Next() {
+			if i%1000 == 0 {
+				e.Count(15 * time.Minute)
+				e.Recent(15*time.Minute, 100)
+			} else {
+				e.Touch(ids[seq[i&(len(seq)-1)]])
+			}
+			i++
+		}
+	})
+}
