@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -145,29 +146,59 @@ func (s *shard) collect(w window, buf []item) []item {
 	return buf
 }
 
-// merge takes up to limit items, newest first, from per-shard lists that are
-// each newest first. Linear in limit x shards, which the per-shard walks
-// already cost.
-func merge(lists [][]item, limit int) []item {
+// merge appends to sc.merged up to limit items (limit <= 0: all), newest
+// first, from the per-shard lists, each newest first. Linear in limit x
+// shards, which the per-shard walks already cost.
+func (sc *scratch) merge(limit int) {
+	sc.heads = sc.heads[:0]
 	total := 0
-	for _, l := range lists {
+	for _, l := range sc.lists {
 		total += len(l)
+		sc.heads = append(sc.heads, 0)
 	}
 	if limit <= 0 || limit > total {
 		limit = total
 	}
-	out := make([]item, 0, limit)
-	for len(out) < limit {
+	for range limit {
 		best := -1
-		for i, l := range lists {
-			if len(l) > 0 && (best < 0 || itemLess(lists[best][0], l[0])) {
+		for i, l := range sc.lists {
+			h := sc.heads[i]
+			if h < len(l) && (best < 0 || itemLess(sc.lists[best][sc.heads[best]], l[h])) {
 				best = i
 			}
 		}
-		out = append(out, lists[best][0])
-		lists[best] = lists[best][1:]
+		sc.merged = append(sc.merged, sc.lists[best][sc.heads[best]])
+		sc.heads[best]++
 	}
-	return out
+}
+
+// scratch holds a page walk's buffers between calls, so that a dashboard
+// polling Recent does not allocate (and make the collector scan a large
+// heap) for every call.
+type scratch struct {
+	lists  [][]item // one per shard
+	heads  []int    // merge position in each list
+	merged []item
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// maxPooledItems bounds what a scratch keeps: a walk of everything is not
+// worth holding on to.
+const maxPooledItems = 1 << 14
+
+func (sc *scratch) release() {
+	n := len(sc.merged)
+	for i, l := range sc.lists {
+		n += len(l)
+		clear(l) // drop the pointers into users
+		sc.lists[i] = l[:0]
+	}
+	clear(sc.merged)
+	sc.merged = sc.merged[:0]
+	if n <= maxPooledItems {
+		scratchPool.Put(sc)
+	}
 }
 
 // slotOf returns the index slot of a Unix-nanosecond time: floor(ns / res).

@@ -470,11 +470,17 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 	if limit > 0 {
 		w.limit = limit + 1 // one more, to know whether a next page exists
 	}
-	lists := make([][]item, len(e.shards))
-	for i, s := range e.shards {
-		lists[i] = s.collect(w, nil)
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	for len(sc.lists) < len(e.shards) {
+		sc.lists = append(sc.lists, nil)
 	}
-	items := merge(lists, w.limit)
+	sc.lists = sc.lists[:len(e.shards)]
+	for i, s := range e.shards {
+		sc.lists[i] = s.collect(w, sc.lists[i])
+	}
+	sc.merge(w.limit)
+	items := sc.merged
 	var next Cursor
 	if limit > 0 && len(items) > limit {
 		items = items[:limit]
