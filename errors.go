@@ -8,4 +8,14 @@ var (
 	// ErrInvalidCursor is returned by [Cursor.UnmarshalText] when the text
 	// is not a cursor this package produced.
 	ErrInvalidCursor = errors.New("presence: invalid cursor")
+
+	// ErrCorruptSnapshot is returned when a snapshot is empty, truncated,
+	// fails a checksum, declares an impossible length or count, or is not a
+	// snapshot at all. The engine is left unchanged.
+	ErrCorruptSnapshot = errors.New("presence: corrupt snapshot")
+
+	// ErrSnapshotVersion is returned when a snapshot was written in a format
+	// version (or with flags) this build cannot read. The engine is left
+	// unchanged.
+	ErrSnapshotVersion = errors.New("presence: unsupported snapshot version")
 )

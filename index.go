@@ -210,15 +210,23 @@ func slotOf(ns, res int64) int64 {
 	return s
 }
 
+// Times the engine accepts, in Unix nanoseconds: UnixNano is undefined
+// outside about 1678..2262, and a margin keeps slot arithmetic from
+// overflowing at any resolution.
+const (
+	minNano = (math.MinInt64/int64(time.Second) + 1) * int64(time.Second)
+	maxNano = (math.MaxInt64/int64(time.Second) - 1) * int64(time.Second)
+)
+
 // unixNano converts t, reporting false for the zero time and for times
-// UnixNano cannot represent (before 1678 or after 2262).
+// outside [minNano, maxNano].
 func unixNano(t time.Time) (int64, bool) {
 	if t.IsZero() {
 		return 0, false
 	}
-	// UnixNano is undefined outside about 1678..2262; check the seconds
-	// rather than round-tripping, which would cost the hot path a call.
-	if sec := t.Unix(); sec <= math.MinInt64/int64(time.Second) || sec >= math.MaxInt64/int64(time.Second) {
+	// Check the seconds rather than round-tripping, which would cost the
+	// hot path a call.
+	if sec := t.Unix(); sec <= minNano/int64(time.Second) || sec >= maxNano/int64(time.Second) {
 		return 0, false
 	}
 	return t.UnixNano(), true

@@ -42,6 +42,11 @@ type config struct {
 	retention  time.Duration
 	maxUsers   int
 	now        func() time.Time
+
+	// Used by Open (snapshot.go).
+	snapshotEvery       time.Duration
+	startEmptyOnCorrupt bool
+	onSnapshotError     func(error)
 }
 
 // WithShards sets the number of index shards, rounded up to a power of two
@@ -101,7 +106,15 @@ type Engine struct {
 
 	n           atomic.Int64 // users held, expired ones included until removed
 	rejectedIDs atomic.Uint64
-	closed      atomic.Bool
+
+	// Persistence (snapshot.go). dirty is set by every change and cleared
+	// by the saver; it is read on every Touch, and written once per save
+	// interval at most, so the line stays shared across cores.
+	cfg        config
+	saver      *saver // nil unless made by Open
+	dirty      atomic.Bool
+	snapSaves  atomic.Uint64
+	snapErrors atomic.Uint64
 }
 
 // New returns an empty Engine configured by opts.
@@ -139,6 +152,7 @@ func New(opts ...Option) *Engine {
 		retention: int64(c.retention),
 		maxUsers:  int64(c.maxUsers),
 		now:       c.now,
+		cfg:       c,
 	}
 	for i := range e.shards {
 		e.shards[i] = newShard(horizon)
@@ -184,6 +198,12 @@ func (e *Engine) touch(id string, ns int64) {
 		e.insert(id, ns)
 		return
 	}
+	e.raise(ent, id, ns)
+}
+
+// raise moves a known user's last-seen time up to ns, and its index entry
+// along if the slot changed.
+func (e *Engine) raise(ent *entry, id string, ns int64) {
 	for {
 		old := ent.lastSeen.Load()
 		if ns <= old {
@@ -192,6 +212,9 @@ func (e *Engine) touch(id string, ns int64) {
 		if ent.lastSeen.CompareAndSwap(old, ns) {
 			break
 		}
+	}
+	if !e.dirty.Load() {
+		e.dirty.Store(true)
 	}
 	// ns > lastSeen >= slot start, so only the end needs checking. A removed
 	// entry's end is MinInt64, which sends us to move and so to re-insert.
@@ -247,6 +270,7 @@ func (e *Engine) insert(id string, ns int64) {
 	s.add(ent, id, slotOf(ns, e.res), e.res)
 	e.users.Store(id, ent)
 	s.inserted++
+	e.dirty.Store(true)
 	if !reserved {
 		e.n.Add(1)
 	}
@@ -307,6 +331,7 @@ func (e *Engine) drop(s *shard, it item) {
 	e.users.Delete(it.id())
 	e.metas.Delete(it.id())
 	e.n.Add(-1)
+	e.dirty.Store(true)
 }
 
 // expire removes a few users of s that retention has expired, counting from
@@ -358,6 +383,7 @@ func (e *Engine) SetMeta(id, meta string) bool {
 	} else {
 		e.metas.Store(strings.Clone(id), strings.Clone(meta))
 	}
+	e.dirty.Store(true)
 	return true
 }
 
@@ -575,12 +601,21 @@ type Stats struct {
 	Forgotten   uint64 // users removed by Forget
 	Pruned      uint64 // users removed by Prune
 	RejectedIDs uint64 // Touch calls with an empty or too long ID
+
+	SnapshotsSaved uint64 // successful SaveFile calls, the saver's included
+	SnapshotErrors uint64 // failed ones
 }
 
 // Stats returns the engine's counters. It takes each shard's read lock in
 // turn, so the figures are not one atomic snapshot.
 func (e *Engine) Stats() Stats {
-	st := Stats{Users: e.Len(), Shards: len(e.shards), RejectedIDs: e.rejectedIDs.Load()}
+	st := Stats{
+		Users:          e.Len(),
+		Shards:         len(e.shards),
+		RejectedIDs:    e.rejectedIDs.Load(),
+		SnapshotsSaved: e.snapSaves.Load(),
+		SnapshotErrors: e.snapErrors.Load(),
+	}
 	for _, s := range e.shards {
 		s.mu.RLock()
 		st.Inserted += s.inserted
@@ -594,9 +629,20 @@ func (e *Engine) Stats() Stats {
 	return st
 }
 
-// Close releases the engine's background work. It is idempotent and always
-// returns nil for an engine made by New; the engine keeps answering after it.
+// Close stops the background saver of an engine made by [Open] and writes a
+// final snapshot if anything changed since the last, returning that save's
+// error. It is idempotent (later calls return nil) and the engine keeps
+// answering after it; for an engine made by New it does nothing.
 func (e *Engine) Close() error {
-	e.closed.Store(true)
-	return nil
+	sv := e.saver
+	if sv == nil {
+		return nil
+	}
+	var err error
+	sv.closeOnce.Do(func() {
+		close(sv.stop)
+		<-sv.done
+		err = e.saveIfDirty()
+	})
+	return err
 }

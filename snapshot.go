@@ -1,0 +1,630 @@
+package presence
+
+// # Snapshot format, version 1
+//
+// All integers are little-endian; varints are encoding/binary's.
+//
+//	header  8  magic "PRSNSNAP"
+//	        2  version (1)
+//	        2  flags (0; any other value is refused as an unknown version)
+//	        4  CRC-32C (Castagnoli) of the 12 bytes above
+//	block*  4  payload length n, 1 <= n <= 1 MiB
+//	        4  record count c, 1 <= c <= n/4
+//	        n  c records
+//	        4  CRC-32C of the count and the payload
+//	trailer 4  0xFFFFFFFF, which no block length can be
+//	        8  total records in all blocks
+//	        4  CRC-32C of every byte of the file before this field
+//
+// and nothing after it. A record is
+//
+//	varint   last-seen in Unix nanoseconds minus the previous record's in
+//	         the block (the first record's minus zero), wrapping at 64 bits
+//	uvarint  ID length, 1..512, then the ID's bytes
+//	uvarint  meta length, 0..1024, then the meta's bytes
+//
+// Records are written shard by shard, each shard's in time order, so the
+// deltas are small: about 4 bytes for users a few milliseconds apart. A
+// reader does not rely on the order, only on the checksums and limits: every
+// length is checked against the hard limits and the bytes that remain before
+// anything is allocated for it.
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"hash/maphash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/google/btree"
+	"github.com/puzpuzpuz/xsync/v3"
+)
+
+const (
+	snapMagic      = "PRSNSNAP"
+	snapVersion    = 1
+	snapHeaderLen  = 16
+	snapTrailerTag = 0xFFFFFFFF
+	blockTarget    = 64 << 10 // a block is flushed once its payload reaches this
+	maxBlock       = 1 << 20  // and a reader refuses anything longer
+	minRecordLen   = 4        // delta, ID length, one ID byte, meta length
+	readChunk      = 4 << 10  // payloads are read in chunks: allocation follows the bytes that exist
+	defaultEvery   = time.Minute
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// WithSnapshotInterval sets how often an engine made by [Open] saves its
+// snapshot (default one minute; d <= 0 selects the default). A save is
+// skipped when nothing changed since the last one.
+func WithSnapshotInterval(d time.Duration) Option {
+	return func(c *config) { c.snapshotEvery = d }
+}
+
+// WithStartEmptyOnCorrupt makes [Open] start with an empty engine when the
+// snapshot file is corrupt, instead of returning the error. Either way the
+// corrupt file is first renamed to "<path>.corrupt-<unix seconds>", so that
+// the next save does not destroy what an operator may want to inspect.
+func WithStartEmptyOnCorrupt() Option {
+	return func(c *config) { c.startEmptyOnCorrupt = true }
+}
+
+// WithSnapshotErrorHandler sets a function that [Open]'s background saver
+// calls with each failed save (and with the corrupt-file error that
+// WithStartEmptyOnCorrupt passed over). It must not block for long. Errors
+// are counted in [Stats] either way; the engine keeps serving.
+func WithSnapshotErrorHandler(f func(error)) Option {
+	return func(c *config) { c.onSnapshotError = f }
+}
+
+// WriteTo writes a snapshot of the engine to w: it implements io.WriterTo.
+//
+// Writers are not stopped: WriteTo holds each shard's lock only to take a
+// copy-on-write clone of its B-tree (O(1)), then encodes the clones while
+// Touch goes on. Each shard's part is a consistent cut; a user's time may be
+// newer than the cut, never older. Meta is read as the records are written.
+// Expired users still held are written; readers drop them.
+func (e *Engine) WriteTo(w io.Writer) (int64, error) {
+	clones := make([]*btree.BTreeG[item], len(e.shards))
+	for i, s := range e.shards {
+		s.mu.Lock()
+		clones[i] = s.tree.Clone()
+		s.mu.Unlock()
+	}
+	sw := snapWriter{w: w, block: make([]byte, 8, blockTarget+2048)}
+	var hdr [snapHeaderLen]byte
+	copy(hdr[:], snapMagic)
+	binary.LittleEndian.PutUint16(hdr[8:], snapVersion)
+	binary.LittleEndian.PutUint32(hdr[12:], crc32.Checksum(hdr[:12], castagnoli))
+	sw.write(hdr[:])
+
+	withMeta := e.metas.Size() > 0 // a map probe per user is worth skipping
+	for _, t := range clones {
+		t.Ascend(func(it item) bool {
+			meta := ""
+			if withMeta {
+				meta, _ = e.metas.Load(it.id())
+			}
+			sw.record(it.ent.lastSeen.Load(), it.id(), meta)
+			return sw.err == nil
+		})
+	}
+	sw.flush()
+	var tr [16]byte
+	binary.LittleEndian.PutUint32(tr[0:], snapTrailerTag)
+	binary.LittleEndian.PutUint64(tr[4:], sw.total)
+	sw.write(tr[:12])
+	binary.LittleEndian.PutUint32(tr[12:], sw.crc)
+	sw.write(tr[12:])
+	return sw.n, sw.err
+}
+
+// snapWriter encodes records into blocks and keeps the file's running CRC.
+type snapWriter struct {
+	w     io.Writer
+	n     int64
+	err   error
+	crc   uint32
+	total uint64
+	block []byte // 8 bytes of room for length and count, then the payload
+	count uint32
+	prev  int64
+}
+
+func (sw *snapWriter) write(b []byte) {
+	if sw.err != nil {
+		return
+	}
+	n, err := sw.w.Write(b)
+	sw.n += int64(n)
+	sw.err = err
+	sw.crc = crc32.Update(sw.crc, castagnoli, b)
+}
+
+func (sw *snapWriter) record(ns int64, id, meta string) {
+	b := binary.AppendVarint(sw.block, ns-sw.prev)
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	b = append(b, id...)
+	b = binary.AppendUvarint(b, uint64(len(meta)))
+	sw.block = append(b, meta...)
+	sw.prev = ns
+	sw.count++
+	if len(sw.block)-8 >= blockTarget {
+		sw.flush()
+	}
+}
+
+func (sw *snapWriter) flush() {
+	if sw.count == 0 {
+		return
+	}
+	binary.LittleEndian.PutUint32(sw.block[0:], uint32(len(sw.block)-8))
+	binary.LittleEndian.PutUint32(sw.block[4:], sw.count)
+	sw.block = binary.LittleEndian.AppendUint32(sw.block, crc32.Checksum(sw.block[4:], castagnoli))
+	sw.write(sw.block)
+	sw.total += uint64(sw.count)
+	sw.block, sw.count, sw.prev = sw.block[:8], 0, 0
+}
+
+// ReadFrom merges a snapshot from r into the engine: it implements
+// io.ReaderFrom. For each user the newer last-seen time wins, with its meta,
+// so loading snapshots in any order, or into a non-empty engine, converges to
+// the same state. Users the engine's retention has expired are skipped, and
+// WithMaxUsers keeps the most recently seen.
+//
+// The whole snapshot is read and checked before anything is merged: on any
+// error, wrapping [ErrCorruptSnapshot] or [ErrSnapshotVersion], the engine
+// is unchanged. Merging runs on up to GOMAXPROCS goroutines, each taking a
+// disjoint set of shards.
+func (e *Engine) ReadFrom(r io.Reader) (int64, error) {
+	return e.readFrom(r, false)
+}
+
+// readFrom is ReadFrom; unpublished says no other goroutine can see e yet
+// (Open), so its maps may be replaced by ones sized for the snapshot.
+func (e *Engine) readFrom(r io.Reader, unpublished bool) (int64, error) {
+	blocks, total, n, err := decodeSnapshot(r)
+	if err != nil {
+		return n, err
+	}
+	if unpublished && e.n.Load() == 0 {
+		// Growing a map to millions of users rehashes it many times over.
+		e.users = xsync.NewMapOfPresized[string, *entry](int(min(total, 1<<30)))
+	}
+	e.merge(blocks)
+	return n, nil
+}
+
+// snapBlock is a block whose checksum and records have been checked.
+type snapBlock struct {
+	payload []byte
+	count   int
+}
+
+type snapRecord struct {
+	ns       int64
+	id, meta string // alias the block's payload; the engine copies what it keeps
+}
+
+func (e *Engine) merge(blocks []snapBlock) {
+	if e.maxUsers > 0 {
+		// Newest first, so the cap keeps the newest users rather than
+		// evicting them for older ones that come later.
+		var recs []snapRecord
+		for _, b := range blocks {
+			eachRecord(b.payload, b.count, func(r snapRecord) { recs = append(recs, r) })
+		}
+		slices.SortFunc(recs, func(a, b snapRecord) int { return compareInt(b.ns, a.ns) })
+		for _, rec := range recs {
+			if _, known := e.users.Load(rec.id); !known && e.n.Load() >= e.maxUsers {
+				break // full, and every record left is older than those merged
+			}
+			e.mergeOne(rec)
+		}
+		return
+	}
+	// Each worker decodes every block (cheap) and merges the records of
+	// its own shards, so workers never wait on each other's locks.
+	workers := uint64(min(runtime.GOMAXPROCS(0), len(e.shards)))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, b := range blocks {
+				eachRecord(b.payload, b.count, func(r snapRecord) {
+					if maphash.String(e.seed, r.id)&e.mask%workers == w {
+						e.mergeOne(r)
+					}
+				})
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// mergeOne merges one record: the newer time wins, and its meta with it.
+func (e *Engine) mergeOne(rec snapRecord) {
+	if e.retention > 0 && slotOf(rec.ns, e.res) < e.floor(e.now().UnixNano()) {
+		return
+	}
+	ent, known := e.users.Load(rec.id)
+	var old int64
+	if known {
+		old = ent.lastSeen.Load()
+		e.raise(ent, rec.id, rec.ns)
+	} else {
+		e.insert(rec.id, rec.ns)
+	}
+	e.dirty.Store(true)
+	switch {
+	case !known:
+		if rec.meta != "" {
+			e.SetMeta(rec.id, rec.meta)
+		}
+	case rec.ns > old:
+		e.SetMeta(rec.id, rec.meta) // the newer record's meta wins, even ""
+	case rec.ns == old:
+		if cur, _ := e.metas.Load(rec.id); rec.meta > cur {
+			e.SetMeta(rec.id, rec.meta) // a tie: the larger meta, in any order
+		}
+	}
+}
+
+func compareInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// snapReader reads a snapshot, keeping the running CRC of every byte read.
+type snapReader struct {
+	r   *bufio.Reader
+	n   int64
+	crc uint32
+}
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrCorruptSnapshot}, args...)...)
+}
+
+// read reads exactly n bytes into buf's spare room, growing it a chunk at a
+// time so that a declared length is only ever backed by bytes that exist.
+func (sr *snapReader) read(buf []byte, n int, what string) ([]byte, error) {
+	for n > 0 {
+		k := min(n, readChunk)
+		start := len(buf)
+		buf = slices.Grow(buf, k)[:start+k]
+		got, err := io.ReadFull(sr.r, buf[start:])
+		sr.n += int64(got)
+		sr.crc = crc32.Update(sr.crc, castagnoli, buf[start:start+got])
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, corrupt("truncated in %s at byte %d", what, sr.n)
+			}
+			return nil, fmt.Errorf("presence: reading snapshot: %w", err)
+		}
+		n -= k
+	}
+	return buf, nil
+}
+
+// decodeSnapshot reads and checks a whole snapshot, returning its blocks and
+// their total record count.
+func decodeSnapshot(r io.Reader) ([]snapBlock, uint64, int64, error) {
+	sr := &snapReader{r: bufio.NewReaderSize(r, readChunk)}
+	hdr, err := sr.read(nil, snapHeaderLen, "header")
+	if err != nil {
+		if sr.n == 0 && errors.Is(err, ErrCorruptSnapshot) {
+			return nil, 0, 0, corrupt("empty file")
+		}
+		return nil, 0, sr.n, err
+	}
+	if string(hdr[:8]) != snapMagic {
+		return nil, 0, sr.n, corrupt("not a snapshot: bad magic %q", hdr[:8])
+	}
+	if crc32.Checksum(hdr[:12], castagnoli) != binary.LittleEndian.Uint32(hdr[12:]) {
+		return nil, 0, sr.n, corrupt("header checksum mismatch")
+	}
+	if v, f := binary.LittleEndian.Uint16(hdr[8:]), binary.LittleEndian.Uint16(hdr[10:]); v != snapVersion || f != 0 {
+		return nil, 0, sr.n, fmt.Errorf("%w: version %d, flags %#x; this build reads version %d", ErrSnapshotVersion, v, f, snapVersion)
+	}
+
+	var blocks []snapBlock
+	var total uint64
+	for block := 0; ; block++ {
+		head, err := sr.read(nil, 8, fmt.Sprintf("block %d header", block))
+		if err != nil {
+			return nil, 0, sr.n, err
+		}
+		length := binary.LittleEndian.Uint32(head)
+		if length == snapTrailerTag {
+			// head holds the tag and the low half of the total.
+			tr, err := sr.read(head, 4, "trailer")
+			if err != nil {
+				return nil, 0, sr.n, err
+			}
+			want := sr.crc // of every byte before the CRC field
+			if tr, err = sr.read(tr, 4, "trailer"); err != nil {
+				return nil, 0, sr.n, err
+			}
+			if declared := binary.LittleEndian.Uint64(tr[4:12]); declared != total {
+				return nil, 0, sr.n, corrupt("trailer counts %d records, blocks hold %d", declared, total)
+			}
+			if binary.LittleEndian.Uint32(tr[12:16]) != want {
+				return nil, 0, sr.n, corrupt("file checksum mismatch")
+			}
+			if _, err := sr.r.ReadByte(); err == nil {
+				return nil, 0, sr.n, corrupt("data after the trailer")
+			} else if !errors.Is(err, io.EOF) {
+				return nil, 0, sr.n, fmt.Errorf("presence: reading snapshot: %w", err)
+			}
+			return blocks, total, sr.n, nil
+		}
+		count := binary.LittleEndian.Uint32(head[4:])
+		if length == 0 || length > maxBlock {
+			return nil, 0, sr.n, corrupt("block %d declares %d bytes", block, length)
+		}
+		if count == 0 || count > length/minRecordLen {
+			return nil, 0, sr.n, corrupt("block %d declares %d records in %d bytes", block, count, length)
+		}
+		body, err := sr.read(head[4:8:8], int(length)+4, fmt.Sprintf("block %d", block))
+		if err != nil {
+			return nil, 0, sr.n, err
+		}
+		sum := binary.LittleEndian.Uint32(body[len(body)-4:])
+		body = body[:len(body)-4]
+		if crc32.Checksum(body, castagnoli) != sum {
+			return nil, 0, sr.n, corrupt("block %d checksum mismatch", block)
+		}
+		if err := eachRecord(body[4:], int(count), func(snapRecord) {}); err != nil {
+			return nil, 0, sr.n, fmt.Errorf("%w in block %d", err, block)
+		}
+		blocks = append(blocks, snapBlock{payload: body[4:], count: int(count)})
+		total += uint64(count)
+	}
+}
+
+// eachRecord decodes count records from payload p and calls fn with each;
+// the strings alias p. It checks every length against the limits and the
+// bytes left, every time against the accepted range, and that p holds
+// exactly count records.
+func eachRecord(p []byte, count int, fn func(snapRecord)) error {
+	var prev int64
+	str := func(max int, what string) (string, error) {
+		l, k := binary.Uvarint(p)
+		if k <= 0 {
+			return "", corrupt("bad %s length", what)
+		}
+		p = p[k:]
+		if l > uint64(max) || l > uint64(len(p)) {
+			return "", corrupt("%s length %d (limit %d, %d bytes left)", what, l, max, len(p))
+		}
+		s := unsafe.String(unsafe.SliceData(p), int(l))
+		p = p[l:]
+		return s, nil
+	}
+	for range count {
+		d, k := binary.Varint(p)
+		if k <= 0 {
+			return corrupt("bad time")
+		}
+		p = p[k:]
+		id, err := str(MaxIDLen, "ID")
+		if err != nil {
+			return err
+		}
+		if id == "" {
+			return corrupt("empty ID")
+		}
+		meta, err := str(MaxMetaLen, "meta")
+		if err != nil {
+			return err
+		}
+		prev += d // wraps as the writer's subtraction did
+		if prev < minNano || prev > maxNano {
+			return corrupt("time %d out of range", prev)
+		}
+		fn(snapRecord{ns: prev, id: id, meta: meta})
+	}
+	if len(p) != 0 {
+		return corrupt("%d bytes after the last record", len(p))
+	}
+	return nil
+}
+
+// SaveFile writes a snapshot to path atomically: to a new temporary file in
+// the same directory (mode 0600 whatever the umask), synced, then renamed over
+// path, and the directory synced. On any error the temporary file is removed
+// and the previous file at path is left as it was.
+func (e *Engine) SaveFile(path string) (err error) {
+	defer func() {
+		if err != nil {
+			e.snapErrors.Add(1)
+		} else {
+			e.snapSaves.Add(1)
+		}
+	}()
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, tmp, err := createTemp(dir, base)
+	if err != nil {
+		return fmt.Errorf("presence: save %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(0o600); err != nil {
+		return fmt.Errorf("presence: save %s: %w", path, err)
+	}
+	bw := bufio.NewWriterSize(f, 256<<10)
+	if _, err = e.WriteTo(bw); err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("presence: save %s: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("presence: save %s: %w", path, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("presence: save %s: %w", path, err)
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		derr = d.Sync()
+		d.Close()
+		if derr != nil {
+			return fmt.Errorf("presence: save %s: sync directory: %w", path, derr)
+		}
+	}
+	return nil
+}
+
+// tempPrefix names a save's temporary file: "<name>.tmp-<random>".
+func tempPrefix(base string) string { return base + ".tmp-" }
+
+func createTemp(dir, base string) (*os.File, string, error) {
+	for range 100 {
+		name := filepath.Join(dir, fmt.Sprintf("%s%d", tempPrefix(base), time.Now().UnixNano()))
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, name, err
+	}
+	return nil, "", errors.New("cannot create a temporary file")
+}
+
+// LoadFile merges the snapshot at path into the engine, as ReadFrom.
+func (e *Engine) LoadFile(path string) error { return e.loadFile(path, false) }
+
+func (e *Engine) loadFile(path string, unpublished bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("presence: load: %w", err)
+	}
+	defer f.Close()
+	if _, err := e.readFrom(f, unpublished); err != nil {
+		return fmt.Errorf("presence: load %s: %w", path, err)
+	}
+	return nil
+}
+
+// Open returns an engine configured by opts that persists itself at path. It
+// removes temporary files left by an interrupted save, loads path if it
+// exists (a missing file is a fresh start), then saves every
+// [WithSnapshotInterval] in the background, skipping saves when nothing
+// changed. [Engine.Close] stops the saver and writes a final snapshot.
+//
+// A corrupt file is renamed to "<path>.corrupt-<unix seconds>" and Open
+// returns the error wrapping [ErrCorruptSnapshot], unless
+// [WithStartEmptyOnCorrupt] was given. A file of an unknown version is left
+// in place and Open returns the error wrapping [ErrSnapshotVersion]: saving
+// over it would destroy data a newer build wrote.
+func Open(path string, opts ...Option) (*Engine, error) {
+	e := New(opts...)
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if stale, err := filepath.Glob(filepath.Join(dir, globEscape(tempPrefix(base))+"*")); err == nil {
+		for _, name := range stale {
+			os.Remove(name)
+		}
+	}
+	err := e.loadFile(path, true)
+	switch {
+	case err == nil, errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, ErrCorruptSnapshot):
+		aside := fmt.Sprintf("%s.corrupt-%d", path, e.now().Unix())
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("%w (and moving it aside failed: %v)", err, rerr)
+		}
+		err = fmt.Errorf("%w; moved to %s", err, aside)
+		if !e.cfg.startEmptyOnCorrupt {
+			return nil, err
+		}
+		e.reportSnapshotError(err)
+	default:
+		return nil, err
+	}
+	every := e.cfg.snapshotEvery
+	if every <= 0 {
+		every = defaultEvery
+	}
+	e.saver = &saver{path: path, stop: make(chan struct{}), done: make(chan struct{})}
+	e.dirty.Store(false)
+	go e.saveLoop(every)
+	return e, nil
+}
+
+func globEscape(s string) string {
+	r := strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `\`, `\\`)
+	return r.Replace(s)
+}
+
+// saver is the background work of an engine made by Open.
+type saver struct {
+	path      string
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (e *Engine) saveLoop(every time.Duration) {
+	defer close(e.saver.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.saver.stop:
+			return
+		case <-t.C:
+			e.saveIfDirty()
+		}
+	}
+}
+
+// saveIfDirty saves when anything changed since the last save. The flag is
+// cleared before the save starts, so a change made during it is saved next
+// time.
+func (e *Engine) saveIfDirty() error {
+	if !e.dirty.Swap(false) {
+		return nil
+	}
+	err := e.SaveFile(e.saver.path)
+	if err != nil {
+		e.dirty.Store(true)
+		e.reportSnapshotError(err)
+	}
+	return err
+}
+
+func (e *Engine) reportSnapshotError(err error) {
+	if f := e.cfg.onSnapshotError; f != nil {
+		f(err)
+	}
+}

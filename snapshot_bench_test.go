@@ -1,0 +1,112 @@
+package presence_test
+
+import (
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/onlinenow/presence"
+)
+
+// BenchmarkSnapshotWrite10M writes the 10M-user engine (times spread evenly
+// over 24h, random ID order) to io.Discard.
+func BenchmarkSnapshotWrite10M(b *testing.B) {
+	e := big(b)
+	var size int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		n, err := e.WriteTo(io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = n
+	}
+	b.ReportMetric(float64(bigUsers)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(size)/bigUsers, "bytes/record")
+}
+
+// BenchmarkSnapshotRead10M reads the 10M-user snapshot back: "open" as a
+// restart does (Open of the file: read, check, merge into a new engine),
+// "merge" with ReadFrom into an engine already in use.
+func BenchmarkSnapshotRead10M(b *testing.B) {
+	e := big(b)
+	path := filepath.Join(b.TempDir(), "big.snap")
+	if err := e.SaveFile(path); err != nil {
+		b.Fatal(err)
+	}
+	check := func(fresh *presence.Engine) {
+		if fresh.Len() != bigUsers {
+			b.Fatalf("read %d users", fresh.Len())
+		}
+	}
+	b.Run("open", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			fresh, err := presence.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			check(fresh)
+			fresh.Close()
+		}
+		b.ReportMetric(float64(bigUsers)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("merge", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			fresh := presence.New()
+			fresh.TouchAt("someone", t0)
+			if err := fresh.LoadFile(path); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(bigUsers)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+}
+
+// BenchmarkTouchDuringSnapshot measures Touch latency from two goroutines
+// (uniform over the 10M users, each touch a new slot for its user, so every
+// one moves an index entry while the snapshot holds clones) while the
+// snapshot of 10M users is written. Each op is one whole snapshot; the
+// percentiles are over every touch made meanwhile.
+func BenchmarkTouchDuringSnapshot(b *testing.B) {
+	e := big(b)
+	var lat [2][]time.Duration
+	for range b.N {
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		for g := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(g), 1))
+				var buf [13]byte
+				for i := 0; !stop.Load(); i++ {
+					id := idInto(&buf, int32(rng.IntN(bigUsers)))
+					at := t0.Add(time.Duration(i) * time.Second)
+					start := time.Now()
+					e.TouchAt(id, at)
+					lat[g] = append(lat[g], time.Since(start))
+				}
+			}()
+		}
+		if _, err := e.WriteTo(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		stop.Store(true)
+		wg.Wait()
+	}
+	all := slices.Concat(lat[0], lat[1])
+	slices.Sort(all)
+	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Nanoseconds()) }
+	b.ReportMetric(pct(0.50), "p50-ns")
+	b.ReportMetric(pct(0.99), "p99-ns")
+	b.ReportMetric(pct(0.999), "p99.9-ns")
+	b.ReportMetric(float64(len(all)), "touches")
+}

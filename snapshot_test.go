@@ -1,0 +1,496 @@
+package presence_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/onlinenow/presence"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// everything returns all users, newest first, with meta.
+func everything(e *presence.Engine) []presence.Activity {
+	all, _ := e.Page(time.Time{}, presence.Cursor{}, 0)
+	return all
+}
+
+func snapshotOf(t testing.TB, e *presence.Engine) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	n, err := e.WriteTo(&buf)
+	require.NoError(t, err)
+	require.Equal(t, int64(buf.Len()), n)
+	return buf.Bytes()
+}
+
+func loaded(t testing.TB, snap []byte, opts ...presence.Option) *presence.Engine {
+	t.Helper()
+	e := presence.New(opts...)
+	n, err := e.ReadFrom(bytes.NewReader(snap))
+	require.NoError(t, err)
+	require.Equal(t, int64(len(snap)), n)
+	return e
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	big := 1_000_000
+	if testing.Short() {
+		big = 50_000
+	}
+	edge := []time.Time{
+		time.Date(1679, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Unix(0, 0),
+		time.Date(2261, 12, 31, 0, 0, 0, 0, time.UTC),
+	}
+	cases := map[string]func(e *presence.Engine){
+		"empty": func(*presence.Engine) {},
+		"one":   func(e *presence.Engine) { e.TouchAt("solo", t0) },
+		"edges": func(e *presence.Engine) {
+			for i, at := range edge {
+				e.TouchAt(fmt.Sprint("edge", i), at)
+			}
+			e.TouchAt(strings.Repeat("L", presence.MaxIDLen), t0)
+			e.TouchAt("ünïcødé-用户-🙂", t0.Add(time.Nanosecond))
+			e.TouchAt("\x00\xff binary", t0.Add(-time.Nanosecond))
+			e.SetMeta("ünïcødé-用户-🙂", "203.0.113.7 Mozilla/5.0")
+			e.SetMeta(strings.Repeat("L", presence.MaxIDLen), strings.Repeat("m", presence.MaxMetaLen))
+		},
+		"many": func(e *presence.Engine) {
+			rng := rand.New(rand.NewPCG(5, 5))
+			for i := range big {
+				e.TouchAt(fmt.Sprint("user-", i), t0.Add(-time.Duration(rng.Int64N(int64(48*time.Hour)))))
+				if i%1000 == 0 {
+					e.SetMeta(fmt.Sprint("user-", i), fmt.Sprint("meta", i))
+				}
+			}
+		},
+	}
+	for name, fill := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := presence.New(presence.WithShards(4))
+			fill(e)
+			snap := snapshotOf(t, e)
+			// A different shard count and resolution read it just as well.
+			back := loaded(t, snap, presence.WithShards(16))
+			require.Equal(t, e.Len(), back.Len())
+			require.Equal(t, everything(e), everything(back))
+			if name == "many" {
+				perRecord := float64(len(snap)) / float64(big)
+				t.Logf("%d users: %d bytes, %.1f bytes/record", big, len(snap), perRecord)
+			}
+		})
+	}
+}
+
+func TestSnapshotMergeCommutes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	a, b := presence.New(), presence.New()
+	for i := range 5000 {
+		id := fmt.Sprint("u", rng.IntN(3000)) // overlapping users
+		at := t0.Add(-time.Duration(rng.IntN(100)) * time.Second)
+		side := a
+		if rng.IntN(2) == 0 {
+			side = b
+		}
+		side.TouchAt(id, at)
+		if i%3 == 0 {
+			side.SetMeta(id, fmt.Sprint("m", rng.IntN(4)))
+		}
+	}
+	sa, sb := snapshotOf(t, a), snapshotOf(t, b)
+	ab := loaded(t, sa)
+	_, err := ab.ReadFrom(bytes.NewReader(sb))
+	require.NoError(t, err)
+	ba := loaded(t, sb)
+	_, err = ba.ReadFrom(bytes.NewReader(sa))
+	require.NoError(t, err)
+	assert.Equal(t, everything(ab), everything(ba))
+	// And the merge holds each user's newest time.
+	for _, u := range everything(ab) {
+		la, oka := a.LastSeen(u.ID)
+		lb, okb := b.LastSeen(u.ID)
+		want := la
+		if !oka || (okb && lb.After(la)) {
+			want = lb
+		}
+		assert.True(t, want.Equal(u.LastSeen), u.ID)
+	}
+}
+
+func TestSnapshotRespectsRetentionAndCap(t *testing.T) {
+	clk := newClock()
+	src := presence.New()
+	for i := range 100 {
+		src.TouchAt(fmt.Sprint(i), t0.Add(-time.Duration(i)*time.Minute))
+	}
+	snap := snapshotOf(t, src)
+
+	withRetention := loaded(t, snap, presence.WithClock(clk.Now), presence.WithRetention(30*time.Minute))
+	assert.Equal(t, 31, withRetention.Len(), "users idle up to 30 minutes")
+
+	capped := loaded(t, snap, presence.WithMaxUsers(10))
+	assert.Equal(t, 10, capped.Len())
+	for _, a := range everything(capped) {
+		n, _ := strconv.Atoi(a.ID)
+		assert.Less(t, n, 10, "the ten most recent survive")
+	}
+}
+
+// smallSnapshot is a valid file of a few blocks' worth of records.
+func smallSnapshot(t testing.TB) []byte {
+	e := presence.New()
+	for i := range 20 {
+		e.TouchAt(fmt.Sprint("user-", i), t0.Add(time.Duration(i)*time.Second))
+	}
+	e.SetMeta("user-3", "meta")
+	return snapshotOf(t, e)
+}
+
+func TestSnapshotTruncationSweep(t *testing.T) {
+	snap := smallSnapshot(t)
+	for n := range len(snap) {
+		e := presence.New()
+		e.TouchAt("keep", t0)
+		_, err := e.ReadFrom(bytes.NewReader(snap[:n]))
+		require.ErrorIs(t, err, presence.ErrCorruptSnapshot, "prefix of %d bytes", n)
+		require.Equal(t, []string{"keep"}, ids(everything(e)), "a refused file changes nothing")
+	}
+}
+
+func TestSnapshotBitFlipSweep(t *testing.T) {
+	snap := smallSnapshot(t)
+	for i := range len(snap) * 8 {
+		bad := bytes.Clone(snap)
+		bad[i/8] ^= 1 << (i % 8)
+		e := presence.New()
+		_, err := e.ReadFrom(bytes.NewReader(bad))
+		require.Error(t, err, "flip of bit %d", i)
+		require.True(t, errors.Is(err, presence.ErrCorruptSnapshot) || errors.Is(err, presence.ErrSnapshotVersion), "bit %d: %v", i, err)
+		require.Zero(t, e.Len())
+	}
+}
+
+func TestSnapshotDistinctErrors(t *testing.T) {
+	snap := smallSnapshot(t)
+	badMagic := bytes.Clone(snap)
+	copy(badMagic, "NOTASNAP")
+	flipped := bytes.Clone(snap)
+	flipped[40] ^= 0x10
+	tests := []struct {
+		name string
+		data []byte
+		is   error
+		msg  string
+	}{
+		{"empty", nil, presence.ErrCorruptSnapshot, "empty file"},
+		{"truncated", snap[:len(snap)-3], presence.ErrCorruptSnapshot, "truncated"},
+		{"bad magic", badMagic, presence.ErrCorruptSnapshot, "bad magic"},
+		{"flipped bit", flipped, presence.ErrCorruptSnapshot, "checksum mismatch"},
+		{"future version", withVersion(snap, 2), presence.ErrSnapshotVersion, "version 2"},
+		{"trailing data", append(bytes.Clone(snap), 0), presence.ErrCorruptSnapshot, "after the trailer"},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := presence.New().ReadFrom(bytes.NewReader(tt.data))
+			require.ErrorIs(t, err, tt.is)
+			assert.Contains(t, err.Error(), tt.msg)
+			assert.False(t, seen[err.Error()], "each fault has its own message")
+			seen[err.Error()] = true
+		})
+	}
+}
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
+
+// withVersion rewrites a snapshot's version and fixes the header checksum,
+// as a newer build would write it.
+func withVersion(snap []byte, v uint16) []byte {
+	out := bytes.Clone(snap)
+	out[8], out[9] = byte(v), byte(v>>8)
+	sum := crc32c(out[:12])
+	out[12], out[13], out[14], out[15] = byte(sum), byte(sum>>8), byte(sum>>16), byte(sum>>24)
+	return out
+}
+
+func TestSnapshotHostileLengths(t *testing.T) {
+	header := smallSnapshot(t)[:16]
+	le32 := func(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)} }
+	le64 := func(v uint64) []byte { return append(le32(uint32(v)), le32(uint32(v>>32))...) }
+
+	// A trailer declaring 2^62 records, padded to 100 bytes.
+	manyRecords := append(bytes.Clone(header), le32(0xFFFFFFFF)...)
+	manyRecords = append(manyRecords, le64(1<<62)...)
+	manyRecords = append(manyRecords, make([]byte, 100-len(manyRecords))...)
+
+	// A well-formed block whose one record declares a 2^32-byte ID.
+	payload := []byte{0}                                    // time delta
+	payload = append(payload, 0x80, 0x80, 0x80, 0x80, 0x10) // uvarint 2^32
+	payload = append(payload, "xyz"...)
+	countAndPayload := append(le32(1), payload...)
+	hugeID := append(bytes.Clone(header), le32(uint32(len(payload)))...)
+	hugeID = append(hugeID, countAndPayload...)
+	hugeID = append(hugeID, le32(crc32c(countAndPayload))...)
+
+	// A block header declaring the largest block, with 80 bytes behind it.
+	bigBlock := append(bytes.Clone(header), le32(1<<20)...)
+	bigBlock = append(bigBlock, le32(1000)...)
+	bigBlock = append(bigBlock, make([]byte, 80)...)
+
+	for name, data := range map[string][]byte{"2^62 records": manyRecords, "2^32-byte ID": hugeID, "1 MiB block": bigBlock} {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			_, err := presence.New(presence.WithShards(1)).ReadFrom(bytes.NewReader(data))
+			elapsed := time.Since(start)
+			runtime.ReadMemStats(&after)
+			require.ErrorIs(t, err, presence.ErrCorruptSnapshot)
+			t.Logf("%v in %v", err, elapsed)
+			// The engine itself allocates its counters; measure the read.
+			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<10)+engineBaseBytes(), "allocation stays small")
+		})
+	}
+}
+
+// engineBaseBytes is what New(WithShards(1)) allocates before any read.
+func engineBaseBytes() uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	e := presence.New(presence.WithShards(1))
+	e.TouchAt("x", t0) // the counters are allocated on first use
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(e)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+func TestForgetHonouredBySnapshot(t *testing.T) {
+	e := presence.New()
+	e.TouchAt("secret-user-4711", t0)
+	e.TouchAt("other", t0)
+	require.Contains(t, string(snapshotOf(t, e)), "secret-user-4711")
+	e.Forget("secret-user-4711")
+	assert.NotContains(t, string(snapshotOf(t, e)), "secret-user-4711")
+}
+
+func TestSaveFileAtomicAndPrivate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "presence.snap")
+	old := syscall.Umask(0o277) // would leave the owner without write
+	defer syscall.Umask(old)
+
+	e := presence.New()
+	e.TouchAt("a", t0)
+	require.NoError(t, e.SaveFile(path))
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm())
+	first, _ := os.ReadFile(path)
+
+	// A save that cannot complete (the target became a non-empty directory
+	// in a second place) leaves no temporary file behind.
+	blocked := filepath.Join(dir, "blocked")
+	require.NoError(t, os.MkdirAll(filepath.Join(blocked, "x"), 0o700))
+	e.TouchAt("b", t0)
+	require.Error(t, e.SaveFile(blocked))
+	assert.Equal(t, uint64(1), e.Stats().SnapshotErrors)
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, de := range entries {
+		names = append(names, de.Name())
+	}
+	assert.ElementsMatch(t, []string{"presence.snap", "blocked"}, names)
+	again, _ := os.ReadFile(path)
+	assert.Equal(t, first, again, "the previous file is intact")
+
+	require.NoError(t, e.SaveFile(path))
+	back := presence.New()
+	require.NoError(t, back.LoadFile(path))
+	assert.Equal(t, 2, back.Len())
+	assert.Equal(t, uint64(2), e.Stats().SnapshotsSaved)
+}
+
+func TestOpen(t *testing.T) {
+	t.Run("missing file is a fresh start", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "s")
+		e, err := presence.Open(path)
+		require.NoError(t, err)
+		assert.Zero(t, e.Len())
+		e.TouchAt("a", t0)
+		require.NoError(t, e.Close())
+		require.NoError(t, e.Close(), "idempotent")
+		back, err := presence.Open(path)
+		require.NoError(t, err)
+		assert.Equal(t, 1, back.Len(), "Close wrote a final snapshot")
+		require.NoError(t, back.Close())
+	})
+	t.Run("corrupt file is moved aside", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "s")
+		snap := smallSnapshot(t)
+		require.NoError(t, os.WriteFile(path, snap[:len(snap)/2], 0o600))
+		_, err := presence.Open(path)
+		require.ErrorIs(t, err, presence.ErrCorruptSnapshot)
+		matches, _ := filepath.Glob(path + ".corrupt-*")
+		require.Len(t, matches, 1)
+		kept, _ := os.ReadFile(matches[0])
+		assert.Equal(t, snap[:len(snap)/2], kept)
+
+		require.NoError(t, os.WriteFile(path, []byte("garbage"), 0o600))
+		var reported []error
+		e, err := presence.Open(path, presence.WithStartEmptyOnCorrupt(),
+			presence.WithSnapshotErrorHandler(func(err error) { reported = append(reported, err) }))
+		require.NoError(t, err)
+		assert.Zero(t, e.Len())
+		require.Len(t, reported, 1)
+		assert.ErrorIs(t, reported[0], presence.ErrCorruptSnapshot)
+		require.NoError(t, e.Close())
+	})
+	t.Run("unknown version is left in place", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "s")
+		newer := withVersion(smallSnapshot(t), 9)
+		require.NoError(t, os.WriteFile(path, newer, 0o600))
+		_, err := presence.Open(path, presence.WithStartEmptyOnCorrupt())
+		require.ErrorIs(t, err, presence.ErrSnapshotVersion)
+		kept, _ := os.ReadFile(path)
+		assert.Equal(t, newer, kept)
+	})
+	t.Run("stale temporary files are removed", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "s")
+		stale := path + ".tmp-12345"
+		require.NoError(t, os.WriteFile(stale, []byte("half a save"), 0o600))
+		other := filepath.Join(dir, "unrelated.tmp-1")
+		require.NoError(t, os.WriteFile(other, nil, 0o600))
+		e, err := presence.Open(path)
+		require.NoError(t, err)
+		defer e.Close()
+		assert.NoFileExists(t, stale)
+		assert.FileExists(t, other)
+	})
+}
+
+func TestSnapshotWhileTouching(t *testing.T) {
+	e := presence.New(presence.WithShards(4))
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var touched [8]atomic.Int64 // per goroutine: users 0..n-1 are in
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load() && i < 200_000; i++ {
+				e.TouchAt(fmt.Sprintf("g%d-%d", g, i), t0.Add(time.Duration(i)*time.Millisecond))
+				touched[g].Store(int64(i + 1))
+			}
+		}()
+	}
+	for range 10 {
+		var before [8]int64
+		for g := range before {
+			before[g] = touched[g].Load()
+		}
+		snap := snapshotOf(t, e)
+		back := loaded(t, snap)
+		for g, n := range before {
+			if n == 0 {
+				continue
+			}
+			// The last user each goroutine had touched when the snapshot
+			// began, and one from the middle, must be in it.
+			for _, i := range []int64{n - 1, n / 2} {
+				_, ok := back.Get(fmt.Sprintf("g%d-%d", g, i))
+				require.True(t, ok, "g%d-%d touched before the snapshot began", g, i)
+			}
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+}
+
+// TestCrashSafety kills a process that saves in a loop, at random moments,
+// and checks that the file then loads as one of the completed saves.
+func TestCrashSafety(t *testing.T) {
+	if dir := os.Getenv("PRESENCE_CRASH_DIR"); dir != "" {
+		crashHelper(dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("re-executes the test binary 50 times")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "crash.snap")
+	rng := rand.New(rand.NewPCG(9, 9))
+	for kill := range 50 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashSafety$")
+		cmd.Env = append(os.Environ(), "PRESENCE_CRASH_DIR="+dir)
+		out, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		lines := bufio.NewScanner(out)
+		last := -1
+		for range 1 + rng.IntN(4) {
+			if !lines.Scan() {
+				break
+			}
+			last, _ = strconv.Atoi(strings.TrimPrefix(lines.Text(), "saved "))
+		}
+		time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond) // a random moment, maybe mid-save
+		require.NoError(t, cmd.Process.Kill())
+		cmd.Wait()
+
+		e, err := presence.Open(path)
+		require.NoError(t, err, "kill %d", kill)
+		n := e.Len()
+		// The state of save k is the users of rounds 0..k.
+		require.Zero(t, n%crashRound, "kill %d: %d users is not a completed save", kill, n)
+		k := n/crashRound - 1
+		require.GreaterOrEqual(t, k, last, "kill %d: an acknowledged save was lost", kill)
+		for _, r := range []int{0, k} {
+			ls, ok := e.LastSeen(fmt.Sprintf("r%d-%d", r, crashRound-1))
+			require.True(t, ok, "kill %d: round %d", kill, r)
+			require.True(t, ls.Equal(t0.Add(time.Duration(r)*time.Second)))
+		}
+		require.NoError(t, e.Close())
+		matches, _ := filepath.Glob(path + ".tmp-*")
+		require.Empty(t, matches, "Open removed the interrupted save's file")
+		os.Remove(path) // each helper starts from round 0
+	}
+}
+
+const crashRound = 5000
+
+func crashHelper(dir string) {
+	e := presence.New()
+	w := bufio.NewWriter(os.Stdout)
+	for r := 0; ; r++ {
+		for i := range crashRound {
+			e.TouchAt(fmt.Sprintf("r%d-%d", r, i), t0.Add(time.Duration(r)*time.Second))
+		}
+		if err := e.SaveFile(filepath.Join(dir, "crash.snap")); err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(w, "saved %d\n", r)
+		w.Flush()
+	}
+}
