@@ -1,0 +1,55 @@
+// Package middleware records user activity from net/http requests into a
+// presence engine (or anything else with a TouchAt method).
+//
+//	e := presence.New()
+//	track := middleware.Track(e, middleware.FromContext(userKey),
+//		middleware.WithSkipPrefix("/static/", "/healthz"))
+//	http.ListenAndServe(":8080", authenticate(track(mux)))
+//
+// # Identity
+//
+// Track takes an [IdentityFunc] as a required argument: the application
+// states on purpose who a request belongs to, usually with [FromContext]
+// reading what its authentication middleware stored. Nothing a client sends
+// becomes an identity by default; [FromHeader] and [FromCookie] are for
+// values an upstream proxy or the application itself vouches for.
+// [Anonymous] gives guests a random visitor ID in a cookie, to count them
+// in an engine of their own.
+//
+// # Recording
+//
+// Track records after the handler has run, and only for the status classes
+// chosen with [WithStatusClasses] (by default every response but 5xx).
+// Recording is one TouchAt, plus a SetMeta when meta recording is on and the
+// meta changed; it never writes to the response and never fails a request.
+// Skip rules ([WithSkipPrefix], [WithSkipPattern], [WithSkipMethod],
+// [WithSkip]) are checked before the handler, and a skipped request costs
+// nothing more.
+//
+// # Client IP
+//
+// The client IP (recorded as meta only with [WithMetaIP]) is RemoteAddr's,
+// unless [WithTrustedProxies] names the one header the application's
+// proxies set and the proxies' networks. Then the header is walked right to
+// left while each hop is a trusted proxy, and the first hop that is not is
+// the client. Garbage, zone IDs and unparseable hops stop the walk at the
+// last trusted hop, so a client never gets to choose the IP recorded for it.
+// IPv4-mapped IPv6 addresses are read as the IPv4 address they carry.
+//
+// # Panics
+//
+// Track panics when it is built with a nil Recorder or IdentityFunc, an
+// invalid regular expression or an unknown proxy header, like
+// regexp.MustCompile: these are mistakes in the program, found at start-up.
+// It recovers nothing at request time: a panic in the IdentityFunc (which
+// runs after the handler) propagates like a handler's own panic, which
+// net/http logs before dropping the connection. Nothing is recorded for
+// that request, and a response already sent stands.
+//
+// # Frameworks
+//
+// Track returns a func(http.Handler) http.Handler, which http.ServeMux
+// users wrap around the mux, and chi's Router.Use and gorilla/mux's
+// Router.Use take as is. For echo, use echo.WrapMiddleware(track); for gin,
+// wrap the engine: http.ListenAndServe(addr, track(ginEngine)).
+package middleware

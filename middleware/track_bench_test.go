@@ -1,0 +1,39 @@
+package middleware_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/onlinenow/presence"
+	"github.com/onlinenow/presence/middleware"
+)
+
+// nopWriter is a ResponseWriter that costs nothing, so the benchmarks
+// measure the middleware rather than httptest.
+type nopWriter struct{ h http.Header }
+
+func (w nopWriter) Header() http.Header         { return w.h }
+func (w nopWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w nopWriter) WriteHeader(int)             {}
+
+// BenchmarkTrack compares a bare handler with the same handler behind
+// Track, for an identified user whose slot does not change (one hot user,
+// the real clock), from all procs.
+func BenchmarkTrack(b *testing.B) {
+	empty := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	r := withUser(httptest.NewRequest("GET", "/page", nil), "alice")
+	e := presence.New()
+	tracked := middleware.Track(e, middleware.FromContext(ctxKey{}), middleware.WithSkipPrefix("/static/"))(empty)
+	for name, h := range map[string]http.Handler{"bare": empty, "tracked": tracked} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				w := nopWriter{h: http.Header{}}
+				for pb.Next() {
+					h.ServeHTTP(w, r)
+				}
+			})
+		})
+	}
+}
