@@ -41,8 +41,10 @@
 //
 // [Engine.Recent] and [Engine.Page] walk each shard's B-tree from the newest
 // end and merge: O(shards x (log n + k)). The order is newest slot first,
-// and descending ID within a slot. Paging resumes strictly after a [Cursor],
-// so a user touched between pages is not returned twice.
+// and arbitrary but fixed within a slot (by a hash of the ID, so that
+// comparisons inside the B-tree rarely read the IDs themselves). Paging
+// resumes strictly after a [Cursor], so a user touched between pages is not
+// returned twice; a cursor stays valid across restarts.
 //
 // # Concurrency
 //

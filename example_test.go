@@ -48,8 +48,8 @@ func ExampleEngine_Count() {
 func ExampleEngine_Page() {
 	now := exampleClock()
 	e := presence.New(presence.WithClock(now))
-	for _, id := range []string{"a", "b", "c", "d", "e"} {
-		e.Touch(id) // all in one instant: ties are broken by ID, descending
+	for i, id := range []string{"a", "b", "c", "d", "e"} {
+		e.TouchAt(id, now().Add(time.Duration(i-5)*time.Second))
 	}
 	var cur presence.Cursor
 	for {

@@ -20,6 +20,7 @@ import (
 type model struct {
 	res, retention int64
 	users          map[string]*modelUser
+	inSlot         func(a, b string) int // the engine's order within a slot
 }
 
 type modelUser struct {
@@ -75,7 +76,7 @@ func (m *model) since(t time.Time, now int64) []presence.Activity {
 			}
 			return 1
 		}
-		return -strings.Compare(a.ID, b.ID)
+		return -m.inSlot(a.ID, b.ID)
 	})
 	return out
 }
@@ -174,6 +175,7 @@ func TestAgainstModel(t *testing.T) {
 			e := presence.New(presence.WithClock(clk.Now), presence.WithShards(tc.shards),
 				presence.WithResolution(tc.res), presence.WithRetention(tc.retention))
 			m := newModel(tc.res, tc.retention)
+			m.inSlot = func(a, b string) int { return presence.CompareInSlot(e, a, b) }
 			withMeta := tc.retention == 0 // an expired user's meta may or may not have been reclaimed yet
 			for op := range tc.ops {
 				now := clk.ns.Load()
@@ -333,6 +335,7 @@ func TestConcurrentAgainstModel(t *testing.T) {
 	assert.Equal(t, 1000, pruned, "every stale user pruned exactly once")
 
 	ref := newModel(time.Millisecond, 0)
+	ref.inSlot = func(a, b string) int { return presence.CompareInSlot(e, a, b) }
 	for _, m := range logs {
 		for id, u := range m.users {
 			ref.touch(id, u.ls)

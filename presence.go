@@ -22,7 +22,7 @@ const (
 
 const (
 	defaultResolution = time.Second
-	minResolution     = time.Microsecond
+	minResolution     = time.Millisecond
 	maxResolution     = 24 * time.Hour
 	maxShards         = 1024
 	minHorizon        = 4096    // slots; the counters' coarsest block
@@ -56,7 +56,7 @@ type config struct {
 func WithShards(n int) Option { return func(c *config) { c.shards = n } }
 
 // WithResolution sets the granularity of the time index (default 1s; at
-// least 1µs and at most 24h; d <= 0 selects the default). A user's index entry moves at most once
+// least 1ms and at most 24h; d <= 0 selects the default). A user's index entry moves at most once
 // per resolution, so a coarser resolution makes Touch cheaper; window queries
 // are exact to the resolution.
 func WithResolution(d time.Duration) Option { return func(c *config) { c.resolution = d } }
@@ -100,6 +100,7 @@ type Engine struct {
 	seed   maphash.Seed
 
 	res       int64 // index resolution, ns
+	lay       layout
 	retention int64 // ns; 0 keeps users forever
 	maxUsers  int64 // 0: no cap
 	now       func() time.Time
@@ -149,13 +150,14 @@ func New(opts ...Option) *Engine {
 		mask:      uint64(c.shards - 1),
 		seed:      maphash.MakeSeed(),
 		res:       int64(c.resolution),
+		lay:       newLayout(int64(c.resolution)),
 		retention: int64(c.retention),
 		maxUsers:  int64(c.maxUsers),
 		now:       c.now,
 		cfg:       c,
 	}
 	for i := range e.shards {
-		e.shards[i] = newShard(horizon)
+		e.shards[i] = newShard(horizon, e.lay)
 	}
 	return e
 }
@@ -239,7 +241,7 @@ func (e *Engine) move(ent *entry, id string, ns int64) {
 	}
 	from, to := end/e.res-1, slotOf(ent.lastSeen.Load(), e.res)
 	if to != from {
-		old, _ := s.tree.Delete(newItem(from, id, nil))
+		old, _ := s.tree.Delete(e.lay.item(from, id, nil))
 		s.counts.add(from, -1)
 		s.add(ent, old.id(), to, e.res) // old.id: the engine's own copy of the ID
 		s.moved++
@@ -343,7 +345,7 @@ func (e *Engine) expire(s *shard) {
 	cutoff := slotOf(s.counts.head*e.res-e.retention, e.res)
 	for range expireBudget {
 		it, ok := s.tree.Min()
-		if !ok || it.slot() >= cutoff {
+		if !ok || e.lay.slot(it) >= cutoff {
 			return
 		}
 		e.drop(s, it)
@@ -452,8 +454,8 @@ func (e *Engine) countFrom(from int64) int {
 		n, complete := s.counts.since(from)
 		if !complete {
 			// The window reaches past the ring: walk the old users in it.
-			end := newItem(s.counts.head-s.counts.horizon+1, "", nil)
-			s.tree.AscendRange(newItem(from, "", nil), end, func(item) bool {
+			end := e.lay.item(s.counts.head-s.counts.horizon+1, "", nil)
+			s.tree.AscendRange(e.lay.item(from, "", nil), end, func(item) bool {
 				n++
 				return true
 			})
@@ -480,8 +482,9 @@ func (e *Engine) Recent(window time.Duration, limit int) []Activity {
 // however many share one timestamp. A user touched between pages moves ahead
 // of the cursor: it is not returned again, and is not returned at all if the
 // walk had not reached it yet. A user removed (Forget, Prune, eviction,
-// expiry) and then seen again is a new user to the walk. Users are ordered by index slot, newest first,
-// and by descending ID within a slot. limit <= 0 returns all the rest.
+// expiry) and then seen again is a new user to the walk. Users are ordered
+// by index slot, newest first; within a slot the order is arbitrary but
+// fixed (by a hash of the ID). limit <= 0 returns all the rest.
 func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
 	w := window{from: math.MinInt64, limit: limit}
 	if ns, ok := unixNano(t); ok {
@@ -491,7 +494,7 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 		w.from = max(w.from, e.floor(e.now().UnixNano()))
 	}
 	if after.set {
-		w.after, w.has = newItem(slotOf(after.at, e.res), after.id, nil), true
+		w.after, w.has = e.lay.item(slotOf(after.at, e.res), after.id, nil), true
 	}
 	if limit > 0 {
 		w.limit = limit + 1 // one more, to know whether a next page exists
@@ -511,7 +514,7 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 	if limit > 0 && len(items) > limit {
 		items = items[:limit]
 		last := items[limit-1]
-		next = Cursor{at: last.slot() * e.res, id: last.id(), set: true}
+		next = Cursor{at: e.lay.slot(last) * e.res, id: last.id(), set: true}
 	}
 	out := make([]Activity, len(items))
 	for i, it := range items {
@@ -550,7 +553,7 @@ func (e *Engine) Forget(id string) bool {
 	if !ok {
 		return false
 	}
-	e.drop(s, newItem(ent.slotEnd.Load()/e.res-1, id, ent))
+	e.drop(s, e.lay.item(ent.slotEnd.Load()/e.res-1, id, ent))
 	s.forgotten++
 	return true
 }
@@ -563,7 +566,7 @@ func (e *Engine) Prune(t time.Time) int {
 	if !ok {
 		return 0
 	}
-	limit := newItem(slotOf(ns, e.res)+1, "", nil)
+	limit := e.lay.item(slotOf(ns, e.res)+1, "", nil)
 	removed := 0
 	batch := make([]item, 0, pruneBatch)
 	for _, s := range e.shards {

@@ -35,6 +35,7 @@ const removedSlotEnd = math.MinInt64
 // All fields are guarded by mu unless noted.
 type shard struct {
 	mu     sync.RWMutex
+	lay    layout // the engine's; immutable
 	tree   *btree.BTreeG[item]
 	counts slotCounts
 
@@ -43,8 +44,9 @@ type shard struct {
 	_ [64]byte // keep neighbouring shards' locks off this cache line
 }
 
-func newShard(horizon int) *shard {
+func newShard(horizon int, lay layout) *shard {
 	return &shard{
+		lay:    lay,
 		tree:   btree.NewG(32, itemLess),
 		counts: slotCounts{horizon: int64(horizon)},
 	}
@@ -52,7 +54,7 @@ func newShard(horizon int) *shard {
 
 // add files ent under slot. Has to be called with the lock held.
 func (s *shard) add(ent *entry, id string, slot, res int64) {
-	s.tree.ReplaceOrInsert(newItem(slot, id, ent))
+	s.tree.ReplaceOrInsert(s.lay.item(slot, id, ent))
 	s.counts.add(slot, 1)
 	ent.slotEnd.Store((slot + 1) * res)
 }
@@ -61,7 +63,7 @@ func (s *shard) add(ent *entry, id string, slot, res int64) {
 // be called with the lock held.
 func (s *shard) remove(it item) {
 	s.tree.Delete(it)
-	s.counts.add(it.slot(), -1)
+	s.counts.add(s.lay.slot(it), -1)
 	it.ent.slotEnd.Store(removedSlotEnd)
 }
 

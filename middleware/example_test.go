@@ -33,8 +33,12 @@ func Example() {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {})
 	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "oops", 500) })
 
+	// A clock a second apart per request keeps the output in a fixed order;
+	// servers leave WithClock out.
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	tick := func() time.Time { now = now.Add(time.Second); return now }
 	track := middleware.Track(users, middleware.FromContext(userKey{}),
-		middleware.WithSkipPrefix("/healthz"))
+		middleware.WithSkipPrefix("/healthz"), middleware.WithClock(tick))
 	srv := httptest.NewServer(authenticate(track(mux)))
 	defer srv.Close()
 
@@ -45,7 +49,7 @@ func Example() {
 		}
 		resp.Body.Close()
 	}
-	for _, a := range users.Recent(time.Minute, 0) {
+	for a := range users.Since(time.Time{}) {
 		fmt.Println(a.ID, "is online")
 	}
 	// Output:
