@@ -104,18 +104,20 @@ type Engine struct {
 	retention int64 // ns; 0 keeps users forever
 	maxUsers  int64 // 0: no cap
 	now       func() time.Time
+	cfg       config
+	saver     *saver // nil unless made by Open (snapshot.go)
+
+	// dirty is set by every change and cleared by the saver. Touch reads
+	// it after every CAS, and it is written once per save interval at
+	// most, so it sits with the read-only fields, away from the counters
+	// below, and its cache line stays shared across cores.
+	dirty atomic.Bool
+	_     [64]byte
 
 	n           atomic.Int64 // users held, expired ones included until removed
 	rejectedIDs atomic.Uint64
-
-	// Persistence (snapshot.go). dirty is set by every change and cleared
-	// by the saver; it is read on every Touch, and written once per save
-	// interval at most, so the line stays shared across cores.
-	cfg        config
-	saver      *saver // nil unless made by Open
-	dirty      atomic.Bool
-	snapSaves  atomic.Uint64
-	snapErrors atomic.Uint64
+	snapSaves   atomic.Uint64
+	snapErrors  atomic.Uint64
 }
 
 // New returns an empty Engine configured by opts.

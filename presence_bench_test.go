@@ -263,7 +263,13 @@ func BenchmarkMemory10M(b *testing.B) {
 // Recent(15m, 100) every 1,000 touches, on the real clock.
 func BenchmarkMixed(b *testing.B) {
 	ids := userIDs()
-	e := filledEngine(ids)
+	// Seen over the last 17 minutes of the real clock, so that touches
+	// raise times and move entries as they would on a server.
+	e := presence.New()
+	now := time.Now()
+	for i, id := range ids {
+		e.TouchAt(id, now.Add(-time.Duration(len(ids)-i)*time.Millisecond))
+	}
 	seq := sequence("zipf", 1<<22, len(ids), 4)
 	var worker atomic.Int64
 	b.ReportAllocs()

@@ -1,0 +1,159 @@
+// The presence dashboard: counts, a chart of the online count, the newest
+// users page by page, and search by ID. It reads the JSON API relative to
+// this page's URL and refreshes every few seconds. User data is only ever
+// set as text, never as HTML.
+"use strict";
+
+const REFRESH_MS = 5000;
+const PAGE_SIZE = 20;
+let skew = 0;          // server clock minus browser clock, ms
+let cursors = [""];    // cursor of each page walked so far; the last is shown
+let nextCursor = "";
+
+const $ = (id) => document.getElementById(id);
+
+async function getJSON(path) {
+  const resp = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+  if (resp.status === 404) return null;
+  if (!resp.ok) throw new Error(path.split("?")[0] + ": HTTP " + resp.status);
+  return resp.json();
+}
+
+function ago(iso) {
+  const s = Math.max(0, Math.round((Date.now() + skew - Date.parse(iso)) / 1000));
+  if (s < 60) return s + " s ago";
+  if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s ago";
+  if (s < 86400) return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min ago";
+  return Math.floor(s / 86400) + " d ago";
+}
+
+function label(seconds) {
+  if (seconds % 86400 === 0) return seconds / 86400 + " d";
+  if (seconds % 3600 === 0) return seconds / 3600 + " h";
+  if (seconds % 60 === 0) return seconds / 60 + " min";
+  return seconds + " s";
+}
+
+async function loadCounts() {
+  const data = await getJSON("api/counts");
+  skew = Date.parse(data.now) - Date.now();
+  const box = $("counts");
+  box.replaceChildren(...data.counts.map((c) => {
+    const div = document.createElement("div");
+    div.className = "count";
+    div.dataset.window = c.window;
+    const n = document.createElement("div");
+    n.className = "n";
+    n.textContent = c.count.toLocaleString("en-US");
+    n.dataset.count = String(c.count);
+    const w = document.createElement("div");
+    w.className = "w";
+    w.textContent = "seen in the last " + label(c.seconds);
+    div.append(n, w);
+    return div;
+  }));
+}
+
+async function loadUsers() {
+  const cursor = cursors[cursors.length - 1];
+  const params = new URLSearchParams({ window: $("window").value, limit: String(PAGE_SIZE) });
+  if (cursor) params.set("cursor", cursor);
+  const data = await getJSON("api/users?" + params);
+  nextCursor = data.next;
+  $("users").replaceChildren(...data.users.map((u) => {
+    const tr = document.createElement("tr");
+    const id = document.createElement("td");
+    id.className = "id";
+    id.textContent = u.id;
+    const seen = document.createElement("td");
+    seen.className = "seen";
+    seen.textContent = ago(u.last_seen);
+    seen.title = u.last_seen;
+    const meta = document.createElement("td");
+    meta.className = "meta";
+    meta.textContent = u.meta || "";
+    tr.append(id, seen, meta);
+    return tr;
+  }));
+  $("page").textContent = "page " + cursors.length;
+  $("prev").disabled = cursors.length === 1;
+  $("next").disabled = !nextCursor;
+}
+
+async function loadChart() {
+  const data = await getJSON("api/history");
+  const canvas = $("chart");
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, pad = 24;
+  ctx.clearRect(0, 0, w, h);
+  const style = getComputedStyle(document.body);
+  ctx.strokeStyle = style.getPropertyValue("--line");
+  ctx.fillStyle = style.getPropertyValue("--fg");
+  ctx.font = "12px system-ui, sans-serif";
+  const end = Date.now() + skew, start = end - 3600 * 1000;
+  const pts = data.points.filter((p) => Date.parse(p.t) >= start);
+  const top = Math.max(1, ...pts.map((p) => p.count));
+  ctx.beginPath();
+  ctx.moveTo(pad, h - pad);
+  ctx.lineTo(w, h - pad);
+  ctx.stroke();
+  ctx.fillText(top.toLocaleString("en-US"), 2, 14);
+  ctx.fillText("0", 2, h - pad);
+  ctx.fillText("1 h ago", pad, h - 6);
+  ctx.fillText("now", w - 28, h - 6);
+  if (pts.length === 0) return;
+  ctx.strokeStyle = style.getPropertyValue("--accent");
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  pts.forEach((p, i) => {
+    const x = pad + ((Date.parse(p.t) - start) / (end - start)) * (w - pad);
+    const y = h - pad - (p.count / top) * (h - 2 * pad);
+    if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+  });
+  ctx.stroke();
+}
+
+async function refresh() {
+  try {
+    await loadCounts();
+    await Promise.all([loadUsers(), loadChart()]);
+    $("status").textContent = "updated " + new Date().toLocaleTimeString();
+    $("status").className = "status";
+    document.body.dataset.ready = "true";
+  } catch (err) {
+    $("status").textContent = String(err.message || err);
+    $("status").className = "status error";
+  }
+}
+
+$("next").addEventListener("click", () => {
+  if (!nextCursor) return;
+  cursors.push(nextCursor);
+  loadUsers().catch((err) => { $("status").textContent = String(err.message || err); });
+});
+$("prev").addEventListener("click", () => {
+  if (cursors.length > 1) cursors.pop();
+  loadUsers().catch((err) => { $("status").textContent = String(err.message || err); });
+});
+$("window").addEventListener("change", () => {
+  cursors = [""];
+  loadUsers().catch((err) => { $("status").textContent = String(err.message || err); });
+});
+$("search").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const id = $("search-id").value.trim();
+  const out = $("found");
+  out.hidden = false;
+  if (!id) { out.textContent = "Type an ID."; return; }
+  try {
+    const u = await getJSON("api/user?id=" + encodeURIComponent(id));
+    out.textContent = u ? u.id + " was last seen " + ago(u.last_seen) + " (" + u.last_seen + ")"
+                        : id + " has not been seen.";
+    out.dataset.found = u ? "true" : "false";
+  } catch (err) {
+    out.textContent = String(err.message || err);
+  }
+});
+
+refresh();
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,344 @@
+// Package presencehttp serves a JSON API and an admin dashboard over a
+// presence engine (or any [Querier], such as the Redis backend), closed to
+// everyone the application does not authorize.
+//
+//	h := presencehttp.Handler(presencehttp.Engine(users), isAdmin,
+//		presencehttp.WithHistory(history))
+//	mux.Handle("/admin/presence/", http.StripPrefix("/admin/presence", h))
+//
+// # Endpoints
+//
+// Paths are relative to where the handler is mounted (strip the prefix with
+// http.StripPrefix, as above). All answers are JSON except the page itself,
+// and none may be cached.
+//
+//	GET /                      the dashboard (HTML, with /app.js and /app.css)
+//	GET /api/counts            {"now":..., "counts":[{"window":"5m0s","seconds":300,"count":12}, ...]}
+//	                           ?windows=1m,5m  (default: WithWindows, else 1m,5m,15m,1h,24h)
+//	GET /api/users             {"users":[{"id":..., "last_seen":..., "meta":...}], "next":"<cursor>"}
+//	                           ?window=15m (default) &limit=50 (1..500) &cursor=<next of the previous page>
+//	GET /api/user?id=ID        {"id":..., "last_seen":..., "meta":...}, or 404
+//	GET /api/history           {"every_seconds":10, "points":[{"t":..., "count":...}]}, oldest first
+//
+// Meta (which may hold client IPs) is only included with [WithMeta]. Bad
+// parameters get 400 with {"error": "..."}; a failing Querier (a remote
+// backend that is down) gets 503.
+//
+// # Access
+//
+// The authorize function is required and runs before anything else: a
+// request it refuses gets 403 with {"error":"forbidden"} and nothing about
+// the users, not even how many there are.
+package presencehttp
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/onlinenow/presence"
+)
+
+// Querier is what the handler reads. Its methods take a context and return
+// an error, because a remote backend can fail; [Engine] adapts a
+// *presence.Engine, and the Redis backend implements it directly.
+type Querier interface {
+	// CountSince returns how many users were seen at t or later.
+	CountSince(ctx context.Context, t time.Time) (int, error)
+	// Page returns up to limit users seen since t, newest first, after the
+	// opaque cursor ("" for the first page), and the cursor of the next
+	// page ("" after the last). A cursor the Querier did not make is an
+	// error wrapping ErrBadCursor.
+	Page(ctx context.Context, t time.Time, cursor string, limit int) ([]presence.Activity, string, error)
+	// Get returns one user's activity, or false if unknown.
+	Get(ctx context.Context, id string) (presence.Activity, bool, error)
+}
+
+// ErrBadCursor is wrapped by a Querier's Page for a cursor it cannot use.
+var ErrBadCursor = errors.New("presencehttp: bad cursor")
+
+// Engine adapts an in-memory engine to Querier.
+func Engine(e *presence.Engine) Querier { return engineQuerier{e} }
+
+type engineQuerier struct{ e *presence.Engine }
+
+func (q engineQuerier) CountSince(_ context.Context, t time.Time) (int, error) {
+	return q.e.CountSince(t), nil
+}
+
+func (q engineQuerier) Page(_ context.Context, t time.Time, cursor string, limit int) ([]presence.Activity, string, error) {
+	var c presence.Cursor
+	if err := c.UnmarshalText([]byte(cursor)); err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrBadCursor, err)
+	}
+	page, next := q.e.Page(t, c, limit)
+	return page, next.String(), nil
+}
+
+func (q engineQuerier) Get(_ context.Context, id string) (presence.Activity, bool, error) {
+	a, ok := q.e.Get(id)
+	return a, ok, nil
+}
+
+// Option configures Handler.
+type Option func(*config)
+
+type config struct {
+	windows  []time.Duration
+	meta     bool
+	history  *History
+	maxLimit int
+	now      func() time.Time
+}
+
+// WithWindows sets the windows /api/counts reports by default.
+func WithWindows(windows ...time.Duration) Option {
+	return func(c *config) { c.windows = windows }
+}
+
+// WithMeta includes each user's meta in the answers. Meta may hold client
+// IPs and user agents: personal data.
+func WithMeta() Option { return func(c *config) { c.meta = true } }
+
+// WithHistory serves h's samples at /api/history, for the dashboard's chart.
+func WithHistory(h *History) Option { return func(c *config) { c.history = h } }
+
+// WithMaxPageSize sets the hard cap on /api/users?limit= (default 500).
+func WithMaxPageSize(n int) Option { return func(c *config) { c.maxLimit = n } }
+
+// WithClock sets the clock windows are measured from; nil selects time.Now.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+var defaultWindows = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 24 * time.Hour}
+
+const (
+	defaultLimit  = 50
+	maxWindowsArg = 16
+	maxWindow     = 366 * 24 * time.Hour
+)
+
+//go:embed dashboard
+var assets embed.FS
+
+type server struct {
+	config
+	q         Querier
+	authorize func(*http.Request) bool
+	mux       *http.ServeMux
+}
+
+// Handler returns the API and dashboard over q. authorize decides who may
+// see them; it is required, and Handler panics if it is nil.
+func Handler(q Querier, authorize func(*http.Request) bool, opts ...Option) http.Handler {
+	if q == nil {
+		panic("presencehttp: Handler: nil Querier")
+	}
+	if authorize == nil {
+		panic("presencehttp: Handler: nil authorize: say who may see who is online")
+	}
+	s := &server{q: q, authorize: authorize, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(&s.config)
+	}
+	if len(s.windows) == 0 {
+		s.windows = defaultWindows
+	}
+	if s.maxLimit <= 0 {
+		s.maxLimit = 500
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.mux.HandleFunc("GET /{$}", s.asset("dashboard/index.html", "text/html; charset=utf-8"))
+	s.mux.HandleFunc("GET /app.js", s.asset("dashboard/app.js", "text/javascript; charset=utf-8"))
+	s.mux.HandleFunc("GET /app.css", s.asset("dashboard/app.css", "text/css; charset=utf-8"))
+	s.mux.HandleFunc("GET /api/counts", s.counts)
+	s.mux.HandleFunc("GET /api/users", s.users)
+	s.mux.HandleFunc("GET /api/user", s.user)
+	s.mux.HandleFunc("GET /api/history", s.historyPoints)
+	return s
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if !s.authorize(r) {
+		writeJSON(w, http.StatusForbidden, errorBody{"forbidden"})
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *server) asset(name, contentType string) http.HandlerFunc {
+	body, err := assets.ReadFile(name)
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", contentType)
+		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		h.Set("Referrer-Policy", "no-referrer")
+		w.Write(body)
+	}
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func badRequest(w http.ResponseWriter, format string, args ...any) {
+	writeJSON(w, http.StatusBadRequest, errorBody{fmt.Sprintf(format, args...)})
+}
+
+func unavailable(w http.ResponseWriter, err error) {
+	// The error may describe the backend's internals; say only that it failed.
+	_ = err
+	writeJSON(w, http.StatusServiceUnavailable, errorBody{"presence backend unavailable"})
+}
+
+// parseWindow reads a window such as "15m" or "90s": a positive Go
+// duration of at most a year.
+func parseWindow(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > maxWindow {
+		return 0, fmt.Errorf("window %q: want a positive duration such as 15m, at most %v", s, maxWindow)
+	}
+	return d, nil
+}
+
+type countJSON struct {
+	Window  string `json:"window"`
+	Seconds int64  `json:"seconds"`
+	Count   int    `json:"count"`
+}
+
+func (s *server) counts(w http.ResponseWriter, r *http.Request) {
+	windows := s.windows
+	if arg := r.URL.Query().Get("windows"); arg != "" {
+		parts := strings.Split(arg, ",")
+		if len(parts) > maxWindowsArg {
+			badRequest(w, "at most %d windows", maxWindowsArg)
+			return
+		}
+		windows = nil
+		for _, p := range parts {
+			d, err := parseWindow(p)
+			if err != nil {
+				badRequest(w, "%v", err)
+				return
+			}
+			windows = append(windows, d)
+		}
+	}
+	now := s.now()
+	out := struct {
+		Now    time.Time   `json:"now"`
+		Counts []countJSON `json:"counts"`
+	}{Now: now.UTC()}
+	for _, d := range windows {
+		n, err := s.q.CountSince(r.Context(), now.Add(-d))
+		if err != nil {
+			unavailable(w, err)
+			return
+		}
+		out.Counts = append(out.Counts, countJSON{Window: d.String(), Seconds: int64(d / time.Second), Count: n})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type userJSON struct {
+	ID       string    `json:"id"`
+	LastSeen time.Time `json:"last_seen"`
+	Meta     string    `json:"meta,omitempty"`
+}
+
+func (s *server) userOf(a presence.Activity) userJSON {
+	u := userJSON{ID: a.ID, LastSeen: a.LastSeen.UTC()}
+	if s.meta {
+		u.Meta = a.Meta
+	}
+	return u
+}
+
+func (s *server) users(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	window := 15 * time.Minute
+	if arg := q.Get("window"); arg != "" {
+		d, err := parseWindow(arg)
+		if err != nil {
+			badRequest(w, "%v", err)
+			return
+		}
+		window = d
+	}
+	limit := defaultLimit
+	if arg := q.Get("limit"); arg != "" {
+		n, err := strconv.Atoi(arg)
+		if err != nil || n <= 0 {
+			badRequest(w, "limit %q: want a whole number from 1 to %d", arg, s.maxLimit)
+			return
+		}
+		limit = min(n, s.maxLimit)
+	}
+	page, next, err := s.q.Page(r.Context(), s.now().Add(-window), q.Get("cursor"), limit)
+	if errors.Is(err, ErrBadCursor) {
+		badRequest(w, "cursor: not one this server gave out")
+		return
+	}
+	if err != nil {
+		unavailable(w, err)
+		return
+	}
+	out := struct {
+		Users []userJSON `json:"users"`
+		Next  string     `json:"next"`
+	}{Users: make([]userJSON, 0, len(page)), Next: next}
+	for _, a := range page {
+		out.Users = append(out.Users, s.userOf(a))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) user(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
+	if id == "" || len(id) > presence.MaxIDLen {
+		badRequest(w, "id: want 1 to %d bytes", presence.MaxIDLen)
+		return
+	}
+	a, ok, err := s.q.Get(r.Context(), id)
+	if err != nil {
+		unavailable(w, err)
+		return
+	}
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorBody{"no such user"})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.userOf(a))
+}
+
+func (s *server) historyPoints(w http.ResponseWriter, r *http.Request) {
+	out := struct {
+		Every  float64 `json:"every_seconds"`
+		Window float64 `json:"window_seconds"`
+		Points []Point `json:"points"`
+	}{Points: []Point{}}
+	if h := s.history; h != nil {
+		out.Every, out.Window = h.every.Seconds(), h.window.Seconds()
+		out.Points = h.Points()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
