@@ -1,0 +1,227 @@
+package presencehttp_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onlinenow/presence"
+	"github.com/onlinenow/presence/presencehttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func clock() time.Time { return t0 }
+
+func admin(r *http.Request) bool { return r.Header.Get("X-Admin") == "yes" }
+
+func get(t *testing.T, h http.Handler, path string, authorized bool) (*httptest.ResponseRecorder, map[string]any) {
+	t.Helper()
+	r := httptest.NewRequest("GET", path, nil)
+	if authorized {
+		r.Header.Set("X-Admin", "yes")
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	var body map[string]any
+	if strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &body), w.Body.String())
+	}
+	return w, body
+}
+
+func populated() *presence.Engine {
+	e := presence.New(presence.WithClock(clock))
+	for i := range 100 {
+		e.TouchAt(fmt.Sprint("user-", i), t0.Add(-time.Duration(i)*time.Minute))
+	}
+	e.SetMeta("user-0", "203.0.113.7 Mozilla/5.0")
+	return e
+}
+
+func handler(e *presence.Engine, opts ...presencehttp.Option) http.Handler {
+	opts = append([]presencehttp.Option{presencehttp.WithClock(clock)}, opts...)
+	return presencehttp.Handler(presencehttp.Engine(e), admin, opts...)
+}
+
+func TestForbiddenLearnsNothing(t *testing.T) {
+	h := handler(populated(), presencehttp.WithMeta())
+	for _, path := range []string{"/", "/app.js", "/api/counts", "/api/users", "/api/user?id=user-0", "/api/history", "/api/nope"} {
+		w, body := get(t, h, path, false)
+		assert.Equal(t, http.StatusForbidden, w.Code, path)
+		assert.Equal(t, map[string]any{"error": "forbidden"}, body, path)
+		assert.NotContains(t, w.Body.String(), "user-", path)
+		assert.NotContains(t, w.Body.String(), "100", path)
+	}
+	assert.PanicsWithValue(t, "presencehttp: Handler: nil authorize: say who may see who is online", func() {
+		presencehttp.Handler(presencehttp.Engine(presence.New()), nil)
+	})
+}
+
+func TestCounts(t *testing.T) {
+	h := handler(populated())
+	w, body := get(t, h, "/api/counts", true)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "no-store", w.Header().Get("Cache-Control"))
+	counts := body["counts"].([]any)
+	want := map[string]float64{"1m0s": 2, "5m0s": 6, "15m0s": 16, "1h0m0s": 61, "24h0m0s": 100}
+	require.Len(t, counts, len(want))
+	for _, c := range counts {
+		c := c.(map[string]any)
+		assert.Equal(t, want[c["window"].(string)], c["count"], c["window"])
+	}
+
+	_, body = get(t, h, "/api/counts?windows=90s,2m", true)
+	counts = body["counts"].([]any)
+	require.Len(t, counts, 2)
+	assert.Equal(t, float64(90), counts[0].(map[string]any)["seconds"])
+	assert.Equal(t, float64(2), counts[0].(map[string]any)["count"])
+}
+
+func TestBadParameters(t *testing.T) {
+	h := handler(populated())
+	for _, path := range []string{
+		"/api/counts?windows=abc",
+		"/api/counts?windows=-5m",
+		"/api/counts?windows=0s",
+		"/api/counts?windows=99999h",
+		"/api/counts?windows=" + strings.Repeat("1m,", 20) + "1m",
+		"/api/users?window=abc",
+		"/api/users?limit=-1",
+		"/api/users?limit=0",
+		"/api/users?limit=ten",
+		"/api/users?limit=99999999999999999999999",
+		"/api/users?cursor=forged!!",
+		"/api/users?cursor=" + url.QueryEscape("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+		"/api/user",
+		"/api/user?id=" + strings.Repeat("x", 513),
+	} {
+		w, body := get(t, h, path, true)
+		assert.Equal(t, http.StatusBadRequest, w.Code, path)
+		assert.NotEmpty(t, body["error"], path)
+	}
+}
+
+func TestUsersAndMeta(t *testing.T) {
+	e := populated()
+	_, body := get(t, handler(e), "/api/users?window=3m&limit=10", true)
+	users := body["users"].([]any)
+	require.Len(t, users, 4)
+	first := users[0].(map[string]any)
+	assert.Equal(t, "user-0", first["id"])
+	assert.Equal(t, t0.Format(time.RFC3339), first["last_seen"])
+	assert.NotContains(t, first, "meta", "meta is off by default")
+	assert.Equal(t, "", body["next"])
+
+	_, body = get(t, handler(e, presencehttp.WithMeta()), "/api/users?window=3m", true)
+	assert.Equal(t, "203.0.113.7 Mozilla/5.0", body["users"].([]any)[0].(map[string]any)["meta"])
+
+	_, body = get(t, handler(e, presencehttp.WithMaxPageSize(7)), "/api/users?window=24h&limit=1000", true)
+	assert.Len(t, body["users"], 7, "the page size is capped")
+	assert.NotEmpty(t, body["next"])
+}
+
+func TestUser(t *testing.T) {
+	h := handler(populated())
+	w, body := get(t, h, "/api/user?id=user-3", true)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, t0.Add(-3*time.Minute).Format(time.RFC3339), body["last_seen"])
+	w, body = get(t, h, "/api/user?id=nobody", true)
+	assert.Equal(t, http.StatusNotFound, w.Code)
+	assert.Equal(t, "no such user", body["error"])
+}
+
+func TestPagingAllUsersOnce(t *testing.T) {
+	e := presence.New(presence.WithClock(clock))
+	const n = 10_000
+	for i := range n { // 10,000 users in three timestamps
+		e.TouchAt(fmt.Sprintf("u%05d", i), t0.Add(-time.Duration(i%3)*time.Second))
+	}
+	h := handler(e)
+	seen := map[string]int{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, n, "the walk ends")
+		_, body := get(t, h, "/api/users?window=1h&limit=500&cursor="+url.QueryEscape(cursor), true)
+		for _, u := range body["users"].([]any) {
+			seen[u.(map[string]any)["id"].(string)]++
+		}
+		cursor = body["next"].(string)
+		if cursor == "" {
+			break
+		}
+	}
+	require.Len(t, seen, n)
+	for id, c := range seen {
+		require.Equal(t, 1, c, id)
+	}
+}
+
+type downQuerier struct{}
+
+var errDown = errors.New("dial tcp 10.1.2.3:6379: connection refused")
+
+func (downQuerier) CountSince(context.Context, time.Time) (int, error) { return 0, errDown }
+func (downQuerier) Page(context.Context, time.Time, string, int) ([]presence.Activity, string, error) {
+	return nil, "", errDown
+}
+func (downQuerier) Get(context.Context, string) (presence.Activity, bool, error) {
+	return presence.Activity{}, false, errDown
+}
+
+func TestBackendDown(t *testing.T) {
+	h := presencehttp.Handler(downQuerier{}, admin)
+	for _, path := range []string{"/api/counts", "/api/users", "/api/user?id=x"} {
+		w, body := get(t, h, path, true)
+		assert.Equal(t, http.StatusServiceUnavailable, w.Code, path)
+		assert.Equal(t, "presence backend unavailable", body["error"])
+		assert.NotContains(t, w.Body.String(), "10.1.2.3", "internals stay inside")
+	}
+}
+
+func TestDashboardAssets(t *testing.T) {
+	h := handler(populated())
+	w, _ := get(t, h, "/", true)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Contains(t, w.Body.String(), "<title>Who is online</title>")
+	assert.Contains(t, w.Header().Get("Content-Security-Policy"), "default-src 'self'")
+	assert.NotContains(t, w.Body.String(), "http://", "no external assets")
+	assert.NotContains(t, w.Body.String(), "https://", "no external assets")
+	w, _ = get(t, h, "/app.js", true)
+	assert.Equal(t, http.StatusOK, w.Code)
+	assert.Contains(t, w.Header().Get("Content-Type"), "javascript")
+	assert.NotContains(t, w.Body.String(), "innerHTML", "user data is set as text only")
+	w, _ = get(t, h, "/app.css", true)
+	assert.Equal(t, http.StatusOK, w.Code)
+}
+
+func TestHistory(t *testing.T) {
+	e := populated()
+	hist := presencehttp.NewHistory(presencehttp.Engine(e), 5*time.Minute, 10*time.Second, 3)
+	h := handler(e, presencehttp.WithHistory(hist))
+	_, body := get(t, h, "/api/history", true)
+	assert.Empty(t, body["points"])
+	ctx := context.Background()
+	for range 5 {
+		require.NoError(t, hist.Sample(ctx))
+	}
+	_, body = get(t, h, "/api/history", true)
+	points := body["points"].([]any)
+	require.Len(t, points, 3, "a ring of three keeps the newest three")
+	assert.Equal(t, float64(10), body["every_seconds"])
+	// populated's users at t0-0..99 min; the real clock is far from t0, so
+	// the count depends on it: check the shape, not the value.
+	for _, p := range points {
+		assert.Contains(t, p, "count")
+	}
+	assert.Error(t, presencehttp.NewHistory(downQuerier{}, 0, 0, 0).Sample(ctx))
+}
