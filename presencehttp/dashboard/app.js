@@ -104,13 +104,19 @@ async function loadChart() {
   if (pts.length === 0) return;
   ctx.strokeStyle = style.getPropertyValue("--accent");
   ctx.lineWidth = 2;
+  const xy = (p) => [pad + ((Date.parse(p.t) - start) / (end - start)) * (w - pad),
+                    h - pad - (p.count / top) * (h - 2 * pad)];
   ctx.beginPath();
   pts.forEach((p, i) => {
-    const x = pad + ((Date.parse(p.t) - start) / (end - start)) * (w - pad);
-    const y = h - pad - (p.count / top) * (h - 2 * pad);
+    const [x, y] = xy(p);
     if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
   });
   ctx.stroke();
+  ctx.fillStyle = style.getPropertyValue("--accent");
+  for (const p of pts) { // a dot per sample, so that one sample shows too
+    const [x, y] = xy(p);
+    ctx.fillRect(x - 2, y - 2, 4, 4);
+  }
 }
 
 async function refresh() {

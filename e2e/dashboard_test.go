@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/onlinenow/presence"
+	"github.com/onlinenow/presence/presencehttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// browser finds a Chromium binary, or skips the test (fails it when
+// PRESENCE_STRICT is set, as in CI).
+func browser(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("PRESENCE_STRICT") != "" {
+		t.Fatal("PRESENCE_STRICT is set and no chromium is installed (Debian package chromium)")
+	}
+	t.Skip("no chromium in PATH; install the Debian package chromium")
+	return ""
+}
+
+func TestDashboardInChromium(t *testing.T) {
+	exe := browser(t)
+
+	// Users in groups well inside the dashboard's windows, so the counts
+	// cannot change while the test reads them.
+	now := time.Now()
+	e := presence.New()
+	groups := []struct {
+		ago time.Duration
+		n   int
+	}{{10 * time.Second, 30}, {3 * time.Minute, 20}, {10 * time.Minute, 15}, {30 * time.Minute, 10}, {2 * time.Hour, 5}}
+	for g, grp := range groups {
+		for i := range grp.n {
+			e.TouchAt(fmt.Sprintf("user-%d-%02d", g, i), now.Add(-grp.ago))
+		}
+	}
+	hist := presencehttp.NewHistory(presencehttp.Engine(e), 5*time.Minute, 10*time.Second, 360)
+	require.NoError(t, hist.Sample(context.Background()))
+
+	const token = "let-me-in"
+	h := presencehttp.Handler(presencehttp.Engine(e),
+		func(r *http.Request) bool { return r.Header.Get("X-Admin-Token") == token },
+		presencehttp.WithHistory(hist))
+	mux := http.NewServeMux()
+	mux.Handle("/admin/presence/", http.StripPrefix("/admin/presence", h))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	// Not t.TempDir: Chromium's helper processes may still be writing to
+	// their profile as the test ends, which would fail TempDir's cleanup.
+	profile, err := os.MkdirTemp("", "presence-e2e-")
+	require.NoError(t, err)
+	defer os.RemoveAll(profile)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.WindowSize(1100, 1000),
+		chromedp.UserDataDir(profile),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelTimeout()
+
+	var counts map[string]string
+	var firstRow, status string
+	var rows int
+	require.NoError(t, chromedp.Run(ctx,
+		network.Enable(),
+		network.SetExtraHTTPHeaders(network.Headers{"X-Admin-Token": token}),
+		chromedp.Navigate(srv.URL+"/admin/presence/"),
+		chromedp.WaitVisible(`body[data-ready="true"]`),
+		chromedp.Evaluate(`Object.fromEntries([...document.querySelectorAll(".count")].map(d => [d.dataset.window, d.querySelector(".n").dataset.count]))`, &counts),
+		chromedp.Evaluate(`document.querySelectorAll("#users tr").length`, &rows),
+		chromedp.Text(`#users tr:first-child td.id`, &firstRow),
+		chromedp.Text(`#status`, &status),
+	))
+	assert.True(t, strings.HasPrefix(status, "updated"), status)
+	want := map[string]string{}
+	for _, w := range []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 24 * time.Hour} {
+		want[w.String()] = fmt.Sprint(e.Count(w))
+	}
+	assert.Equal(t, want, counts, "the numbers shown are the engine's")
+	assert.Equal(t, map[string]string{"1m0s": "30", "5m0s": "50", "15m0s": "65", "1h0m0s": "75", "24h0m0s": "80"}, counts)
+	assert.Equal(t, 20, rows, "one page of 20 in the 15-minute window")
+	newest, _ := e.Page(now.Add(-15*time.Minute), presence.Cursor{}, 21)
+	assert.Equal(t, newest[0].ID, firstRow)
+
+	// Page forward: the second page starts where the engine's does.
+	var pageLabel, secondFirst string
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.Click(`#next`, chromedp.ByID),
+		chromedp.Poll(`document.getElementById("page").textContent === "page 2"`, nil, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)),
+		chromedp.Text(`#users tr:first-child td.id`, &secondFirst),
+		chromedp.Text(`#page`, &pageLabel),
+	))
+	assert.Equal(t, "page 2", pageLabel)
+	assert.Equal(t, newest[20].ID, secondFirst)
+
+	// Search an ID.
+	var found string
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.SetValue(`#search-id`, "user-3-04"),
+		chromedp.Click(`#search button`, chromedp.ByQuery), // Submit would bypass the form's listener
+		chromedp.Poll(`document.getElementById("found").dataset.found === "true"`, nil, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)),
+		chromedp.Text(`#found`, &found),
+	))
+	assert.Contains(t, found, "user-3-04 was last seen 30 min")
+
+	var shot []byte
+	require.NoError(t, chromedp.Run(ctx, chromedp.FullScreenshot(&shot, 100)))
+	path := filepath.Join(t.TempDir(), "dashboard.png")
+	require.NoError(t, os.WriteFile(path, shot, 0o644))
+	if dir := os.Getenv("PRESENCE_SCREENSHOT_DIR"); dir != "" {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "dashboard.png"), shot, 0o644))
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(shot))
+}
