@@ -1,0 +1,163 @@
+// Command server is a runnable web server wiring the whole library: the
+// middleware records signed-in users and anonymous visitors in two engines,
+// the users' engine is snapshotted to disk, and the dashboard is served
+// under /admin/presence/ to whoever knows the admin token.
+//
+//	PRESENCE_ADMIN_TOKEN=s3cret go run ./examples/server -addr 127.0.0.1:8080
+//
+// Then open http://127.0.0.1:8080/login?user=alice to sign in as alice (a
+// demo login: no password), browse a few pages, and open
+// http://127.0.0.1:8080/admin/login?token=s3cret for the dashboard.
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/onlinenow/presence"
+	"github.com/onlinenow/presence/middleware"
+	"github.com/onlinenow/presence/presencehttp"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	data := flag.String("data", os.TempDir(), "directory for the users' snapshot")
+	flag.Parse()
+
+	token := os.Getenv("PRESENCE_ADMIN_TOKEN")
+	if token == "" {
+		log.Print("PRESENCE_ADMIN_TOKEN is not set: the dashboard refuses everyone")
+	}
+	users, err := presence.Open(filepath.Join(*data, "presence-users.snap"),
+		presence.WithRetention(30*24*time.Hour),
+		presence.WithSnapshotErrorHandler(func(err error) { log.Print(err) }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	guests := presence.New(presence.WithRetention(24*time.Hour), presence.WithMaxUsers(1_000_000))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hist := presencehttp.NewHistory(presencehttp.Engine(users), 5*time.Minute, 10*time.Second, 360)
+	go hist.Run(ctx)
+
+	srv := &http.Server{Addr: *addr, Handler: newApp(users, guests, hist, token, randomKey())}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+	log.Printf("listening on http://%s", *addr)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
+	if err := users.Close(); err != nil { // the last snapshot
+		log.Fatal(err)
+	}
+}
+
+func randomKey() []byte {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return k
+}
+
+type userKey struct{}
+
+// newApp wires the site: key signs the demo login cookie.
+func newApp(users, guests *presence.Engine, hist *presencehttp.History, token string, key []byte) http.Handler {
+	site := http.NewServeMux()
+	site.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		if u, ok := r.Context().Value(userKey{}).(string); ok {
+			fmt.Fprintf(w, "Hello, %s. %d users and %d guests online.\n", u, users.Count(5*time.Minute), guests.Count(5*time.Minute))
+			return
+		}
+		fmt.Fprintf(w, "Hello, guest. Sign in at /login?user=NAME. %d guests online.\n", guests.Count(5*time.Minute))
+	})
+	site.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("user")
+		if name == "" || len(name) > 64 || strings.ContainsAny(name, ".;, ") {
+			http.Error(w, "want ?user=NAME", http.StatusBadRequest)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: "user", Value: sign(key, name), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	})
+	site.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+
+	// Signed-in users go to users, everyone else to guests.
+	trackUsers := middleware.Track(users, middleware.FromContext(userKey{}),
+		middleware.WithSkipPrefix("/healthz", "/admin/"), middleware.WithMetaUserAgent())
+	assign, visitor := middleware.Anonymous("visitor")
+	trackGuests := middleware.Track(guests, visitor, middleware.WithSkipPrefix("/healthz", "/admin/"))
+	tracked := trackUsers(site)
+	guestSite := assign(trackGuests(site))
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Context().Value(userKey{}).(string); ok {
+			tracked.ServeHTTP(w, r)
+		} else {
+			guestSite.ServeHTTP(w, r)
+		}
+	})
+
+	isAdmin := func(r *http.Request) bool {
+		c, err := r.Cookie("presence_admin")
+		return token != "" && err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(token)) == 1
+	}
+	dashboard := presencehttp.Handler(presencehttp.Engine(users), isAdmin,
+		presencehttp.WithHistory(hist), presencehttp.WithMeta())
+
+	root := http.NewServeMux()
+	root.Handle("/", authenticate(key, page))
+	root.Handle("/admin/presence/", http.StripPrefix("/admin/presence", dashboard))
+	root.HandleFunc("GET /admin/login", func(w http.ResponseWriter, r *http.Request) {
+		t := r.URL.Query().Get("token")
+		if token == "" || subtle.ConstantTimeCompare([]byte(t), []byte(token)) != 1 {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: "presence_admin", Value: token, Path: "/admin/",
+			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		http.Redirect(w, r, "/admin/presence/", http.StatusSeeOther)
+	})
+	return root
+}
+
+// authenticate puts the signed-in user's name in the request context.
+func authenticate(key []byte, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, err := r.Cookie("user"); err == nil {
+			if name, ok := verify(key, c.Value); ok {
+				r = r.WithContext(context.WithValue(r.Context(), userKey{}, name))
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func sign(key []byte, name string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(name))
+	return name + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func verify(key []byte, value string) (string, bool) {
+	name, _, ok := strings.Cut(value, ".")
+	return name, ok && hmac.Equal([]byte(sign(key, name)), []byte(value))
+}
