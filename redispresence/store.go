@@ -1,0 +1,661 @@
+// Package redispresence keeps presence in Redis, for a fleet of servers that
+// needs one global view of who is online. A [Store] is a
+// middleware.Recorder (and MetaRecorder) and a presencehttp.Querier, so the
+// middleware and the dashboard work with it unchanged.
+//
+//	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"10.0.0.5:6379"}})
+//	store, err := redispresence.New(rdb, redispresence.WithRetention(24*time.Hour))
+//	defer store.Close(ctx)
+//	track := middleware.Track(store, middleware.FromContext(userKey))
+//
+// # Write-behind
+//
+// TouchAt does not talk to Redis: it raises the user's time in a local
+// buffer (a map probe and a CAS for a user already buffered), and a flusher
+// sends what changed every interval (default 1s) as pipelined
+// "ZADD key GT score member" batches. Redis sees one write per active user
+// per interval, however many requests the user made: [Stats] reports the
+// ratio. The price is that reads, which go to Redis, lag the newest touches
+// by up to one interval (plus the flush itself); call [Store.Flush] to send
+// at once.
+//
+// # Layout
+//
+// Users are spread by a hash of their ID over K sorted sets (default 16)
+// named "<prefix>:{n}", scored by last-seen time in Unix microseconds, with
+// meta in hashes "<prefix>:meta:{n}" beside them (the {n} hash tag keeps a
+// set and its hash in one Redis Cluster slot). No key is hot, and the sets
+// spread over a cluster. Queries send one command per set in one pipeline
+// and merge: ZCOUNT for counts, ZREVRANGEBYSCORE with a cursor for pages,
+// ZSCORE and HGET for one user. Redis is the source of truth: the Store
+// keeps no copy of it to read from.
+//
+// # Faults
+//
+// When Redis is down or slow, TouchAt still never blocks and never fails:
+// the buffer keeps each user's newest time, up to [WithMaxBuffered] users
+// (default 1M). A user not already buffered beyond that is dropped, and
+// counted in Stats.Dropped. Flushes time out ([WithTimeout], default 2s),
+// back off up to 30s, and report to [WithOnError] and Stats; nothing buffered
+// is lost, and everything is written once Redis answers again. Queries fail
+// as soon as their context or the timeout says so.
+//
+// # Retention
+//
+// With [WithRetention], every Store trims users older than the retention
+// from the sets (and their meta) every minute. Trimming is idempotent, so
+// many servers doing it is harmless.
+package redispresence
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/onlinenow/presence"
+	"github.com/onlinenow/presence/middleware"
+	"github.com/onlinenow/presence/presencehttp"
+	"github.com/puzpuzpuz/xsync/v3"
+	"github.com/redis/go-redis/v9"
+)
+
+// Option configures a Store.
+type Option func(*config)
+
+type config struct {
+	prefix      string
+	keys        int
+	interval    time.Duration
+	timeout     time.Duration
+	maxBuffered int
+	retention   time.Duration
+	onError     func(error)
+	now         func() time.Time
+}
+
+// WithPrefix sets the prefix of the Redis keys (default "presence").
+func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
+
+// WithKeys sets how many sorted sets the users are spread over (default 16).
+// Every Store sharing the data must use the same number.
+func WithKeys(k int) Option { return func(c *config) { c.keys = k } }
+
+// WithFlushInterval sets how often buffered touches are sent (default 1s).
+func WithFlushInterval(d time.Duration) Option { return func(c *config) { c.interval = d } }
+
+// WithTimeout bounds each flush and each trim (default 2s).
+func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
+
+// WithMaxBuffered bounds how many users the buffer holds while Redis is
+// unreachable (default 1,000,000). Touches of users not already buffered
+// beyond it are dropped and counted in Stats.Dropped.
+func WithMaxBuffered(n int) Option { return func(c *config) { c.maxBuffered = n } }
+
+// WithRetention makes the Store trim users idle longer than d from Redis
+// every minute (0, the default, keeps them).
+func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
+
+// WithOnError sets a function called with each failed flush or trim. It must
+// not block for long.
+func WithOnError(f func(error)) Option { return func(c *config) { c.onError = f } }
+
+// WithClock sets the clock for trimming; nil selects time.Now.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// Stats counts a Store's work.
+type Stats struct {
+	Touches     uint64 // TouchAt calls accepted
+	Sent        uint64 // ZADD members sent to Redis
+	Buffered    int    // users in the buffer now
+	Pending     int    // of which with a change not yet sent
+	Dropped     uint64 // touches refused because the buffer was full
+	Flushes     uint64 // successful flushes
+	FlushErrors uint64 // failed flushes and trims
+	Trimmed     uint64 // users removed by retention
+}
+
+// pending is one buffered user. ns is the newest time touched; sent the
+// newest time Redis acknowledged. ns is deadNS once the entry has left the
+// buffer, which sends a late TouchAt holding it to insert a new one.
+type pending struct {
+	ns       atomic.Int64
+	sent     atomic.Int64
+	meta     atomic.Pointer[string]
+	metaSent atomic.Pointer[string]
+}
+
+const deadNS = math.MinInt64
+
+// Store is the Redis backend. It is safe for concurrent use; its buffer is
+// lock-light (a concurrent map and atomics), and one goroutine flushes.
+type Store struct {
+	cfg config
+	rdb redis.UniversalClient
+	buf *xsync.MapOf[string, *pending]
+	n   atomic.Int64 // entries in buf
+
+	touches                                      *xsync.Counter // striped: TouchAt from many cores does not contend
+	sent, dropped, flushes, flushErrors, trimmed atomic.Uint64
+
+	flushMu   sync.Mutex // one flush at a time
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// New returns a Store writing to rdb and starts its flusher. It checks that
+// Redis answers (within the timeout) and supports ZADD GT (Redis 6.2+).
+func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
+	c := config{prefix: "presence", keys: 16, interval: time.Second, timeout: 2 * time.Second, maxBuffered: 1_000_000, now: time.Now}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.keys <= 0 || c.keys > 4096 {
+		return nil, fmt.Errorf("redispresence: WithKeys(%d): want 1 to 4096", c.keys)
+	}
+	if c.interval <= 0 || c.timeout <= 0 || c.maxBuffered <= 0 {
+		return nil, errors.New("redispresence: interval, timeout and max buffered must be positive")
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	s := &Store{
+		cfg: c, rdb: rdb, buf: xsync.NewMapOf[string, *pending](),
+		touches: xsync.NewCounter(), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	probe := s.key(0) + ":probe"
+	if err := rdb.ZAddGT(ctx, probe, redis.Z{Score: 1, Member: "x"}).Err(); err != nil {
+		return nil, fmt.Errorf("redispresence: Redis must answer ZADD GT (6.2+): %w", err)
+	}
+	rdb.Del(ctx, probe)
+	go s.loop()
+	return s, nil
+}
+
+// key is sorted set n's name; metaKey its meta hash's.
+func (s *Store) key(n int) string     { return s.cfg.prefix + ":{" + strconv.Itoa(n) + "}" }
+func (s *Store) metaKey(n int) string { return s.cfg.prefix + ":meta:{" + strconv.Itoa(n) + "}" }
+
+// shardOf picks a user's set by a CRC-32C of the ID: every Store sharing
+// the data must agree, so the hash is fixed, not seeded per process.
+func (s *Store) shardOf(id string) int {
+	return int(crc32.Checksum(unsafe.Slice(unsafe.StringData(id), len(id)), castagnoli) % uint32(s.cfg.keys))
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// TouchAt records activity by id at the given time in the local buffer; the
+// flusher sends it. It never blocks on Redis. Empty or too long IDs (over
+// presence.MaxIDLen) and the zero time are ignored.
+func (s *Store) TouchAt(id string, at time.Time) {
+	if id == "" || len(id) > presence.MaxIDLen || at.IsZero() {
+		return
+	}
+	ns := at.UnixNano()
+	s.touches.Inc()
+	for {
+		p, ok := s.buf.Load(id)
+		if !ok {
+			if !s.insert(id, ns) {
+				continue // raced with a removal; try again
+			}
+			return
+		}
+		cur := p.ns.Load()
+		for cur != deadNS && ns > cur && !p.ns.CompareAndSwap(cur, ns) {
+			cur = p.ns.Load()
+		}
+		if cur != deadNS {
+			return
+		}
+	}
+}
+
+// insert adds a buffer entry for id, or raises one added meanwhile. It
+// returns false if it found a dead entry (the caller retries).
+func (s *Store) insert(id string, ns int64) bool {
+	if s.n.Load() >= int64(s.cfg.maxBuffered) {
+		s.dropped.Add(1)
+		return true
+	}
+	ok := true
+	s.buf.Compute(id, func(old *pending, loaded bool) (*pending, bool) {
+		if loaded {
+			if old.ns.Load() == deadNS {
+				ok = false
+				return old, false
+			}
+			for cur := old.ns.Load(); ns > cur && !old.ns.CompareAndSwap(cur, ns); cur = old.ns.Load() {
+			}
+			return old, false
+		}
+		p := new(pending)
+		p.ns.Store(ns)
+		p.sent.Store(math.MinInt64 + 1)
+		s.n.Add(1)
+		return p, false
+	})
+	return ok
+}
+
+// SetMeta buffers meta for a user touched through this Store; it is sent
+// with the next flush. It returns false for a user not in the buffer or
+// meta longer than presence.MaxMetaLen.
+func (s *Store) SetMeta(id, meta string) bool {
+	if len(meta) > presence.MaxMetaLen {
+		return false
+	}
+	p, ok := s.buf.Load(id)
+	if !ok || p.ns.Load() == deadNS {
+		return false
+	}
+	if cur := p.meta.Load(); cur != nil && *cur == meta {
+		return true
+	}
+	m := strings.Clone(meta)
+	p.meta.Store(&m)
+	return true
+}
+
+// Flush sends every buffered change to Redis now, in one pipeline, and
+// returns its error. Users flushed and then idle for a few intervals leave
+// the buffer.
+func (s *Store) Flush(ctx context.Context) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	type change struct {
+		p    *pending
+		id   string
+		ns   int64
+		meta *string
+	}
+	var changes []change
+	byKey := make([][]redis.Z, s.cfg.keys)
+	metas := make([][]any, s.cfg.keys)
+	idleBefore := time.Now().Add(-3 * s.cfg.interval).UnixNano()
+	s.buf.Range(func(id string, p *pending) bool {
+		ns, sent := p.ns.Load(), p.sent.Load()
+		meta, metaSent := p.meta.Load(), p.metaSent.Load()
+		if ns == deadNS {
+			return true
+		}
+		if ns == sent && meta == metaSent {
+			// Clean: let idle users go, unless a touch comes in first.
+			if ns < idleBefore && p.ns.CompareAndSwap(ns, deadNS) {
+				removed := false
+				s.buf.Compute(id, func(old *pending, loaded bool) (*pending, bool) {
+					removed = loaded && old == p
+					return old, !loaded || removed // never store a nil; keep a newer entry
+				})
+				if removed {
+					s.n.Add(-1)
+				}
+			}
+			return true
+		}
+		k := s.shardOf(id)
+		if ns != sent {
+			byKey[k] = append(byKey[k], redis.Z{Score: float64(ns / 1000), Member: id})
+		}
+		if meta != metaSent && meta != nil {
+			metas[k] = append(metas[k], id, *meta)
+		}
+		changes = append(changes, change{p, id, ns, meta})
+		return true
+	})
+	if len(changes) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	members := 0
+	for k, zs := range byKey {
+		for len(zs) > 0 {
+			batch := zs[:min(len(zs), 512)]
+			zs = zs[len(batch):]
+			pipe.ZAddGT(ctx, s.key(k), batch...)
+			members += len(batch)
+		}
+		if len(metas[k]) > 0 {
+			pipe.HSet(ctx, s.metaKey(k), metas[k]...)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.flushErrors.Add(1)
+		return fmt.Errorf("redispresence: flush of %d users: %w", len(changes), err)
+	}
+	for _, c := range changes {
+		// Newer touches made during the flush stay pending: sent only
+		// moves up to what this flush wrote.
+		for cur := c.p.sent.Load(); c.ns > cur && !c.p.sent.CompareAndSwap(cur, c.ns); cur = c.p.sent.Load() {
+		}
+		c.p.metaSent.Store(c.meta)
+	}
+	s.sent.Add(uint64(members))
+	s.flushes.Add(1)
+	return nil
+}
+
+// loop flushes every interval, backing off while flushes fail, and trims
+// every minute when retention is set.
+func (s *Store) loop() {
+	defer close(s.done)
+	wait := s.cfg.interval
+	nextTrim := time.Now()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { // Close cancels a flush in progress
+			select {
+			case <-s.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if err := s.Flush(ctx); err != nil {
+			s.report(err)
+			wait = min(2*wait, 30*time.Second)
+		} else {
+			wait = s.cfg.interval
+			if s.cfg.retention > 0 && !time.Now().Before(nextTrim) {
+				if err := s.Trim(ctx); err != nil {
+					s.report(err)
+				}
+				nextTrim = time.Now().Add(time.Minute)
+			}
+		}
+		cancel()
+		t.Reset(wait)
+	}
+}
+
+func (s *Store) report(err error) {
+	if f := s.cfg.onError; f != nil {
+		f(err)
+	}
+}
+
+// Trim removes users idle longer than the retention, and their meta, from
+// every set. It is idempotent; the Store runs it every minute.
+func (s *Store) Trim(ctx context.Context) error {
+	if s.cfg.retention <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
+	cutoff := "(" + strconv.FormatInt(s.cfg.now().Add(-s.cfg.retention).UnixMicro(), 10)
+	for k := range s.cfg.keys {
+		for {
+			old, err := s.rdb.ZRangeByScore(ctx, s.key(k), &redis.ZRangeBy{Min: "-inf", Max: cutoff, Count: 1000}).Result()
+			if err != nil {
+				s.flushErrors.Add(1)
+				return fmt.Errorf("redispresence: trim: %w", err)
+			}
+			if len(old) == 0 {
+				break
+			}
+			members := make([]any, len(old))
+			for i, m := range old {
+				members[i] = m
+			}
+			pipe := s.rdb.Pipeline()
+			pipe.ZRem(ctx, s.key(k), members...)
+			pipe.HDel(ctx, s.metaKey(k), old...)
+			if _, err := pipe.Exec(ctx); err != nil {
+				s.flushErrors.Add(1)
+				return fmt.Errorf("redispresence: trim: %w", err)
+			}
+			s.trimmed.Add(uint64(len(old)))
+		}
+	}
+	return nil
+}
+
+// Forget removes a user from Redis and from the buffer.
+func (s *Store) Forget(ctx context.Context, id string) error {
+	if p, ok := s.buf.LoadAndDelete(id); ok {
+		p.ns.Store(deadNS)
+		s.n.Add(-1)
+	}
+	k := s.shardOf(id)
+	pipe := s.rdb.Pipeline()
+	pipe.ZRem(ctx, s.key(k), id)
+	pipe.HDel(ctx, s.metaKey(k), id)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// CountSince returns how many users Redis holds with a last-seen time at t
+// or later: one ZCOUNT per set, in one pipeline.
+func (s *Store) CountSince(ctx context.Context, t time.Time) (int, error) {
+	min := strconv.FormatInt(t.UnixMicro(), 10)
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, s.cfg.keys)
+	for k := range cmds {
+		cmds[k] = pipe.ZCount(ctx, s.key(k), min, "+inf")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("redispresence: count: %w", err)
+	}
+	n := 0
+	for _, c := range cmds {
+		n += int(c.Val())
+	}
+	return n, nil
+}
+
+// cursor is a position in a newest-first walk: the (score, member) of the
+// last user returned.
+type cursor struct {
+	score  int64
+	member string
+}
+
+func (c cursor) String() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.score, 10) + ":" + c.member))
+}
+
+func parseCursor(s string) (cursor, bool, error) {
+	if s == "" {
+		return cursor{}, false, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(raw) > presence.MaxIDLen+24 {
+		return cursor{}, false, fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
+	}
+	num, member, ok := strings.Cut(string(raw), ":")
+	score, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || member == "" {
+		return cursor{}, false, fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
+	}
+	return cursor{score, member}, true, nil
+}
+
+// before reports whether (score, member) comes after c in the walk: Redis
+// orders equal scores by member, and a newest-first walk reverses both.
+func (c cursor) before(score int64, member string) bool {
+	return score < c.score || (score == c.score && member < c.member)
+}
+
+// Page returns up to limit users seen since t, newest first, after the
+// cursor ("" for the first page), and the next page's cursor ("" after the
+// last). It asks each set for the next limit users in one pipeline (and
+// again for a set whose answer was all ties with the cursor) and merges.
+func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
+	after, has, err := parseCursor(cur)
+	if err != nil {
+		return nil, "", err
+	}
+	if limit <= 0 {
+		limit = 1000
+	}
+	min := strconv.FormatInt(t.UnixMicro(), 10)
+	max := "+inf"
+	if has {
+		max = strconv.FormatInt(after.score, 10) // inclusive: ties are filtered below
+	}
+	lists := make([][]redis.Z, s.cfg.keys)
+	offsets := make([]int64, s.cfg.keys)
+	todo := make([]int, s.cfg.keys)
+	for k := range todo {
+		todo[k] = k
+	}
+	more := make([]bool, s.cfg.keys)
+	for len(todo) > 0 {
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.ZSliceCmd, len(todo))
+		for i, k := range todo {
+			cmds[i] = pipe.ZRevRangeByScoreWithScores(ctx, s.key(k), &redis.ZRangeBy{
+				Min: min, Max: max, Offset: offsets[k], Count: int64(limit + 1)})
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, "", fmt.Errorf("redispresence: page: %w", err)
+		}
+		var again []int
+		for i, k := range todo {
+			zs := cmds[i].Val()
+			kept := 0
+			for _, z := range zs {
+				m, _ := z.Member.(string)
+				if !has || after.before(int64(z.Score), m) {
+					lists[k] = append(lists[k], z)
+					kept++
+				}
+			}
+			more[k] = len(zs) == limit+1
+			if kept < len(zs) && len(lists[k]) <= limit && more[k] {
+				offsets[k] += int64(len(zs)) // ties with the cursor took room: read on
+				again = append(again, k)
+			}
+		}
+		todo = again
+	}
+	// Merge newest first: score, then member, both descending.
+	var out []presence.Activity
+	heads := make([]int, len(lists))
+	for len(out) < limit {
+		best := -1
+		for k, l := range lists {
+			if heads[k] < len(l) && (best < 0 || zLess(lists[best][heads[best]], l[heads[k]])) {
+				best = k
+			}
+		}
+		if best < 0 {
+			break
+		}
+		z := lists[best][heads[best]]
+		heads[best]++
+		m, _ := z.Member.(string)
+		out = append(out, presence.Activity{ID: m, LastSeen: time.UnixMicro(int64(z.Score)).UTC()})
+	}
+	next := ""
+	remaining := false
+	for k, l := range lists {
+		remaining = remaining || heads[k] < len(l) || more[k]
+	}
+	if remaining && len(out) == limit {
+		last := out[len(out)-1]
+		next = cursor{last.LastSeen.UnixMicro(), last.ID}.String()
+	}
+	if err := s.fillMeta(ctx, out); err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// zLess orders two set members oldest first (score, then member).
+func zLess(a, b redis.Z) bool {
+	if a.Score != b.Score {
+		return a.Score < b.Score
+	}
+	am, _ := a.Member.(string)
+	bm, _ := b.Member.(string)
+	return am < bm
+}
+
+func (s *Store) fillMeta(ctx context.Context, as []presence.Activity) error {
+	if len(as) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(as))
+	for i, a := range as {
+		cmds[i] = pipe.HGet(ctx, s.metaKey(s.shardOf(a.ID)), a.ID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("redispresence: meta: %w", err)
+	}
+	for i := range as {
+		as[i].Meta = cmds[i].Val()
+	}
+	return nil
+}
+
+// Get returns one user's activity from Redis, or false if unknown.
+func (s *Store) Get(ctx context.Context, id string) (presence.Activity, bool, error) {
+	k := s.shardOf(id)
+	pipe := s.rdb.Pipeline()
+	score := pipe.ZScore(ctx, s.key(k), id)
+	meta := pipe.HGet(ctx, s.metaKey(k), id)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return presence.Activity{}, false, fmt.Errorf("redispresence: get: %w", err)
+	}
+	if errors.Is(score.Err(), redis.Nil) {
+		return presence.Activity{}, false, nil
+	}
+	return presence.Activity{ID: id, LastSeen: time.UnixMicro(int64(score.Val())).UTC(), Meta: meta.Val()}, true, nil
+}
+
+// Stats returns the Store's counters. Buffered and Pending walk the buffer.
+func (s *Store) Stats() Stats {
+	st := Stats{
+		Touches: uint64(s.touches.Value()), Sent: s.sent.Load(), Dropped: s.dropped.Load(),
+		Flushes: s.flushes.Load(), FlushErrors: s.flushErrors.Load(), Trimmed: s.trimmed.Load(),
+	}
+	s.buf.Range(func(_ string, p *pending) bool {
+		if ns := p.ns.Load(); ns != deadNS {
+			st.Buffered++
+			if ns != p.sent.Load() || p.meta.Load() != p.metaSent.Load() {
+				st.Pending++
+			}
+		}
+		return true
+	})
+	return st
+}
+
+// Close stops the flusher and sends what is pending, within ctx. It returns
+// the last flush's error; nothing of the Store runs after it. It is
+// idempotent (later calls return nil). It does not close the Redis client.
+func (s *Store) Close(ctx context.Context) error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		err = s.Flush(ctx)
+	})
+	return err
+}
+
+var (
+	_ presencehttp.Querier    = (*Store)(nil)
+	_ middleware.MetaRecorder = (*Store)(nil)
+)

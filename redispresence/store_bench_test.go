@@ -1,0 +1,83 @@
+package redispresence_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/onlinenow/presence/redispresence"
+)
+
+// BenchmarkTouchAt: a user already in the buffer (50k users, round robin),
+// from all procs. Nothing talks to Redis on this path.
+func BenchmarkTouchAt(b *testing.B) {
+	srv := startRedisB(b)
+	rdb := client(srv)
+	defer rdb.Close()
+	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ids := make([]string, 50_000)
+	for i := range ids {
+		ids[i] = fmt.Sprint("user-", i)
+		s.TouchAt(ids[i], t0)
+	}
+	var worker atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(worker.Add(1)) * 7919
+		at := t0
+		for pb.Next() {
+			at = at.Add(time.Microsecond)
+			s.TouchAt(ids[i%len(ids)], at)
+			i++
+		}
+	})
+}
+
+// BenchmarkQueries: CountSince and one page of 50 from 16 sets holding 50k
+// users, on loopback; reports p50 and p99 of each.
+func BenchmarkQueries(b *testing.B) {
+	srv := startRedisB(b)
+	rdb := client(srv)
+	defer rdb.Close()
+	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx := context.Background()
+	for i := range 50_000 {
+		s.TouchAt(fmt.Sprint("user-", i), t0.Add(-time.Duration(i)*100*time.Millisecond))
+	}
+	if err := s.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	var counts, pages []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		if _, err := s.CountSince(ctx, t0.Add(-15*time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+		mid := time.Now()
+		if _, _, err := s.Page(ctx, t0.Add(-15*time.Minute), "", 50); err != nil {
+			b.Fatal(err)
+		}
+		counts, pages = append(counts, mid.Sub(start)), append(pages, time.Since(mid))
+	}
+	pct := func(ds []time.Duration, q float64) float64 {
+		slices.Sort(ds)
+		return float64(ds[int(q*float64(len(ds)-1))].Microseconds())
+	}
+	b.ReportMetric(pct(counts, 0.5), "count-p50-µs")
+	b.ReportMetric(pct(counts, 0.99), "count-p99-µs")
+	b.ReportMetric(pct(pages, 0.5), "page-p50-µs")
+	b.ReportMetric(pct(pages, 0.99), "page-p99-µs")
+}

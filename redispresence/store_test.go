@@ -1,0 +1,325 @@
+package redispresence_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/onlinenow/presence/presencehttp"
+	"github.com/onlinenow/presence/redispresence"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// server is a redis-server the test started on a free loopback port,
+// without persistence.
+type server struct {
+	t    testing.TB
+	bin  string
+	port int
+	cmd  *exec.Cmd
+}
+
+func (s *server) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// startRedis starts redis-server, or skips the test when it is not
+// installed (a failure when PRESENCE_STRICT is set, as in CI).
+func startRedis(t *testing.T) *server { return startRedisTB(t) }
+
+func startRedisB(b *testing.B) *server { return startRedisTB(b) }
+
+func startRedisTB(t testing.TB) *server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("PRESENCE_STRICT") != "" {
+			t.Fatal("PRESENCE_STRICT is set and redis-server is not installed")
+		}
+		t.Skip("redis-server not in PATH; install the Debian package redis-server")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &server{t: t, bin: bin, port: l.Addr().(*net.TCPAddr).Port}
+	l.Close()
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *server) start() {
+	s.cmd = exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no")
+	require.NoError(s.t, s.cmd.Start())
+	c := redis.NewClient(&redis.Options{Addr: s.addr()})
+	defer c.Close()
+	for i := 0; ; i++ {
+		if c.Ping(context.Background()).Err() == nil {
+			return
+		}
+		require.Less(s.t, i, 250, "redis-server did not start")
+		time.Sleep(20 * time.Millisecond) // polling a process start, not waiting for expiry
+	}
+}
+
+func (s *server) stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+func client(s *server) redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{s.addr()},
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
+		MaxRetries: -1})
+}
+
+var t0 = time.Now().Truncate(time.Second)
+
+func newStore(t *testing.T, rdb redis.UniversalClient, opts ...redispresence.Option) *redispresence.Store {
+	t.Helper()
+	// A long interval: the tests flush by hand.
+	opts = append([]redispresence.Option{redispresence.WithFlushInterval(time.Hour)}, opts...)
+	s, err := redispresence.New(rdb, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func TestTwoNodesOneView(t *testing.T) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	defer rdb.Close()
+	a, b := newStore(t, rdb), newStore(t, rdb)
+	ctx := context.Background()
+	for i := range 50 {
+		a.TouchAt(fmt.Sprint("a", i), t0.Add(-time.Duration(i)*time.Minute))
+		b.TouchAt(fmt.Sprint("b", i), t0.Add(-time.Duration(i)*time.Minute-30*time.Second))
+	}
+	a.TouchAt("both", t0.Add(-time.Hour))
+	b.TouchAt("both", t0.Add(-time.Second)) // the newer time wins, from either node
+	a.SetMeta("a0", "203.0.113.1")
+	require.NoError(t, a.Flush(ctx))
+	require.NoError(t, b.Flush(ctx))
+
+	for _, node := range []*redispresence.Store{a, b} {
+		n, err := node.CountSince(ctx, t0.Add(-10*time.Minute-time.Second))
+		require.NoError(t, err)
+		assert.Equal(t, 11+10+1, n, "a0..a10, b0..b9 and both")
+		page, _, err := node.Page(ctx, t0.Add(-3*time.Minute), "", 10)
+		require.NoError(t, err)
+		var got []string
+		for _, u := range page {
+			got = append(got, u.ID)
+		}
+		assert.Equal(t, []string{"a0", "both", "b0", "a1", "b1", "a2", "b2", "a3"}, got)
+		u, ok, err := node.Get(ctx, "both")
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, t0.Add(-time.Second).UnixMicro(), u.LastSeen.UnixMicro())
+		u, _, _ = node.Get(ctx, "a0")
+		assert.Equal(t, "203.0.113.1", u.Meta)
+		_, ok, err = node.Get(ctx, "nobody")
+		require.NoError(t, err)
+		assert.False(t, ok)
+	}
+}
+
+func TestPagingEveryUserOnce(t *testing.T) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	defer rdb.Close()
+	s := newStore(t, rdb, redispresence.WithKeys(7))
+	ctx := context.Background()
+	const n = 3000
+	for i := range n { // many users share each microsecond
+		s.TouchAt(fmt.Sprintf("u%04d", i), t0.Add(-time.Duration(i%4)*time.Microsecond))
+	}
+	require.NoError(t, s.Flush(ctx))
+	seen := map[string]int{}
+	cur := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, n)
+		page, next, err := s.Page(ctx, t0.Add(-time.Hour), cur, 97)
+		require.NoError(t, err)
+		for _, u := range page {
+			seen[u.ID]++
+		}
+		if next == "" {
+			break
+		}
+		cur = next
+	}
+	require.Len(t, seen, n)
+	for id, c := range seen {
+		require.Equal(t, 1, c, id)
+	}
+	_, _, err := s.Page(ctx, t0, "forged!", 10)
+	assert.ErrorIs(t, err, presencehttp.ErrBadCursor)
+}
+
+func TestCoalescing(t *testing.T) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	defer rdb.Close()
+	s := newStore(t, rdb)
+	ctx := context.Background()
+	// Two flush intervals ("seconds"), each 1M touches from 50k users.
+	ids := make([]string, 50_000)
+	for i := range ids {
+		ids[i] = fmt.Sprint("u", i)
+	}
+	for round := range 2 {
+		for i := range 1_000_000 {
+			s.TouchAt(ids[i%len(ids)], t0.Add(time.Duration(round*1_000_000+i)*time.Microsecond))
+		}
+		require.NoError(t, s.Flush(ctx))
+	}
+	st := s.Stats()
+	assert.Equal(t, uint64(2_000_000), st.Touches)
+	assert.Equal(t, uint64(100_000), st.Sent, "one ZADD member per active user per flush")
+	t.Logf("coalescing: %d touches, %d ZADD members sent: %.0fx", st.Touches, st.Sent, float64(st.Touches)/float64(st.Sent))
+	n, err := s.CountSince(ctx, time.Time{})
+	require.NoError(t, err)
+	assert.Equal(t, 50_000, n)
+}
+
+func TestRedisDownThenBack(t *testing.T) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	defer rdb.Close()
+	var errs []error
+	s := newStore(t, rdb, redispresence.WithTimeout(300*time.Millisecond), redispresence.WithMaxBuffered(1500),
+		redispresence.WithOnError(func(err error) { errs = append(errs, err) }))
+	ctx := context.Background()
+	s.TouchAt("before", t0)
+	require.NoError(t, s.Flush(ctx))
+
+	srv.stop()
+	for i := range 2000 { // never blocks, never fails; 1,499 more fit
+		s.TouchAt(fmt.Sprint("down", i), t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	s.TouchAt("before", t0.Add(time.Hour)) // buffered already: kept
+	require.Error(t, s.Flush(ctx))
+	st := s.Stats()
+	assert.Equal(t, uint64(501), st.Dropped)
+	assert.Equal(t, uint64(1), st.FlushErrors)
+	assert.Equal(t, 1500, st.Pending)
+
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := s.CountSince(qctx, t0)
+	assert.Error(t, err, "queries fail while Redis is down")
+	_, _, err = s.Page(qctx, t0, "", 10)
+	assert.Error(t, err)
+
+	srv.start() // same port, empty: everything buffered must be written again
+	require.Eventually(t, func() bool { return s.Flush(ctx) == nil }, 10*time.Second, 50*time.Millisecond)
+	n, err := s.CountSince(ctx, time.Time{})
+	require.NoError(t, err)
+	assert.Equal(t, 1500, n, "every buffered user reached Redis")
+	u, ok, err := s.Get(ctx, "before")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, t0.Add(time.Hour).UnixMicro(), u.LastSeen.UnixMicro())
+	assert.Zero(t, s.Stats().Pending)
+	assert.Empty(t, errs, "Flush called by hand returns its error; the flusher reports its own")
+}
+
+func TestFlusherReportsAndRecovers(t *testing.T) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	defer rdb.Close()
+	errc := make(chan error, 100)
+	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(20*time.Millisecond),
+		redispresence.WithTimeout(200*time.Millisecond),
+		redispresence.WithOnError(func(err error) { errc <- err }))
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	srv.stop()
+	s.TouchAt("x", t0)
+	select {
+	case err := <-errc:
+		assert.ErrorContains(t, err, "flush")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the flusher did not report the failure")
+	}
+	srv.start()
+	ctx := context.Background()
+	require.Eventually(t, func() bool {
+		_, ok, err := s.Get(ctx, "x")
+		return err == nil && ok
+	}, 40*time.Second, 50*time.Millisecond, "the flusher writes the buffered user once Redis is back")
+}
+
+func TestRetentionAndForget(t *testing.T) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	defer rdb.Close()
+	s := newStore(t, rdb, redispresence.WithRetention(time.Hour), redispresence.WithClock(func() time.Time { return t0 }))
+	ctx := context.Background()
+	s.TouchAt("old", t0.Add(-2*time.Hour))
+	s.SetMeta("old", "m")
+	s.TouchAt("new", t0.Add(-time.Minute))
+	s.TouchAt("gone", t0)
+	require.NoError(t, s.Flush(ctx))
+	require.NoError(t, s.Trim(ctx))
+	require.NoError(t, s.Trim(ctx), "idempotent")
+	_, ok, _ := s.Get(ctx, "old")
+	assert.False(t, ok)
+	assert.Zero(t, metaEntries(t, rdb), "the trimmed user's meta went with it")
+	_, ok, _ = s.Get(ctx, "new")
+	assert.True(t, ok)
+	assert.Equal(t, uint64(1), s.Stats().Trimmed)
+
+	require.NoError(t, s.Forget(ctx, "gone"))
+	_, ok, _ = s.Get(ctx, "gone")
+	assert.False(t, ok)
+	require.NoError(t, s.Flush(ctx))
+	_, ok, _ = s.Get(ctx, "gone")
+	assert.False(t, ok, "nothing of it was left in the buffer to write back")
+}
+
+// metaEntries counts the fields of every meta hash.
+func metaEntries(t *testing.T, rdb redis.UniversalClient) int64 {
+	keys, err := rdb.Keys(context.Background(), "presence:meta:*").Result()
+	require.NoError(t, err)
+	var n int64
+	for _, k := range keys {
+		n += rdb.HLen(context.Background(), k).Val()
+	}
+	return n
+}
+
+func TestCloseFlushesAndLeavesNoGoroutine(t *testing.T) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	defer rdb.Close()
+	rdb.Ping(context.Background()) // the client's own pool goroutines start now
+	before := runtime.NumGoroutine()
+	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(time.Hour))
+	require.NoError(t, err)
+	s.TouchAt("late", t0)
+	require.NoError(t, s.Close(context.Background()))
+	require.NoError(t, s.Close(context.Background()))
+	_, ok, err := s.Get(context.Background(), "late")
+	require.NoError(t, err)
+	assert.True(t, ok, "Close flushed what was pending")
+	// Not assert.Eventually: it runs its condition on a goroutine of its own.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // goroutines ending, not expiry
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines: %d before, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
