@@ -115,21 +115,38 @@ func (c *slotCounts) bump(p int, d int32) {
 }
 
 // advance moves head to slot, folding the slots that leave the ring into old.
+// It skips empty 4096- and 64-slot blocks whole, so its cost is bounded by
+// the users it folds plus the distance over 64, not by the distance: a head
+// that jumps far ahead again and again (a hostile snapshot) stays cheap.
 func (c *slotCounts) advance(slot int64) {
+	if c.inRing == 0 {
+		c.head = slot
+		return
+	}
 	if slot-c.head >= c.horizon {
 		c.old += c.inRing
 		c.inRing = 0
 		clear(c.per)
 		clear(c.by64)
 		clear(c.by4096)
-	} else {
-		for s := c.head - c.horizon + 1; s <= slot-c.horizon; s++ {
-			p := int(s & (c.horizon - 1))
+		c.head = slot
+		return
+	}
+	mask := c.horizon - 1
+	for s, end := c.head-c.horizon+1, slot-c.horizon; s <= end; {
+		p := int(s & mask)
+		switch {
+		case p&4095 == 0 && s+4095 <= end && c.by4096[p>>12] == 0:
+			s += 4096
+		case p&63 == 0 && s+63 <= end && c.by64[p>>6] == 0:
+			s += 64
+		default:
 			if v := c.per[p]; v != 0 {
 				c.bump(p, -v)
 				c.old += int(v)
 				c.inRing -= int(v)
 			}
+			s++
 		}
 	}
 	c.head = slot
