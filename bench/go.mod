@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/onlinenow/presence v0.0.0
+	github.com/onlinenow/presence/redispresence v0.0.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stretchr/testify v1.12.1
 )
@@ -18,3 +19,5 @@ require (
 )
 
 replace github.com/onlinenow/presence => ../
+
+replace github.com/onlinenow/presence/redispresence => ../redispresence

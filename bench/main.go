@@ -7,7 +7,9 @@
 //
 // Peers: "engine" (this library), "naive" (a mutex around a map, with a scan
 // and a sort per query), "redis" (a ZADD per request into one sorted set, as
-// django-active-users does, each worker with its own pipeline). With
+// django-active-users does, each worker with its own pipeline), and
+// "redis-backend" (this library's Redis backend, redispresence: a local
+// buffer flushed every second, one ZADD member per changed user). With
 // -redis auto the program starts redis-server from PATH on a free loopback
 // port, without persistence, and stops it afterwards; without one, the
 // redis row says why it was skipped.
@@ -21,6 +23,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 )
@@ -45,7 +48,7 @@ type params struct {
 	jsonOut, cpuProfile, memProfile string
 }
 
-var allPeers = []string{"engine", "naive", "redis"}
+var allPeers = []string{"engine", "naive", "redis", "redis-backend"}
 
 // parseFlags parses and checks args. Errors are usage errors.
 func parseFlags(args []string, stderr io.Writer) (params, error) {
@@ -63,7 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (params, error) {
 	fs.Float64Var(&p.QPS, "qps", 0, "also run Count and Recent at this rate from a separate goroutine, as a polling dashboard (0: off)")
 	fs.StringVar(&p.Clock, "clock", "real", "real, or sim: simulated time running -sim-speed times faster, so index moves happen at a realistic rate")
 	fs.Float64Var(&p.SimSpeed, "sim-speed", 60, "simulated seconds per real second, with -clock sim")
-	peers := fs.String("peers", strings.Join(allPeers, ","), "comma-separated peers to run: engine, naive, redis")
+	peers := fs.String("peers", strings.Join(allPeers, ","), "comma-separated peers to run: "+strings.Join(allPeers, ", "))
 	fs.StringVar(&p.Redis, "redis", "auto", "auto (start redis-server from PATH), an address host:port, or off")
 	fs.IntVar(&p.Pipeline, "pipeline", 100, "commands per Redis pipeline flush, per worker")
 	fs.BoolVar(&p.Snapshot, "snapshot", true, "time a snapshot write and load of the engine's final state")
@@ -95,7 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (params, error) {
 	check(p.SimSpeed > 0, "-sim-speed must be positive")
 	check(p.Pipeline > 0, "-pipeline must be positive")
 	for _, name := range p.Peers {
-		check(name == "engine" || name == "naive" || name == "redis", "unknown peer %q in -peers", name)
+		check(slices.Contains(allPeers, name), "unknown peer %q in -peers", name)
 	}
 	if len(errs) > 0 {
 		return p, errors.Join(errs...)

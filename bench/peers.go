@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/onlinenow/presence"
+	"github.com/onlinenow/presence/redispresence"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -164,4 +165,49 @@ func (w *redisWorker) flush() error {
 		w.flushErr()
 	}
 	return w.err
+}
+
+// backendPeer is this library's Redis backend: touches go to a local
+// buffer, and a flusher sends one ZADD member per changed user per second.
+type backendPeer struct {
+	s   *redispresence.Store
+	rdb *redis.Client
+}
+
+func newBackendPeer(addr string, workers int) (*backendPeer, error) {
+	c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: workers + 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := c.FlushDB(ctx).Err(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	s, err := redispresence.New(c, redispresence.WithPrefix("presence-bench-backend"))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &backendPeer{s: s, rdb: c}, nil
+}
+
+func (p *backendPeer) worker() touchWorker           { return p }
+func (p *backendPeer) touch(id string, at time.Time) { p.s.TouchAt(id, at) }
+
+// flush sends what is buffered, so that a phase's time includes the writes
+// its touches caused.
+func (p *backendPeer) flush() error { return p.s.Flush(context.Background()) }
+
+func (p *backendPeer) count(since time.Time) (int, error) {
+	return p.s.CountSince(context.Background(), since)
+}
+
+func (p *backendPeer) recent(since time.Time, limit int) (int, error) {
+	page, _, err := p.s.Page(context.Background(), since, "", limit)
+	return len(page), err
+}
+
+func (p *backendPeer) close() error {
+	err := p.s.Close(context.Background())
+	p.rdb.FlushDB(context.Background())
+	return errors.Join(err, p.rdb.Close())
 }

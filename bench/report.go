@@ -52,6 +52,10 @@ func printReport(w io.Writer, results []result) {
 		tw.Flush()
 	}
 	for _, r := range results {
+		if r.RedisMembersSent > 0 {
+			fmt.Fprintf(w, "\n%s: %d touches sent %d ZADD members to Redis: %.1fx fewer writes than one per touch",
+				r.Peer, r.Touches, r.RedisMembersSent, float64(r.Touches)/float64(r.RedisMembersSent))
+		}
 		if r.MovesPerTouch > 0 {
 			fmt.Fprintf(w, "\n%s: %.1f%% of touches moved an index entry (first touch of a user in a new slot)", r.Peer, 100*r.MovesPerTouch)
 		}

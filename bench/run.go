@@ -40,6 +40,9 @@ type result struct {
 	// user's first touch in a new resolution slot): the slow path.
 	MovesPerTouch float64 `json:"moves_per_touch,omitempty"`
 
+	// Redis backend only: ZADD members it sent in the steady phase.
+	RedisMembersSent uint64 `json:"redis_members_sent,omitempty"`
+
 	SnapshotUsers      int     `json:"snapshot_users,omitempty"`
 	SnapshotBytes      int64   `json:"snapshot_bytes,omitempty"`
 	SnapshotWritePerS  float64 `json:"snapshot_write_records_per_sec,omitempty"`
@@ -106,7 +109,7 @@ func runPeer(p params, name string, progress io.Writer) result {
 		pr = enginePeer{presence.New(presence.WithClock(clk.now))}
 	case "naive":
 		pr = newNaive()
-	case "redis":
+	case "redis", "redis-backend":
 		addr := p.Redis
 		switch addr {
 		case "off":
@@ -121,14 +124,22 @@ func runPeer(p params, name string, progress io.Writer) result {
 			defer srv.stop()
 			addr = srv.addr
 		}
-		rp, err := newRedisPeer(addr, p.Pipeline, p.Workers)
-		if err != nil {
-			r.Skipped = fmt.Sprintf("redis at %s: %v", addr, err)
-			return r
+		if name == "redis" {
+			rp, err := newRedisPeer(addr, p.Pipeline, p.Workers)
+			if err != nil {
+				r.Skipped = fmt.Sprintf("redis at %s: %v", addr, err)
+				return r
+			}
+			rdb, pr = rp.c, rp
+		} else {
+			bp, err := newBackendPeer(addr, p.Workers)
+			if err != nil {
+				r.Skipped = fmt.Sprintf("redis at %s: %v", addr, err)
+				return r
+			}
+			rdb, pr = bp.rdb, bp
 		}
-		rdb = rp.c
 		redisMem0, _ = usedMemory(rdb)
-		pr = rp
 	}
 	defer pr.close()
 
@@ -160,9 +171,12 @@ func runPeer(p params, name string, progress io.Writer) result {
 	}
 
 	// Steady state: existing users, with queries.
-	var moved0 uint64
+	var moved0, sent0 uint64
 	if ep, ok := pr.(enginePeer); ok {
 		moved0 = ep.e.Stats().Moved
+	}
+	if bp, ok := pr.(*backendPeer); ok {
+		sent0 = bp.s.Stats().Sent
 	}
 	if err := steady(p, pr, clk, progress, &r); err != nil {
 		r.Skipped = "steady phase failed: " + err.Error()
@@ -170,6 +184,9 @@ func runPeer(p params, name string, progress io.Writer) result {
 	}
 	if ep, ok := pr.(enginePeer); ok {
 		r.MovesPerTouch = float64(ep.e.Stats().Moved-moved0) / float64(r.Touches)
+	}
+	if bp, ok := pr.(*backendPeer); ok {
+		r.RedisMembersSent = bp.s.Stats().Sent - sent0
 	}
 	if ep, ok := pr.(enginePeer); ok && p.Snapshot {
 		if err := snapshotPhase(ep.e, p, &r); err != nil {

@@ -230,7 +230,9 @@ func (s *Store) insert(id string, ns int64) bool {
 		return true
 	}
 	ok := true
-	s.buf.Compute(id, func(old *pending, loaded bool) (*pending, bool) {
+	// A copy for the map to keep: the caller's string may alias a buffer it
+	// reuses (a request's bytes).
+	s.buf.Compute(strings.Clone(id), func(old *pending, loaded bool) (*pending, bool) {
 		if loaded {
 			if old.ns.Load() == deadNS {
 				ok = false

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/onlinenow/presence/presencehttp"
 	"github.com/onlinenow/presence/redispresence"
@@ -322,4 +323,26 @@ func TestCloseFlushesAndLeavesNoGoroutine(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("goroutines: %d before, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// TestKeepsItsOwnCopyOfIDs touches with IDs that alias one reused buffer, as
+// a server parsing requests would pass them.
+func TestKeepsItsOwnCopyOfIDs(t *testing.T) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	defer rdb.Close()
+	s := newStore(t, rdb)
+	buf := []byte("user-0")
+	for i := range 10 {
+		buf[5] = byte('0' + i)
+		s.TouchAt(unsafe.String(&buf[0], len(buf)), t0)
+	}
+	buf[5] = 'x'
+	require.NoError(t, s.Flush(context.Background()))
+	for i := range 10 {
+		_, ok, err := s.Get(context.Background(), fmt.Sprint("user-", i))
+		require.NoError(t, err)
+		assert.True(t, ok, "user-%d", i)
+	}
+	assert.Equal(t, 10, s.Stats().Buffered)
 }
