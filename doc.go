@@ -53,6 +53,17 @@
 // not one atomic cut across shards. A user touched during a query may be
 // reported with its newer time.
 //
+// # Snapshots
+//
+// [Engine.WriteTo] and [Engine.ReadFrom] move the whole state through any
+// io.Writer and io.Reader; [Engine.SaveFile] replaces a file atomically, and
+// [Open] restores one at start and saves it periodically, so that a restart
+// loses at most one interval. Writing holds each shard's lock only to clone
+// its B-tree; reading checks the whole file (checksums, lengths, limits)
+// before merging anything, and refuses a bad one with an error wrapping
+// [ErrCorruptSnapshot] or [ErrSnapshotVersion]. snapshot.go documents the
+// format byte by byte.
+//
 // # Limits and bad input
 //
 // IDs must be 1 to [MaxIDLen] bytes; others are ignored and counted in

@@ -6,13 +6,15 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strconv"
 	"time"
 )
 
 // FromContext identifies a request by the value an authentication
 // middleware stored in its context under key: a string, a fmt.Stringer or
-// any integer type. Other types, nil and the empty string do not identify.
+// any integer type (named ones too). Other types, nil and the empty string
+// do not identify.
 // Integers are formatted on each request, which allocates for values >= 100.
 func FromContext(key any) IdentityFunc {
 	return func(r *http.Request) (string, bool) {
@@ -27,26 +29,13 @@ func identityOf(v any) (string, bool) {
 		id = v
 	case fmt.Stringer:
 		id = v.String()
-	case int:
-		id = strconv.FormatInt(int64(v), 10)
-	case int8:
-		id = strconv.FormatInt(int64(v), 10)
-	case int16:
-		id = strconv.FormatInt(int64(v), 10)
-	case int32:
-		id = strconv.FormatInt(int64(v), 10)
-	case int64:
-		id = strconv.FormatInt(v, 10)
-	case uint:
-		id = strconv.FormatUint(uint64(v), 10)
-	case uint8:
-		id = strconv.FormatUint(uint64(v), 10)
-	case uint16:
-		id = strconv.FormatUint(uint64(v), 10)
-	case uint32:
-		id = strconv.FormatUint(uint64(v), 10)
-	case uint64:
-		id = strconv.FormatUint(v, 10)
+	default: // integers, named integer types (type UserID int64) included
+		switch rv := reflect.ValueOf(v); rv.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			id = strconv.FormatInt(rv.Int(), 10)
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			id = strconv.FormatUint(rv.Uint(), 10)
+		}
 	}
 	return id, id != ""
 }

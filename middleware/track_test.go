@@ -37,6 +37,8 @@ func ok(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
 
 type stringer struct{ id int }
 
+type userID int64
+
 func (s stringer) String() string { return fmt.Sprint("user#", s.id) }
 
 func TestIdentityHelpers(t *testing.T) {
@@ -52,6 +54,7 @@ func TestIdentityHelpers(t *testing.T) {
 		{"context int", middleware.FromContext(ctxKey{}), func(r *http.Request) *http.Request { return withUser(r, 4711) }, "4711", true},
 		{"context int64", middleware.FromContext(ctxKey{}), func(r *http.Request) *http.Request { return withUser(r, int64(-3)) }, "-3", true},
 		{"context uint8", middleware.FromContext(ctxKey{}), func(r *http.Request) *http.Request { return withUser(r, uint8(200)) }, "200", true},
+		{"context named int", middleware.FromContext(ctxKey{}), func(r *http.Request) *http.Request { return withUser(r, userID(42)) }, "42", true},
 		{"context float refused", middleware.FromContext(ctxKey{}), func(r *http.Request) *http.Request { return withUser(r, 1.5) }, "", false},
 		{"context empty", middleware.FromContext(ctxKey{}), func(r *http.Request) *http.Request { return withUser(r, "") }, "", false},
 		{"context missing", middleware.FromContext(ctxKey{}), func(r *http.Request) *http.Request { return r }, "", false},

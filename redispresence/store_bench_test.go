@@ -11,17 +11,23 @@ import (
 	"github.com/onlinenow/presence/redispresence"
 )
 
-// BenchmarkTouchAt: a user already in the buffer (50k users, round robin),
-// from all procs. Nothing talks to Redis on this path.
-func BenchmarkTouchAt(b *testing.B) {
-	srv := startRedisB(b)
-	rdb := client(srv)
-	defer rdb.Close()
+// benchStore returns a Store on a redis-server of its own that flushes
+// only when told to.
+func benchStore(b *testing.B) *redispresence.Store {
+	rdb := client(startRedisB(b))
+	b.Cleanup(func() { rdb.Close() })
 	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close(context.Background())
+	b.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+// BenchmarkTouchAt: a user already in the buffer (50k users, round robin),
+// from all procs. Nothing talks to Redis on this path.
+func BenchmarkTouchAt(b *testing.B) {
+	s := benchStore(b)
 	ids := make([]string, 50_000)
 	for i := range ids {
 		ids[i] = fmt.Sprint("user-", i)
@@ -44,14 +50,7 @@ func BenchmarkTouchAt(b *testing.B) {
 // BenchmarkQueries: CountSince and one page of 50 from 16 sets holding 50k
 // users, on loopback; reports p50 and p99 of each.
 func BenchmarkQueries(b *testing.B) {
-	srv := startRedisB(b)
-	rdb := client(srv)
-	defer rdb.Close()
-	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(time.Hour))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close(context.Background())
+	s := benchStore(b)
 	ctx := context.Background()
 	for i := range 50_000 {
 		s.TouchAt(fmt.Sprint("user-", i), t0.Add(-time.Duration(i)*100*time.Millisecond))
