@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -229,6 +230,7 @@ func TestAgainstModel(t *testing.T) {
 				}
 			}
 			checkAll(t, e, m, clk.ns.Load(), rng, withMeta)
+			require.NoError(t, presence.CheckInvariants(e))
 		})
 	}
 }
@@ -343,4 +345,53 @@ func TestConcurrentAgainstModel(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 1))
 	checkAll(t, e, ref, clk.ns.Load(), rng, false)
+	require.NoError(t, presence.CheckInvariants(e))
+}
+
+// TestConcurrentChurnKeepsInvariants runs every kind of write at once on a
+// capped engine with retention (inserts that evict, moves, expiry, Forget,
+// Prune, SetMeta, snapshots), then checks the map, index and counters agree.
+func TestConcurrentChurnKeepsInvariants(t *testing.T) {
+	const limit = 2000
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithShards(4), presence.WithMaxUsers(limit),
+		presence.WithRetention(10*time.Minute), presence.WithResolution(time.Millisecond))
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 3))
+			for i := range 30_000 {
+				id := fmt.Sprint("u", rng.IntN(5000))
+				switch r := rng.IntN(100); {
+				case r < 70:
+					e.Touch(id)
+				case r < 80:
+					e.TouchAt(id, clk.Now().Add(-time.Duration(rng.IntN(20))*time.Minute))
+				case r < 85:
+					e.SetMeta(id, fmt.Sprint("m", i))
+				case r < 92:
+					e.Forget(id)
+				case r < 93:
+					e.Prune(clk.Now().Add(-time.Duration(rng.IntN(15)) * time.Minute))
+				case r < 94:
+					e.WriteTo(io.Discard)
+				default:
+					clk.Advance(time.Duration(rng.IntN(50)) * time.Millisecond)
+				}
+				if i%1000 == 0 {
+					require.LessOrEqual(t, e.Stats().Users, limit)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, presence.CheckInvariants(e))
+	assert.LessOrEqual(t, e.Len(), limit)
+	st := e.Stats()
+	t.Logf("inserted %d, moved %d, evicted %d, expired %d, forgotten %d, pruned %d",
+		st.Inserted, st.Moved, st.Evicted, st.Expired, st.Forgotten, st.Pruned)
+	assert.NotZero(t, st.Evicted)
+	assert.NotZero(t, st.Moved)
 }

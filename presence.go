@@ -418,13 +418,15 @@ func (e *Engine) LastSeen(id string) (time.Time, bool) {
 }
 
 // Len returns the number of users held, not counting expired ones. Without
-// retention it is one atomic load; with it, a count over the retention
-// window.
+// retention it is one atomic load, never above WithMaxUsers. With it, it is
+// a count over the retention window, which reads the shards one after the
+// other: a user evicted from one shard while another is added to the next
+// could be seen twice, so the count is capped by the users held.
 func (e *Engine) Len() int {
 	if e.retention == 0 {
 		return int(e.n.Load())
 	}
-	return e.countFrom(e.floor(e.now().UnixNano()))
+	return min(e.countFrom(e.floor(e.now().UnixNano())), int(e.n.Load()))
 }
 
 // Count returns the number of users seen within window of now:

@@ -248,6 +248,7 @@ func TestEvictionFlood(t *testing.T) {
 		assert.Equal(t, fmt.Sprint("flood-", n-1-i), a.ID)
 	}
 	assert.Equal(t, uint64(n-limit), e.Stats().Evicted)
+	require.NoError(t, presence.CheckInvariants(e))
 }
 
 func TestPagingSharedTimestamps(t *testing.T) {

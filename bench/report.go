@@ -53,14 +53,14 @@ func printReport(w io.Writer, results []result) {
 	}
 	for _, r := range results {
 		if r.RedisMembersSent > 0 {
-			fmt.Fprintf(w, "\n%s: %d touches sent %d ZADD members to Redis: %.1fx fewer writes than one per touch",
+			fmt.Fprintf(w, "\n%s: %d touches sent %d ZADD members to Redis: %.1fx fewer writes than one per touch\n",
 				r.Peer, r.Touches, r.RedisMembersSent, float64(r.Touches)/float64(r.RedisMembersSent))
 		}
 		if r.MovesPerTouch > 0 {
-			fmt.Fprintf(w, "\n%s: %.1f%% of touches moved an index entry (first touch of a user in a new slot)", r.Peer, 100*r.MovesPerTouch)
+			fmt.Fprintf(w, "\n%s: %.1f%% of touches moved an index entry (first touch of a user in a new slot)\n", r.Peer, 100*r.MovesPerTouch)
 		}
 		if r.SnapshotBytes > 0 {
-			fmt.Fprintf(w, "\n%s snapshot: %s, %.1f bytes/user; written at %s records/s, loaded (Open) at %s records/s\n",
+			fmt.Fprintf(w, "%s snapshot: %s, %.1f bytes/user; written at %s records/s, loaded (Open) at %s records/s\n",
 				r.Peer, bytesize(r.SnapshotBytes), float64(r.SnapshotBytes)/float64(r.SnapshotUsers),
 				si(r.SnapshotWritePerS), si(r.SnapshotLoadPerSec))
 		}
