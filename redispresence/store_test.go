@@ -3,6 +3,7 @@ package redispresence_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -345,4 +346,54 @@ func TestKeepsItsOwnCopyOfIDs(t *testing.T) {
 		assert.True(t, ok, "user-%d", i)
 	}
 	assert.Equal(t, 10, s.Stats().Buffered)
+}
+
+// TestConcurrentTouchesAndFlushes touches from many goroutines while the
+// flusher runs every few milliseconds and idle users leave the buffer; once
+// quiet and flushed, Redis must hold each user's newest time.
+func TestConcurrentTouchesAndFlushes(t *testing.T) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	defer rdb.Close()
+	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(2*time.Millisecond))
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+	const workers, users = 6, 500
+	newest := make([]map[string]int64, workers)
+	done := make(chan struct{})
+	for g := range workers {
+		newest[g] = map[string]int64{}
+		go func() {
+			defer func() { done <- struct{}{} }()
+			rng := rand.New(rand.NewPCG(uint64(g), 5))
+			for range 20_000 {
+				id := fmt.Sprint("u", rng.IntN(users))
+				at := t0.Add(-time.Duration(rng.IntN(3600_000_000)) * time.Microsecond) // old enough to leave the buffer
+				s.TouchAt(id, at)
+				if us := at.UnixMicro(); us > newest[g][id] {
+					newest[g][id] = us
+				}
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	require.NoError(t, s.Close(context.Background()))
+	want := map[string]int64{}
+	for _, m := range newest {
+		for id, us := range m {
+			want[id] = max(want[id], us)
+		}
+	}
+	ctx := context.Background()
+	for id, us := range want {
+		u, ok, err := s.Get(ctx, id)
+		require.NoError(t, err)
+		require.True(t, ok, id)
+		require.Equal(t, us, u.LastSeen.UnixMicro(), id)
+	}
+	n, err := s.CountSince(ctx, time.Time{})
+	require.NoError(t, err)
+	assert.Equal(t, len(want), n)
 }
