@@ -12,7 +12,7 @@ import (
 // updates it in place with atomics and never takes a lock.
 type entry struct {
 	// lastSeen is the exact last activity, in Unix nanoseconds. It only
-	// grows (CAS loop in Engine.touch).
+	// grows (CAS loop in Engine.raise).
 	lastSeen atomic.Int64
 	// slotEnd is the exclusive end, in Unix nanoseconds, of the index slot
 	// the entry is filed under. Storing the end rather than the slot number
