@@ -509,71 +509,99 @@ func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([
 	if limit <= 0 {
 		limit = 1000
 	}
-	min := strconv.FormatInt(t.UnixMicro(), 10)
-	max := "+inf"
+	lo := strconv.FormatInt(t.UnixMicro(), 10)
+	hi := "+inf"
 	if has {
-		max = strconv.FormatInt(after.score, 10) // inclusive: ties are filtered below
+		hi = strconv.FormatInt(after.score, 10) // inclusive: ties are filtered below
 	}
+	// Ask each set for a fair share of the page at first, not a whole page
+	// (16 sets x 51 users to return 50 was most of the work). The merge is
+	// exact once every set that may hold more still has a fetched user below
+	// the cut; a set whose fetched users all made the cut is asked again, for
+	// twice as many, until that holds.
+	want := limit + 1 // one more, to know whether a next page exists
 	lists := make([][]redis.Z, s.cfg.keys)
 	offsets := make([]int64, s.cfg.keys)
+	more := make([]bool, s.cfg.keys) // the set may hold users not fetched yet
+	batch := make([]int64, s.cfg.keys)
 	todo := make([]int, s.cfg.keys)
 	for k := range todo {
 		todo[k] = k
+		batch[k] = int64(min(want, 2*((want+s.cfg.keys-1)/s.cfg.keys)+2))
 	}
-	more := make([]bool, s.cfg.keys)
-	for len(todo) > 0 {
-		pipe := s.rdb.Pipeline()
-		cmds := make([]*redis.ZSliceCmd, len(todo))
-		for i, k := range todo {
-			cmds[i] = pipe.ZRevRangeByScoreWithScores(ctx, s.key(k), &redis.ZRangeBy{
-				Min: min, Max: max, Offset: offsets[k], Count: int64(limit + 1)})
+	var heads []int
+	for {
+		if len(todo) > 0 {
+			pipe := s.rdb.Pipeline()
+			cmds := make([]*redis.ZSliceCmd, len(todo))
+			for i, k := range todo {
+				cmds[i] = pipe.ZRevRangeByScoreWithScores(ctx, s.key(k), &redis.ZRangeBy{
+					Min: lo, Max: hi, Offset: offsets[k], Count: batch[k]})
+			}
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, "", fmt.Errorf("redispresence: page: %w", err)
+			}
+			for i, k := range todo {
+				zs := cmds[i].Val()
+				for _, z := range zs {
+					m, _ := z.Member.(string)
+					if !has || after.before(int64(z.Score), m) { // ties with the cursor were on earlier pages
+						lists[k] = append(lists[k], z)
+					}
+				}
+				offsets[k] += int64(len(zs))
+				more[k] = int64(len(zs)) == batch[k]
+				batch[k] = min(2*batch[k], int64(want))
+			}
 		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return nil, "", fmt.Errorf("redispresence: page: %w", err)
-		}
-		var again []int
-		for i, k := range todo {
-			zs := cmds[i].Val()
-			kept := 0
-			for _, z := range zs {
-				m, _ := z.Member.(string)
-				if !has || after.before(int64(z.Score), m) {
-					lists[k] = append(lists[k], z)
-					kept++
+		// Merge newest first (score, then member, both descending) up to want.
+		heads = make([]int, len(lists))
+		for taken := 0; taken < want; taken++ {
+			best := -1
+			for k, l := range lists {
+				if heads[k] < len(l) && (best < 0 || zLess(lists[best][heads[best]], l[heads[k]])) {
+					best = k
 				}
 			}
-			more[k] = len(zs) == limit+1
-			if kept < len(zs) && len(lists[k]) <= limit && more[k] {
-				offsets[k] += int64(len(zs)) // ties with the cursor took room: read on
-				again = append(again, k)
+			if best < 0 {
+				break
+			}
+			heads[best]++
+		}
+		todo = todo[:0]
+		for k, l := range lists {
+			if more[k] && heads[k] == len(l) { // all of it made the cut: it may hold more above it
+				todo = append(todo, k)
 			}
 		}
-		todo = again
+		if len(todo) == 0 {
+			break
+		}
 	}
-	// Merge newest first: score, then member, both descending.
+	// The merge above picked want users; return the first limit of them.
 	var out []presence.Activity
-	heads := make([]int, len(lists))
+	pos := make([]int, len(lists))
 	for len(out) < limit {
 		best := -1
 		for k, l := range lists {
-			if heads[k] < len(l) && (best < 0 || zLess(lists[best][heads[best]], l[heads[k]])) {
+			if pos[k] < heads[k] && (best < 0 || zLess(lists[best][pos[best]], l[pos[k]])) {
 				best = k
 			}
 		}
 		if best < 0 {
 			break
 		}
-		z := lists[best][heads[best]]
-		heads[best]++
+		z := lists[best][pos[best]]
+		pos[best]++
 		m, _ := z.Member.(string)
 		out = append(out, presence.Activity{ID: m, LastSeen: time.UnixMicro(int64(z.Score)).UTC()})
 	}
 	next := ""
-	remaining := false
-	for k, l := range lists {
-		remaining = remaining || heads[k] < len(l) || more[k]
+	picked := 0
+	for k := range heads {
+		picked += heads[k]
 	}
-	if remaining && len(out) == limit {
+	if picked > limit { // a user beyond this page exists
 		last := out[len(out)-1]
 		next = cursor{last.LastSeen.UnixMicro(), last.ID}.String()
 	}

@@ -3,6 +3,7 @@ package redispresence_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -396,4 +397,58 @@ func TestConcurrentTouchesAndFlushes(t *testing.T) {
 	n, err := s.CountSince(ctx, time.Time{})
 	require.NoError(t, err)
 	assert.Equal(t, len(want), n)
+}
+
+// TestPagingWhenOneSetHoldsTheNewest makes the newest users all live in one
+// sorted set, so a page's fair share per set is not enough: the walk must
+// ask that set again and still return every user once, newest first.
+func TestPagingWhenOneSetHoldsTheNewest(t *testing.T) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	defer rdb.Close()
+	s := newStore(t, rdb)
+	ctx := context.Background()
+	for i := range 2000 {
+		s.TouchAt(fmt.Sprint("c", i), t0.Add(-time.Hour))
+	}
+	require.NoError(t, s.Flush(ctx))
+	var crowded []string
+	for k := range 16 {
+		members, err := rdb.ZRange(ctx, fmt.Sprintf("presence:{%d}", k), 0, -1).Result()
+		require.NoError(t, err)
+		if len(members) > len(crowded) {
+			crowded = members
+		}
+	}
+	newest := crowded[:100]
+	for i, id := range newest {
+		s.TouchAt(id, t0.Add(-time.Duration(i)*time.Microsecond))
+	}
+	require.NoError(t, s.Flush(ctx))
+
+	var got []string
+	var prev int64 = math.MaxInt64
+	cur := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 100)
+		page, next, err := s.Page(ctx, t0.Add(-2*time.Hour), cur, 30)
+		require.NoError(t, err)
+		for _, u := range page {
+			us := u.LastSeen.UnixMicro()
+			require.LessOrEqual(t, us, prev, "newest first")
+			prev = us
+			got = append(got, u.ID)
+		}
+		if next == "" {
+			break
+		}
+		cur = next
+	}
+	require.Len(t, got, 2000)
+	assert.Equal(t, newest, got[:100], "the crowded set's newest users lead, in order")
+	seen := map[string]bool{}
+	for _, id := range got {
+		require.False(t, seen[id], id)
+		seen[id] = true
+	}
 }
