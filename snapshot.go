@@ -228,9 +228,11 @@ func (e *Engine) merge(blocks []snapBlock) {
 		slices.SortFunc(recs, func(a, b snapRecord) int { return compareInt(b.ns, a.ns) })
 		for _, rec := range recs {
 			if _, known := e.users.Load(rec.id); !known && e.n.Load() >= e.maxUsers {
-				break // full, and every record left is older than those merged
+				if oldest, ok := e.oldestSlot(); ok && slotOf(rec.ns, e.res) <= oldest {
+					break // full of users as recent as every record left
+				}
 			}
-			e.mergeOne(rec)
+			e.mergeOne(rec) // evicts the least recently seen if full
 		}
 		return
 	}
@@ -252,6 +254,19 @@ func (e *Engine) merge(blocks []snapBlock) {
 		}()
 	}
 	wg.Wait()
+}
+
+// oldestSlot returns the slot of the least recently seen user held.
+func (e *Engine) oldestSlot() (int64, bool) {
+	oldest, found := int64(0), false
+	for _, s := range e.shards {
+		s.mu.RLock()
+		if it, ok := s.tree.Min(); ok && (!found || e.lay.slot(it) < oldest) {
+			oldest, found = e.lay.slot(it), true
+		}
+		s.mu.RUnlock()
+	}
+	return oldest, found
 }
 
 // mergeOne merges one record: the newer time wins, and its meta with it.

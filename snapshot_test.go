@@ -152,6 +152,20 @@ func TestSnapshotRespectsRetentionAndCap(t *testing.T) {
 		n, _ := strconv.Atoi(a.ID)
 		assert.Less(t, n, 10, "the ten most recent survive")
 	}
+
+	// Into a full engine: newer records push out older users, and records
+	// older than everyone held are passed over.
+	full := presence.New(presence.WithMaxUsers(10))
+	for i := range 10 {
+		full.TouchAt(fmt.Sprint("old", i), t0.Add(-time.Duration(50+i)*time.Minute))
+	}
+	_, err := full.ReadFrom(bytes.NewReader(snap))
+	require.NoError(t, err)
+	var ids []string
+	for _, a := range everything(full) {
+		ids = append(ids, a.ID)
+	}
+	assert.Equal(t, []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, ids)
 }
 
 // smallSnapshot is a valid file of a few blocks' worth of records.
