@@ -31,6 +31,7 @@ package presence
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -225,7 +226,7 @@ func (e *Engine) merge(blocks []snapBlock) {
 		for _, b := range blocks {
 			eachRecord(b.payload, b.count, func(r snapRecord) { recs = append(recs, r) })
 		}
-		slices.SortFunc(recs, func(a, b snapRecord) int { return compareInt(b.ns, a.ns) })
+		slices.SortFunc(recs, func(a, b snapRecord) int { return cmp.Compare(b.ns, a.ns) })
 		for _, rec := range recs {
 			if _, known := e.users.Load(rec.id); !known && e.n.Load() >= e.maxUsers {
 				if oldest, ok := e.oldestSlot(); ok && slotOf(rec.ns, e.res) <= oldest {
@@ -295,16 +296,6 @@ func (e *Engine) mergeOne(rec snapRecord) {
 			e.SetMeta(rec.id, rec.meta) // a tie: the larger meta, in any order
 		}
 	}
-}
-
-func compareInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // snapReader reads a snapshot, keeping the running CRC of every byte read.

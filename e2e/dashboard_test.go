@@ -131,6 +131,16 @@ func TestDashboardInChromium(t *testing.T) {
 	))
 	assert.Contains(t, found, "user-3-04 was last seen 30 min")
 
+	// The page refreshes by itself: a new user shows within a few seconds.
+	e.TouchAt("fresh-user", time.Now())
+	var refreshed string
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.Poll(`document.querySelector('.count[data-window="1m0s"] .n').dataset.count === "31"`, nil,
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)),
+		chromedp.Text(`.count[data-window="1m0s"] .n`, &refreshed),
+	))
+	assert.Equal(t, "31", refreshed)
+
 	var shot []byte
 	require.NoError(t, chromedp.Run(ctx, chromedp.FullScreenshot(&shot, 100)))
 	path := filepath.Join(t.TempDir(), "dashboard.png")

@@ -203,9 +203,9 @@ func badRequest(w http.ResponseWriter, format string, args ...any) {
 	writeJSON(w, http.StatusBadRequest, errorBody{fmt.Sprintf(format, args...)})
 }
 
-func unavailable(w http.ResponseWriter, err error) {
-	// The error may describe the backend's internals; say only that it failed.
-	_ = err
+// unavailable answers for a Querier that failed. Its error may describe the
+// backend's internals (addresses, commands), so it is not passed on.
+func unavailable(w http.ResponseWriter) {
 	writeJSON(w, http.StatusServiceUnavailable, errorBody{"presence backend unavailable"})
 }
 
@@ -251,7 +251,7 @@ func (s *server) counts(w http.ResponseWriter, r *http.Request) {
 	for _, d := range windows {
 		n, err := s.q.CountSince(r.Context(), now.Add(-d))
 		if err != nil {
-			unavailable(w, err)
+			unavailable(w)
 			return
 		}
 		out.Counts = append(out.Counts, countJSON{Window: d.String(), Seconds: int64(d / time.Second), Count: n})
@@ -299,7 +299,7 @@ func (s *server) users(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		unavailable(w, err)
+		unavailable(w)
 		return
 	}
 	out := struct {
@@ -320,7 +320,7 @@ func (s *server) user(w http.ResponseWriter, r *http.Request) {
 	}
 	a, ok, err := s.q.Get(r.Context(), id)
 	if err != nil {
-		unavailable(w, err)
+		unavailable(w)
 		return
 	}
 	if !ok {

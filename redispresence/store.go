@@ -38,7 +38,9 @@
 // counted in Stats.Dropped. Flushes time out ([WithTimeout], default 2s),
 // back off up to 30s, and report to [WithOnError] and Stats; nothing buffered
 // is lost, and everything is written once Redis answers again. Queries fail
-// as soon as their context or the timeout says so.
+// as soon as their context or the timeout says so: for contexts to cut
+// network waits short, create the client with ContextTimeoutEnabled (without
+// it, go-redis bounds them by its own read and write timeouts).
 //
 // # Retention
 //
@@ -92,7 +94,8 @@ func WithKeys(k int) Option { return func(c *config) { c.keys = k } }
 // WithFlushInterval sets how often buffered touches are sent (default 1s).
 func WithFlushInterval(d time.Duration) Option { return func(c *config) { c.interval = d } }
 
-// WithTimeout bounds each flush and each trim (default 2s).
+// WithTimeout bounds each flush, trim and query (default 2s); a query's
+// own context may end it sooner.
 func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
 
 // WithMaxBuffered bounds how many users the buffer holds while Redis is
@@ -146,8 +149,9 @@ type Store struct {
 	touches                                      *xsync.Counter // striped: TouchAt from many cores does not contend
 	sent, dropped, flushes, flushErrors, trimmed atomic.Uint64
 
-	flushMu   sync.Mutex // one flush at a time
-	stop      chan struct{}
+	flushMu   sync.Mutex      // one flush at a time
+	ctx       context.Context // cancelled by Close: stops the loop and its flush
+	cancel    context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -170,7 +174,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 	}
 	s := &Store{
 		cfg: c, rdb: rdb, buf: xsync.NewMapOf[string, *pending](),
-		touches: xsync.NewCounter(), stop: make(chan struct{}), done: make(chan struct{}),
+		touches: xsync.NewCounter(), done: make(chan struct{}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
@@ -179,6 +183,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("redispresence: Redis must answer ZADD GT (6.2+): %w", err)
 	}
 	rdb.Del(ctx, probe)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
 	return s, nil
 }
@@ -360,31 +365,27 @@ func (s *Store) loop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() { // Close cancels a flush in progress
-			select {
-			case <-s.stop:
-				cancel()
-			case <-ctx.Done():
+		// s.ctx also cancels a flush in progress when Close is called; Close
+		// then flushes again itself.
+		if err := s.Flush(s.ctx); err != nil {
+			if s.ctx.Err() != nil {
+				return
 			}
-		}()
-		if err := s.Flush(ctx); err != nil {
 			s.report(err)
 			wait = min(2*wait, 30*time.Second)
 		} else {
 			wait = s.cfg.interval
 			if s.cfg.retention > 0 && !time.Now().Before(nextTrim) {
-				if err := s.Trim(ctx); err != nil {
+				if err := s.Trim(s.ctx); err != nil && s.ctx.Err() == nil {
 					s.report(err)
 				}
 				nextTrim = time.Now().Add(time.Minute)
 			}
 		}
-		cancel()
 		t.Reset(wait)
 	}
 }
@@ -448,6 +449,8 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 // CountSince returns how many users Redis holds with a last-seen time at t
 // or later: one ZCOUNT per set, in one pipeline.
 func (s *Store) CountSince(ctx context.Context, t time.Time) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
 	min := strconv.FormatInt(t.UnixMicro(), 10)
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, s.cfg.keys)
@@ -502,6 +505,8 @@ func (c cursor) before(score int64, member string) bool {
 // last). It asks each set for the next limit users in one pipeline (and
 // again for a set whose answer was all ties with the cursor) and merges.
 func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
 	after, has, err := parseCursor(cur)
 	if err != nil {
 		return nil, "", err
@@ -641,6 +646,8 @@ func (s *Store) fillMeta(ctx context.Context, as []presence.Activity) error {
 
 // Get returns one user's activity from Redis, or false if unknown.
 func (s *Store) Get(ctx context.Context, id string) (presence.Activity, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
 	k := s.shardOf(id)
 	pipe := s.rdb.Pipeline()
 	score := pipe.ZScore(ctx, s.key(k), id)
@@ -678,7 +685,7 @@ func (s *Store) Stats() Stats {
 func (s *Store) Close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
-		close(s.stop)
+		s.cancel()
 		<-s.done
 		err = s.Flush(ctx)
 	})

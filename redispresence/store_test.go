@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -79,6 +80,15 @@ func (s *server) stop() {
 	}
 }
 
+// connect starts a redis-server and returns it with a client closed at the
+// end of the test.
+func connect(t *testing.T) (*server, redis.UniversalClient) {
+	srv := startRedis(t)
+	rdb := client(srv)
+	t.Cleanup(func() { rdb.Close() })
+	return srv, rdb
+}
+
 func client(s *server) redis.UniversalClient {
 	return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{s.addr()},
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
@@ -98,9 +108,7 @@ func newStore(t *testing.T, rdb redis.UniversalClient, opts ...redispresence.Opt
 }
 
 func TestTwoNodesOneView(t *testing.T) {
-	srv := startRedis(t)
-	rdb := client(srv)
-	defer rdb.Close()
+	_, rdb := connect(t)
 	a, b := newStore(t, rdb), newStore(t, rdb)
 	ctx := context.Background()
 	for i := range 50 {
@@ -137,9 +145,7 @@ func TestTwoNodesOneView(t *testing.T) {
 }
 
 func TestPagingEveryUserOnce(t *testing.T) {
-	srv := startRedis(t)
-	rdb := client(srv)
-	defer rdb.Close()
+	_, rdb := connect(t)
 	s := newStore(t, rdb, redispresence.WithKeys(7))
 	ctx := context.Background()
 	const n = 3000
@@ -170,9 +176,7 @@ func TestPagingEveryUserOnce(t *testing.T) {
 }
 
 func TestCoalescing(t *testing.T) {
-	srv := startRedis(t)
-	rdb := client(srv)
-	defer rdb.Close()
+	_, rdb := connect(t)
 	s := newStore(t, rdb)
 	ctx := context.Background()
 	// Two flush intervals ("seconds"), each 1M touches from 50k users.
@@ -196,9 +200,7 @@ func TestCoalescing(t *testing.T) {
 }
 
 func TestRedisDownThenBack(t *testing.T) {
-	srv := startRedis(t)
-	rdb := client(srv)
-	defer rdb.Close()
+	srv, rdb := connect(t)
 	var errs []error
 	s := newStore(t, rdb, redispresence.WithTimeout(300*time.Millisecond), redispresence.WithMaxBuffered(1500),
 		redispresence.WithOnError(func(err error) { errs = append(errs, err) }))
@@ -238,9 +240,7 @@ func TestRedisDownThenBack(t *testing.T) {
 }
 
 func TestFlusherReportsAndRecovers(t *testing.T) {
-	srv := startRedis(t)
-	rdb := client(srv)
-	defer rdb.Close()
+	srv, rdb := connect(t)
 	errc := make(chan error, 100)
 	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(20*time.Millisecond),
 		redispresence.WithTimeout(200*time.Millisecond),
@@ -264,9 +264,7 @@ func TestFlusherReportsAndRecovers(t *testing.T) {
 }
 
 func TestRetentionAndForget(t *testing.T) {
-	srv := startRedis(t)
-	rdb := client(srv)
-	defer rdb.Close()
+	_, rdb := connect(t)
 	s := newStore(t, rdb, redispresence.WithRetention(time.Hour), redispresence.WithClock(func() time.Time { return t0 }))
 	ctx := context.Background()
 	s.TouchAt("old", t0.Add(-2*time.Hour))
@@ -303,9 +301,7 @@ func metaEntries(t *testing.T, rdb redis.UniversalClient) int64 {
 }
 
 func TestCloseFlushesAndLeavesNoGoroutine(t *testing.T) {
-	srv := startRedis(t)
-	rdb := client(srv)
-	defer rdb.Close()
+	_, rdb := connect(t)
 	rdb.Ping(context.Background()) // the client's own pool goroutines start now
 	before := runtime.NumGoroutine()
 	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(time.Hour))
@@ -330,9 +326,7 @@ func TestCloseFlushesAndLeavesNoGoroutine(t *testing.T) {
 // TestKeepsItsOwnCopyOfIDs touches with IDs that alias one reused buffer, as
 // a server parsing requests would pass them.
 func TestKeepsItsOwnCopyOfIDs(t *testing.T) {
-	srv := startRedis(t)
-	rdb := client(srv)
-	defer rdb.Close()
+	_, rdb := connect(t)
 	s := newStore(t, rdb)
 	buf := []byte("user-0")
 	for i := range 10 {
@@ -353,9 +347,7 @@ func TestKeepsItsOwnCopyOfIDs(t *testing.T) {
 // flusher runs every few milliseconds and idle users leave the buffer; once
 // quiet and flushed, Redis must hold each user's newest time.
 func TestConcurrentTouchesAndFlushes(t *testing.T) {
-	srv := startRedis(t)
-	rdb := client(srv)
-	defer rdb.Close()
+	_, rdb := connect(t)
 	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(2*time.Millisecond))
 	require.NoError(t, err)
 	defer s.Close(context.Background())
@@ -403,9 +395,7 @@ func TestConcurrentTouchesAndFlushes(t *testing.T) {
 // sorted set, so a page's fair share per set is not enough: the walk must
 // ask that set again and still return every user once, newest first.
 func TestPagingWhenOneSetHoldsTheNewest(t *testing.T) {
-	srv := startRedis(t)
-	rdb := client(srv)
-	defer rdb.Close()
+	_, rdb := connect(t)
 	s := newStore(t, rdb)
 	ctx := context.Background()
 	for i := range 2000 {
@@ -450,5 +440,38 @@ func TestPagingWhenOneSetHoldsTheNewest(t *testing.T) {
 	for _, id := range got {
 		require.False(t, seen[id], id)
 		seen[id] = true
+	}
+}
+
+// TestSlowRedisBoundedByTimeout freezes redis-server (SIGSTOP): connections
+// are accepted but never answered. Touches still return at once, and queries
+// with no deadline of their own give up after the Store's timeout.
+func TestSlowRedisBoundedByTimeout(t *testing.T) {
+	srv := startRedis(t)
+	// No read timeout of the client's own: only contexts bound the waits.
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.addr()},
+		ReadTimeout: -1, WriteTimeout: -1, ContextTimeoutEnabled: true, MaxRetries: -1})
+	defer rdb.Close()
+	s := newStore(t, rdb, redispresence.WithTimeout(200*time.Millisecond))
+	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGSTOP))
+	defer srv.cmd.Process.Signal(syscall.SIGCONT)
+
+	s.TouchAt("x", t0)
+	errs := make(chan error, 3)
+	go func() {
+		_, err := s.CountSince(context.Background(), t0)
+		errs <- err
+		_, _, err = s.Page(context.Background(), t0, "", 10)
+		errs <- err
+		_, _, err = s.Get(context.Background(), "x")
+		errs <- err
+	}()
+	for range 3 {
+		select {
+		case err := <-errs:
+			assert.Error(t, err) // a deadline, or the i/o timeout it set on the connection
+		case <-time.After(20 * time.Second):
+			t.Fatal("a query waited on a frozen Redis past the Store's timeout")
+		}
 	}
 }
