@@ -11,7 +11,7 @@ const ItemSize = unsafe.Sizeof(item{})
 // CompareInSlot orders two IDs filed in one slot as the engine's index
 // does, for the reference model: -1, 0 or +1.
 func CompareInSlot(e *Engine, a, b string) int {
-	ia, ib := e.lay.item(0, a, nil), e.lay.item(0, b, nil)
+	ia, ib := e.lay.item(0, a, newEntry(a)), e.lay.item(0, b, newEntry(b))
 	switch {
 	case itemLess(ia, ib):
 		return -1

@@ -21,13 +21,13 @@ import (
 // would be one cache miss per comparison. The ID breaks the remaining ties
 // (a B-tree keeps no two equal items) and gives paging a total order.
 //
-// An item is 24 bytes: index nodes are about half full when users arrive in
+// An item is 16 bytes: the ID is read from the entry, which carries its
+// bytes (newEntry). Index nodes are about half full when users arrive in
 // time order (every split leaves a half-full node behind), so each byte of
-// an item costs about two per user. TestItemLayout pins the size.
+// an item costs about two per user; TestItemLayout pins the size.
 type item struct {
-	idp *byte  // the engine's copy of the ID (unsafe.StringData)
 	key int64  // slot | tie | len(id), high to low; see layout
-	ent *entry // not part of the order; nil in search keys
+	ent *entry // the user's entry and ID; nil in search keys without an ID
 }
 
 // idLenBits holds MaxIDLen.
@@ -49,9 +49,11 @@ func newLayout(res int64) layout {
 	return layout{shift: shift, tieBits: tie, minSlot: -1 << (62 - shift), maxSlot: 1<<(62-shift) - 1}
 }
 
-// item makes an item. Slots beyond the representable range (only search
-// keys for "everything" ask for them) are clamped. The tie is a CRC-32C of
-// the ID: stable across processes, so cursors stay valid after a restart.
+// item makes the item filing ent, whose ID is id, under slot. A search key
+// without an ID passes "" and nil; one with an ID needs an entry holding it
+// (newEntry). Slots beyond the representable range (only search keys for
+// "everything" ask for them) are clamped. The tie is a CRC-32C of the ID:
+// stable across processes, so cursors stay valid after a restart.
 func (l layout) item(slot int64, id string, ent *entry) item {
 	slot = min(max(slot, l.minSlot), l.maxSlot)
 	var tie int64
@@ -59,12 +61,18 @@ func (l layout) item(slot int64, id string, ent *entry) item {
 		sum := crc32.Checksum(unsafe.Slice(unsafe.StringData(id), len(id)), castagnoli)
 		tie = int64(sum >> (32 - l.tieBits))
 	}
-	return item{idp: unsafe.StringData(id), key: slot<<l.shift | tie<<idLenBits | int64(len(id)), ent: ent}
+	return item{key: slot<<l.shift | tie<<idLenBits | int64(len(id)), ent: ent}
 }
 
 func (l layout) slot(it item) int64 { return it.key >> l.shift }
 
-func (it item) id() string { return unsafe.String(it.idp, it.key&(1<<idLenBits-1)) }
+func (it item) id() string {
+	n := int(it.key & (1<<idLenBits - 1))
+	if n == 0 {
+		return ""
+	}
+	return it.ent.id(n)
+}
 
 func itemLess(a, b item) bool {
 	if a.key != b.key {

@@ -243,9 +243,9 @@ func (e *Engine) move(ent *entry, id string, ns int64) {
 	}
 	from, to := end/e.res-1, slotOf(ent.lastSeen.Load(), e.res)
 	if to != from {
-		old, _ := s.tree.Delete(e.lay.item(from, id, nil))
+		s.tree.Delete(e.lay.item(from, id, ent))
 		s.counts.add(from, -1)
-		s.add(ent, old.id(), to, e.res) // old.id: the engine's own copy of the ID
+		s.add(ent, id, to, e.res)
 		s.moved++
 		e.expire(s)
 	}
@@ -267,9 +267,9 @@ func (e *Engine) insert(id string, ns int64) {
 		e.touch(id, ns)
 		return
 	}
-	// Clone: the caller's string may point into a large request buffer.
-	id = strings.Clone(id)
-	ent := new(entry)
+	// A copy: the caller's string may point into a large request buffer.
+	ent := newEntry(id)
+	id = ent.id(len(id))
 	ent.lastSeen.Store(ns)
 	s.add(ent, id, slotOf(ns, e.res), e.res)
 	e.users.Store(id, ent)
@@ -379,13 +379,14 @@ func (e *Engine) SetMeta(id, meta string) bool {
 	s := e.shardOf(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := e.users.Load(id); !ok {
+	ent, ok := e.users.Load(id)
+	if !ok {
 		return false
 	}
 	if meta == "" {
 		e.metas.Delete(id)
 	} else {
-		e.metas.Store(strings.Clone(id), strings.Clone(meta))
+		e.metas.Store(ent.id(len(id)), strings.Clone(meta))
 	}
 	e.dirty.Store(true)
 	return true
@@ -498,7 +499,7 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 		w.from = max(w.from, e.floor(e.now().UnixNano()))
 	}
 	if after.set {
-		w.after, w.has = e.lay.item(slotOf(after.at, e.res), after.id, nil), true
+		w.after, w.has = e.lay.item(slotOf(after.at, e.res), after.id, newEntry(after.id)), true
 	}
 	if limit > 0 {
 		w.limit = limit + 1 // one more, to know whether a next page exists

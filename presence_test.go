@@ -381,7 +381,7 @@ func TestCloseIsIdempotent(t *testing.T) {
 // TestItemLayout pins the index item's size, which the memory per user
 // depends on (see the comment on item).
 func TestItemLayout(t *testing.T) {
-	assert.Equal(t, uintptr(24), presence.ItemSize)
+	assert.Equal(t, uintptr(16), presence.ItemSize)
 }
 
 // TestCountsExactAcrossHeadJumps moves each shard's counter horizon forward
