@@ -2,6 +2,8 @@ package presence
 
 import (
 	"fmt"
+	"io"
+	"time"
 	"unsafe"
 )
 
@@ -57,4 +59,26 @@ func CheckInvariants(e *Engine) error {
 		return fmt.Errorf("map holds %d users, trees %d, count %d", m, inTrees, e.n.Load())
 	}
 	return nil
+}
+
+// EncodeSnapshot writes a snapshot of recs in the given order, as WriteTo
+// writes its records, so that tests can make files WriteTo would not.
+func EncodeSnapshot(w io.Writer, recs []Activity) (int64, error) {
+	sw := newSnapWriter(w)
+	for _, a := range recs {
+		sw.record(a.LastSeen.UnixNano(), a.ID, a.Meta)
+	}
+	return sw.finish()
+}
+
+// SnapshotMergeOrder decodes a snapshot and returns the times of its
+// records in the order a merge into an engine of resolution res visits
+// them, and the runs it found.
+func SnapshotMergeOrder(r io.Reader, res time.Duration) (times []int64, runs int, err error) {
+	f, _, err := decodeSnapshot(r, int64(res))
+	if err != nil {
+		return nil, 0, err
+	}
+	f.inSlotOrder(func(rec snapRecord) { times = append(times, rec.ns) })
+	return times, len(f.runs), nil
 }

@@ -10,7 +10,8 @@ import (
 
 // FuzzReadFrom feeds the snapshot decoder arbitrary bytes, seeded with valid
 // files. It must never panic, must refuse with a typed error or accept, and
-// a file it accepts must survive a write and read back unchanged.
+// a file it accepts must leave the engine consistent and survive a write and
+// read back unchanged.
 func FuzzReadFrom(f *testing.F) {
 	f.Add(smallSnapshot(f))
 	f.Add(snapshotOf(f, presence.New()))
@@ -29,6 +30,9 @@ func FuzzReadFrom(f *testing.F) {
 				t.Fatal("a refused file changed the engine")
 			}
 			return
+		}
+		if err := presence.CheckInvariants(e); err != nil {
+			t.Fatal(err)
 		}
 		again := presence.New(presence.WithShards(2))
 		if _, err := again.ReadFrom(bytes.NewReader(snapshotOf(t, e))); err != nil {

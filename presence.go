@@ -252,20 +252,24 @@ func (e *Engine) move(ent *entry, id string, ns int64) {
 	s.mu.Unlock()
 }
 
-func (e *Engine) insert(id string, ns int64) {
+// insert adds a user not found in the map. If another goroutine added it
+// meanwhile, insert raises it instead and returns its time before that and
+// true.
+func (e *Engine) insert(id string, ns int64) (old int64, known bool) {
 	reserved := e.maxUsers > 0
 	if reserved {
 		e.reserve()
 	}
 	s := e.shardOf(id)
 	s.mu.Lock()
-	if _, ok := e.users.Load(id); ok { // inserted by another goroutine meanwhile
+	if ent, ok := e.users.Load(id); ok {
 		s.mu.Unlock()
 		if reserved {
 			e.n.Add(-1)
 		}
-		e.touch(id, ns)
-		return
+		old = ent.lastSeen.Load()
+		e.raise(ent, id, ns)
+		return old, true
 	}
 	// A copy: the caller's string may point into a large request buffer.
 	ent := newEntry(id)
@@ -280,6 +284,7 @@ func (e *Engine) insert(id string, ns int64) {
 	}
 	e.expire(s)
 	s.mu.Unlock()
+	return 0, false
 }
 
 // reserve counts one more user against the cap, evicting the least recently

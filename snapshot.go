@@ -39,6 +39,7 @@ import (
 	"hash/maphash"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -103,13 +104,7 @@ func (e *Engine) WriteTo(w io.Writer) (int64, error) {
 		clones[i] = s.tree.Clone()
 		s.mu.Unlock()
 	}
-	sw := snapWriter{w: w, block: make([]byte, 8, blockTarget+2048)}
-	var hdr [snapHeaderLen]byte
-	copy(hdr[:], snapMagic)
-	binary.LittleEndian.PutUint16(hdr[8:], snapVersion)
-	binary.LittleEndian.PutUint32(hdr[12:], crc32.Checksum(hdr[:12], castagnoli))
-	sw.write(hdr[:])
-
+	sw := newSnapWriter(w)
 	withMeta := e.metas.Size() > 0 // a map probe per user is worth skipping
 	for _, t := range clones {
 		t.Ascend(func(it item) bool {
@@ -121,14 +116,7 @@ func (e *Engine) WriteTo(w io.Writer) (int64, error) {
 			return sw.err == nil
 		})
 	}
-	sw.flush()
-	var tr [16]byte
-	binary.LittleEndian.PutUint32(tr[0:], snapTrailerTag)
-	binary.LittleEndian.PutUint64(tr[4:], sw.total)
-	sw.write(tr[:12])
-	binary.LittleEndian.PutUint32(tr[12:], sw.crc)
-	sw.write(tr[12:])
-	return sw.n, sw.err
+	return sw.finish()
 }
 
 // snapWriter encodes records into blocks and keeps the file's running CRC.
@@ -141,6 +129,30 @@ type snapWriter struct {
 	block []byte // 8 bytes of room for length and count, then the payload
 	count uint32
 	prev  int64
+}
+
+// newSnapWriter starts a snapshot on w with its header.
+func newSnapWriter(w io.Writer) *snapWriter {
+	sw := &snapWriter{w: w, block: make([]byte, 8, blockTarget+2048)}
+	var hdr [snapHeaderLen]byte
+	copy(hdr[:], snapMagic)
+	binary.LittleEndian.PutUint16(hdr[8:], snapVersion)
+	binary.LittleEndian.PutUint32(hdr[12:], crc32.Checksum(hdr[:12], castagnoli))
+	sw.write(hdr[:])
+	return sw
+}
+
+// finish writes the last block and the trailer, and returns the bytes
+// written and the first error.
+func (sw *snapWriter) finish() (int64, error) {
+	sw.flush()
+	var tr [16]byte
+	binary.LittleEndian.PutUint32(tr[0:], snapTrailerTag)
+	binary.LittleEndian.PutUint64(tr[4:], sw.total)
+	sw.write(tr[:12])
+	binary.LittleEndian.PutUint32(tr[12:], sw.crc)
+	sw.write(tr[12:])
+	return sw.n, sw.err
 }
 
 func (sw *snapWriter) write(b []byte) {
@@ -195,45 +207,66 @@ func (e *Engine) ReadFrom(r io.Reader) (int64, error) {
 // readFrom is ReadFrom; unpublished says no other goroutine can see e yet
 // (Open), so its maps may be replaced by ones sized for the snapshot.
 func (e *Engine) readFrom(r io.Reader, unpublished bool) (int64, error) {
-	blocks, total, n, err := decodeSnapshot(r)
+	f, n, err := decodeSnapshot(r, e.res)
 	if err != nil {
 		return n, err
 	}
 	if unpublished && e.n.Load() == 0 {
 		// Growing a map to millions of users rehashes it many times over.
-		e.users = xsync.NewMapOfPresized[string, *entry](int(min(total, 1<<30)))
+		e.users = xsync.NewMapOfPresized[string, *entry](int(min(f.total, 1<<30)))
 	}
-	e.merge(blocks)
+	e.merge(f)
 	return n, nil
 }
 
-// snapBlock is a block whose checksum and records have been checked.
+// snapFile is a snapshot whose checksums and records have been checked.
+type snapFile struct {
+	blocks []snapBlock
+	total  uint64
+	// runs start where a record's slot (at the reader's resolution) is
+	// older than the one before it: a new shard of the writer, whose
+	// records are in slot order, not in time order within a slot. A file
+	// with more than maxRuns (from a writer with a coarser resolution, or
+	// not written by WriteTo) is read as one run in file order.
+	runs []run
+	res  int64
+}
+
 type snapBlock struct {
 	payload []byte
 	count   int
 }
+
+// run is where a run of records in slot order starts, and how long it is.
+type run struct {
+	block int
+	at    records // the block's decoder, positioned at the run's first record
+	n     int
+}
+
+// maxRuns bounds the runs merged by slot: WriteTo writes one per shard.
+const maxRuns = 1024
 
 type snapRecord struct {
 	ns       int64
 	id, meta string // alias the block's payload; the engine copies what it keeps
 }
 
-func (e *Engine) merge(blocks []snapBlock) {
+func (e *Engine) merge(f *snapFile) {
 	if e.maxUsers > 0 {
 		// Newest first, so the cap keeps the newest users rather than
 		// evicting them for older ones that come later.
-		var recs []snapRecord
-		for _, b := range blocks {
-			eachRecord(b.payload, b.count, func(r snapRecord) { recs = append(recs, r) })
-		}
-		slices.SortFunc(recs, func(a, b snapRecord) int { return cmp.Compare(b.ns, a.ns) })
+		recs := make([]snapRecord, 0, f.total)
+		f.inSlotOrder(func(r snapRecord) { recs = append(recs, r) })
+		slices.SortStableFunc(recs, func(a, b snapRecord) int { return cmp.Compare(b.ns, a.ns) })
 		for _, rec := range recs {
 			if _, known := e.users.Load(rec.id); !known && e.n.Load() >= e.maxUsers {
 				if oldest, ok := e.oldestSlot(); ok && slotOf(rec.ns, e.res) <= oldest {
 					break // full of users as recent as every record left
 				}
 			}
-			e.mergeOne(rec) // evicts the least recently seen if full
+			ent, known := e.users.Load(rec.id)
+			e.mergeOne(rec, ent, known) // evicts the least recently seen if full
 		}
 		return
 	}
@@ -245,16 +278,110 @@ func (e *Engine) merge(blocks []snapBlock) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, b := range blocks {
-				eachRecord(b.payload, b.count, func(r snapRecord) {
-					if maphash.String(e.seed, r.id)&e.mask%workers == w {
-						e.mergeOne(r)
-					}
-				})
+			var batch [mergeBatch]pending
+			n := 0
+			flush := func() {
+				// The map probes first, back to back: they are independent
+				// cache misses, which the CPU overlaps, where one probe per
+				// merge would wait for each in turn.
+				for i := range batch[:n] {
+					batch[i].ent, batch[i].known = e.users.Load(batch[i].rec.id)
+				}
+				for _, p := range batch[:n] {
+					e.mergeOne(p.rec, p.ent, p.known)
+				}
+				n = 0
 			}
+			f.inSlotOrder(func(r snapRecord) {
+				if maphash.String(e.seed, r.id)&e.mask%workers == w {
+					batch[n].rec = r
+					if n++; n == mergeBatch {
+						flush()
+					}
+				}
+			})
+			flush()
 		}()
 	}
 	wg.Wait()
+}
+
+// mergeBatch is how many records a merge worker probes the map for at once.
+const mergeBatch = 16
+
+type pending struct {
+	rec   snapRecord
+	ent   *entry
+	known bool
+}
+
+// inSlotOrder calls fn with every record of f, oldest slot first, merging
+// its runs (in file order if f had too many to note). In slot order, each
+// record lands at the newest end of its shard's B-tree, whose nodes stay in
+// cache; in file order, one run per writer's shard, a record would land
+// anywhere in a tree of millions, a few cache misses per level.
+func (f *snapFile) inSlotOrder(fn func(snapRecord)) {
+	// A binary heap of the runs' cursors, keyed by their next record.
+	cur := make([]runCursor, 0, len(f.runs))
+	for _, r := range f.runs {
+		c := runCursor{rest: f.blocks[r.block+1:], at: r.at, n: r.n, res: f.res}
+		if c.advance() {
+			cur = append(cur, c)
+		}
+	}
+	less := func(i, j int) bool { return cur[i].slot < cur[j].slot }
+	down := func(i int) {
+		for {
+			m, l, r := i, 2*i+1, 2*i+2
+			if l < len(cur) && less(l, m) {
+				m = l
+			}
+			if r < len(cur) && less(r, m) {
+				m = r
+			}
+			if m == i {
+				return
+			}
+			cur[i], cur[m] = cur[m], cur[i]
+			i = m
+		}
+	}
+	for i := len(cur)/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	for len(cur) > 0 {
+		fn(cur[0].head)
+		if !cur[0].advance() {
+			cur[0] = cur[len(cur)-1]
+			cur = cur[:len(cur)-1]
+		}
+		down(0)
+	}
+}
+
+// runCursor walks one run of a checked file.
+type runCursor struct {
+	rest []snapBlock // the blocks after the current one
+	at   records
+	n    int // records left in the run, head excluded
+	head snapRecord
+	slot int64 // head's
+	res  int64
+}
+
+// advance moves head to the run's next record; false at the run's end.
+func (c *runCursor) advance() bool {
+	if c.n == 0 {
+		return false
+	}
+	if c.at.left == 0 {
+		c.at = records{p: c.rest[0].payload, left: c.rest[0].count}
+		c.rest = c.rest[1:]
+	}
+	c.head, _ = c.at.next() // checked by decodeSnapshot
+	c.slot = slotOf(c.head.ns, c.res)
+	c.n--
+	return true
 }
 
 // oldestSlot returns the slot of the least recently seen user held.
@@ -271,17 +398,18 @@ func (e *Engine) oldestSlot() (int64, bool) {
 }
 
 // mergeOne merges one record: the newer time wins, and its meta with it.
-func (e *Engine) mergeOne(rec snapRecord) {
+// ent and known are what the map held for the ID a moment ago: a user added
+// since is found by insert, and one removed since is re-inserted by raise.
+func (e *Engine) mergeOne(rec snapRecord, ent *entry, known bool) {
 	if e.retention > 0 && slotOf(rec.ns, e.res) < e.floor(e.now().UnixNano()) {
 		return
 	}
-	ent, known := e.users.Load(rec.id)
 	var old int64
 	if known {
 		old = ent.lastSeen.Load()
 		e.raise(ent, rec.id, rec.ns)
 	} else {
-		e.insert(rec.id, rec.ns)
+		old, known = e.insert(rec.id, rec.ns)
 	}
 	e.dirty.Store(true)
 	switch {
@@ -309,13 +437,20 @@ func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorruptSnapshot}, args...)...)
 }
 
-// read reads exactly n bytes into buf's spare room, growing it a chunk at a
-// time so that a declared length is only ever backed by bytes that exist.
+// read appends exactly n more bytes to buf. A declared length is trusted
+// only as far as the bytes already read: room is made for at most
+// max(readChunk, bytes read so far) at once, doubling as bytes arrive, so a
+// short file that declares a long block costs a few KiB, while the blocks of
+// a real file, which follow megabytes already read, get one allocation each.
 func (sr *snapReader) read(buf []byte, n int, what string) ([]byte, error) {
-	for n > 0 {
-		k := min(n, readChunk)
+	want := len(buf) + n
+	for len(buf) < want {
+		if len(buf) == cap(buf) {
+			room := max(readChunk, len(buf), int(min(sr.n, math.MaxInt32)))
+			buf = slices.Grow(buf, min(want-len(buf), room))
+		}
 		start := len(buf)
-		buf = slices.Grow(buf, k)[:start+k]
+		buf = buf[:min(want, cap(buf))]
 		got, err := io.ReadFull(sr.r, buf[start:])
 		sr.n += int64(got)
 		sr.crc = crc32.Update(sr.crc, castagnoli, buf[start:start+got])
@@ -325,133 +460,153 @@ func (sr *snapReader) read(buf []byte, n int, what string) ([]byte, error) {
 			}
 			return nil, fmt.Errorf("presence: reading snapshot: %w", err)
 		}
-		n -= k
 	}
 	return buf, nil
 }
 
-// decodeSnapshot reads and checks a whole snapshot, returning its blocks and
-// their total record count.
-func decodeSnapshot(r io.Reader) ([]snapBlock, uint64, int64, error) {
+// decodeSnapshot reads and checks a whole snapshot, noting its runs in the
+// order of slots of res nanoseconds.
+func decodeSnapshot(r io.Reader, res int64) (*snapFile, int64, error) {
 	sr := &snapReader{r: bufio.NewReaderSize(r, readChunk)}
 	hdr, err := sr.read(nil, snapHeaderLen, "header")
 	if err != nil {
 		if sr.n == 0 && errors.Is(err, ErrCorruptSnapshot) {
-			return nil, 0, 0, corrupt("empty file")
+			return nil, 0, corrupt("empty file")
 		}
-		return nil, 0, sr.n, err
+		return nil, sr.n, err
 	}
 	if string(hdr[:8]) != snapMagic {
-		return nil, 0, sr.n, corrupt("not a snapshot: bad magic %q", hdr[:8])
+		return nil, sr.n, corrupt("not a snapshot: bad magic %q", hdr[:8])
 	}
 	if crc32.Checksum(hdr[:12], castagnoli) != binary.LittleEndian.Uint32(hdr[12:]) {
-		return nil, 0, sr.n, corrupt("header checksum mismatch")
+		return nil, sr.n, corrupt("header checksum mismatch")
 	}
 	if v, f := binary.LittleEndian.Uint16(hdr[8:]), binary.LittleEndian.Uint16(hdr[10:]); v != snapVersion || f != 0 {
-		return nil, 0, sr.n, fmt.Errorf("%w: version %d, flags %#x; this build reads version %d", ErrSnapshotVersion, v, f, snapVersion)
+		return nil, sr.n, fmt.Errorf("%w: version %d, flags %#x; this build reads version %d", ErrSnapshotVersion, v, f, snapVersion)
 	}
 
-	var blocks []snapBlock
-	var total uint64
+	f := &snapFile{res: res}
+	last := int64(math.MinInt64) // the previous record's slot, across blocks
 	for block := 0; ; block++ {
 		head, err := sr.read(nil, 8, fmt.Sprintf("block %d header", block))
 		if err != nil {
-			return nil, 0, sr.n, err
+			return nil, sr.n, err
 		}
 		length := binary.LittleEndian.Uint32(head)
 		if length == snapTrailerTag {
 			// head holds the tag and the low half of the total.
 			tr, err := sr.read(head, 4, "trailer")
 			if err != nil {
-				return nil, 0, sr.n, err
+				return nil, sr.n, err
 			}
 			want := sr.crc // of every byte before the CRC field
 			if tr, err = sr.read(tr, 4, "trailer"); err != nil {
-				return nil, 0, sr.n, err
+				return nil, sr.n, err
 			}
-			if declared := binary.LittleEndian.Uint64(tr[4:12]); declared != total {
-				return nil, 0, sr.n, corrupt("trailer counts %d records, blocks hold %d", declared, total)
+			if declared := binary.LittleEndian.Uint64(tr[4:12]); declared != f.total {
+				return nil, sr.n, corrupt("trailer counts %d records, blocks hold %d", declared, f.total)
 			}
 			if binary.LittleEndian.Uint32(tr[12:16]) != want {
-				return nil, 0, sr.n, corrupt("file checksum mismatch")
+				return nil, sr.n, corrupt("file checksum mismatch")
 			}
 			if _, err := sr.r.ReadByte(); err == nil {
-				return nil, 0, sr.n, corrupt("data after the trailer")
+				return nil, sr.n, corrupt("data after the trailer")
 			} else if !errors.Is(err, io.EOF) {
-				return nil, 0, sr.n, fmt.Errorf("presence: reading snapshot: %w", err)
+				return nil, sr.n, fmt.Errorf("presence: reading snapshot: %w", err)
 			}
-			return blocks, total, sr.n, nil
+			if len(f.runs) > maxRuns { // not written by WriteTo: one run, file order
+				f.runs = []run{{at: records{p: f.blocks[0].payload, left: f.blocks[0].count}, n: int(f.total)}}
+			}
+			return f, sr.n, nil
 		}
 		count := binary.LittleEndian.Uint32(head[4:])
 		if length == 0 || length > maxBlock {
-			return nil, 0, sr.n, corrupt("block %d declares %d bytes", block, length)
+			return nil, sr.n, corrupt("block %d declares %d bytes", block, length)
 		}
 		if count == 0 || count > length/minRecordLen {
-			return nil, 0, sr.n, corrupt("block %d declares %d records in %d bytes", block, count, length)
+			return nil, sr.n, corrupt("block %d declares %d records in %d bytes", block, count, length)
 		}
 		body, err := sr.read(head[4:8:8], int(length)+4, fmt.Sprintf("block %d", block))
 		if err != nil {
-			return nil, 0, sr.n, err
+			return nil, sr.n, err
 		}
 		sum := binary.LittleEndian.Uint32(body[len(body)-4:])
 		body = body[:len(body)-4]
 		if crc32.Checksum(body, castagnoli) != sum {
-			return nil, 0, sr.n, corrupt("block %d checksum mismatch", block)
+			return nil, sr.n, corrupt("block %d checksum mismatch", block)
 		}
-		if err := eachRecord(body[4:], int(count), func(snapRecord) {}); err != nil {
-			return nil, 0, sr.n, fmt.Errorf("%w in block %d", err, block)
+		rs := records{p: body[4:], left: int(count)}
+		for rs.left > 0 {
+			at := rs
+			rec, err := rs.next()
+			if err != nil {
+				return nil, sr.n, fmt.Errorf("%w in block %d", err, block)
+			}
+			slot := slotOf(rec.ns, res)
+			if len(f.runs) <= maxRuns && (slot < last || len(f.runs) == 0) {
+				f.runs = append(f.runs, run{block: len(f.blocks), at: at})
+			}
+			if len(f.runs) <= maxRuns {
+				f.runs[len(f.runs)-1].n++
+			}
+			last = slot
 		}
-		blocks = append(blocks, snapBlock{payload: body[4:], count: int(count)})
-		total += uint64(count)
+		if len(rs.p) != 0 {
+			return nil, sr.n, corrupt("%d bytes after the last record in block %d", len(rs.p), block)
+		}
+		f.blocks = append(f.blocks, snapBlock{payload: body[4:], count: int(count)})
+		f.total += uint64(count)
 	}
 }
 
-// eachRecord decodes count records from payload p and calls fn with each;
-// the strings alias p. It checks every length against the limits and the
-// bytes left, every time against the accepted range, and that p holds
-// exactly count records.
-func eachRecord(p []byte, count int, fn func(snapRecord)) error {
-	var prev int64
-	str := func(max int, what string) (string, error) {
-		l, k := binary.Uvarint(p)
-		if k <= 0 {
-			return "", corrupt("bad %s length", what)
-		}
-		p = p[k:]
-		if l > uint64(max) || l > uint64(len(p)) {
-			return "", corrupt("%s length %d (limit %d, %d bytes left)", what, l, max, len(p))
-		}
-		s := unsafe.String(unsafe.SliceData(p), int(l))
-		p = p[l:]
-		return s, nil
+// records decodes a block's records one at a time. A copy is a saved
+// position.
+type records struct {
+	p    []byte // the rest of the payload
+	left int    // records not yet decoded
+	prev int64  // the last decoded record's time: deltas are from it
+}
+
+// next decodes the next record; the strings alias the payload. It checks
+// every length against the limits and the bytes left, and every time
+// against the accepted range. Call it only while left > 0.
+func (rs *records) next() (snapRecord, error) {
+	d, k := binary.Varint(rs.p)
+	if k <= 0 {
+		return snapRecord{}, corrupt("bad time")
 	}
-	for range count {
-		d, k := binary.Varint(p)
-		if k <= 0 {
-			return corrupt("bad time")
-		}
-		p = p[k:]
-		id, err := str(MaxIDLen, "ID")
-		if err != nil {
-			return err
-		}
-		if id == "" {
-			return corrupt("empty ID")
-		}
-		meta, err := str(MaxMetaLen, "meta")
-		if err != nil {
-			return err
-		}
-		prev += d // wraps as the writer's subtraction did
-		if prev < minNano || prev > maxNano {
-			return corrupt("time %d out of range", prev)
-		}
-		fn(snapRecord{ns: prev, id: id, meta: meta})
+	rs.p = rs.p[k:]
+	id, err := rs.str(MaxIDLen, "ID")
+	if err != nil {
+		return snapRecord{}, err
 	}
-	if len(p) != 0 {
-		return corrupt("%d bytes after the last record", len(p))
+	if id == "" {
+		return snapRecord{}, corrupt("empty ID")
 	}
-	return nil
+	meta, err := rs.str(MaxMetaLen, "meta")
+	if err != nil {
+		return snapRecord{}, err
+	}
+	rs.prev += d // wraps as the writer's subtraction did
+	if rs.prev < minNano || rs.prev > maxNano {
+		return snapRecord{}, corrupt("time %d out of range", rs.prev)
+	}
+	rs.left--
+	return snapRecord{ns: rs.prev, id: id, meta: meta}, nil
+}
+
+func (rs *records) str(limit int, what string) (string, error) {
+	l, k := binary.Uvarint(rs.p)
+	if k <= 0 {
+		return "", corrupt("bad %s length", what)
+	}
+	rs.p = rs.p[k:]
+	if l > uint64(limit) || l > uint64(len(rs.p)) {
+		return "", corrupt("%s length %d (limit %d, %d bytes left)", what, l, limit, len(rs.p))
+	}
+	s := unsafe.String(unsafe.SliceData(rs.p), int(l))
+	rs.p = rs.p[l:]
+	return s, nil
 }
 
 // SaveFile writes a snapshot to path atomically: to a new temporary file in
