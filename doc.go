@@ -16,9 +16,10 @@
 // Every user has an entry in a concurrent hash map (xsync.MapOf) holding the
 // exact last-seen time, and a place in a time index: the users are spread by
 // a hash of their ID over a power-of-two number of shards, each with a lock,
-// a B-tree (google/btree) of (slot, ID) pairs and a count of users per slot.
+// a B-tree (google/btree) of (time, ID) pairs and a count of users per slot.
 // A slot is the last-seen time rounded down to the resolution
-// ([WithResolution], default one second).
+// ([WithResolution], default one second); the index files a user under its
+// slot and, within it, under the time it entered the slot.
 //
 // A Touch of a known user whose slot does not change is a map probe, a
 // compare-and-swap and a load: no lock, no allocation. Only when the time
@@ -41,10 +42,13 @@
 //
 // [Engine.Recent] and [Engine.Page] walk each shard's B-tree from the newest
 // end and merge: O(shards x (log n + k)). The order is newest slot first,
-// and arbitrary but fixed within a slot (by a hash of the ID, so that
-// comparisons inside the B-tree rarely read the IDs themselves). Paging
-// resumes strictly after a [Cursor], so a user touched between pages is not
-// returned twice; a cursor stays valid across restarts.
+// and within a slot newest first by the time each user entered it (to a
+// few microseconds; the ID breaks ties). A later touch in the same slot
+// updates the user's time but not its place, which is what keeps that touch
+// lock-free; so within one slot the order is by first touch, not last.
+// Filing in time order also keeps B-tree inserts at the newest end, in
+// cache. Paging resumes strictly after a [Cursor], so a user touched between
+// pages is not returned twice; a cursor stays valid across restarts.
 //
 // # Concurrency
 //

@@ -10,11 +10,27 @@ import (
 // ItemSize is the size of one index item; TestItemLayout pins it.
 const ItemSize = unsafe.Sizeof(item{})
 
-// CompareInSlot orders two IDs filed in one slot as the engine's index
-// does, for the reference model: -1, 0 or +1.
-func CompareInSlot(e *Engine, a, b string) int {
-	ia, ib := e.lay.item(0, a, newEntry(a)), e.lay.item(0, b, newEntry(b))
+// CompareFiled orders two users in one slot as the engine's index does,
+// given when each was filed under it: -1, 0 or +1. The reference model
+// keeps filing times of its own.
+func CompareFiled(e *Engine, aFiled int64, a string, bFiled int64, b string) int {
+	ia := item{key: e.lay.key(aFiled, len(a)), ent: newEntry(a)}
+	ib := item{key: e.lay.key(bFiled, len(b)), ent: newEntry(b)}
 	switch {
+	case itemLess(ia, ib):
+		return -1
+	case itemLess(ib, ia):
+		return 1
+	}
+	return 0
+}
+
+// CompareHeld orders two users the engine holds as its index does, where
+// the model cannot know when each was filed (concurrent touches race).
+func CompareHeld(e *Engine, a, b string) int {
+	ea, _ := e.users.Load(a)
+	eb, _ := e.users.Load(b)
+	switch ia, ib := filed(ea), filed(eb); {
 	case itemLess(ia, ib):
 		return -1
 	case itemLess(ib, ia):
@@ -38,8 +54,8 @@ func CheckInvariants(e *Engine) error {
 				err = fmt.Errorf("%q is in shard %d, not its own", id, i)
 			} else if ent, ok := e.users.Load(id); !ok || ent != it.ent {
 				err = fmt.Errorf("%q is indexed but not mapped to its entry", id)
-			} else if end := it.ent.slotEnd.Load(); end != (e.lay.slot(it)+1)*e.res {
-				err = fmt.Errorf("%q is filed at slot %d but its entry says end %d", id, e.lay.slot(it), end)
+			} else if key := it.ent.filed.Load(); key != it.key {
+				err = fmt.Errorf("%q is filed at key %x but its entry says %x", id, it.key, key)
 			} else if want := slotOf(it.ent.lastSeen.Load(), e.res); want != e.lay.slot(it) {
 				err = fmt.Errorf("%q is filed at slot %d, its last-seen is in slot %d", id, e.lay.slot(it), want)
 			}

@@ -4,67 +4,76 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"math"
 	"math/bits"
 	"sync"
 	"time"
-	"unsafe"
 )
 
 // item is one user's place in a shard's index. The index orders by key, then
-// by ID: the key packs the slot (high bits), a few bits of a hash of the ID,
-// and the ID's length. Ties within a slot are thus mostly settled by the hash
-// inside the item rather than by comparing IDs, which would read each ID's
-// bytes from another cache line: users touched in the same second number in
-// the hundreds of thousands on a busy server, and a B-tree search among them
-// would be one cache miss per comparison. The ID breaks the remaining ties
-// (a B-tree keeps no two equal items) and gives paging a total order.
+// by ID: the key packs the slot (high bits), the time at which the user was
+// filed under it (the first touch in the slot, in steps of a few
+// microseconds), and the ID's length. Filing in time order puts every new
+// item at the newest end of the tree, whose nodes stay in cache, even when
+// hundreds of thousands of users enter one slot in one second; ordered by
+// a hash of the ID instead, each would land at a random place in a large
+// part of the tree, a few cache misses per level (2.5 against 1.9 us per
+// move, a million users entering a new second in random order). Ties within
+// a step are rare, and settled by the IDs, which also give paging a total
+// order (a B-tree keeps no two equal items).
 //
 // An item is 16 bytes: the ID is read from the entry, which carries its
 // bytes (newEntry). Index nodes are about half full when users arrive in
 // time order (every split leaves a half-full node behind), so each byte of
 // an item costs about two per user; TestItemLayout pins the size.
 type item struct {
-	key int64  // slot | tie | len(id), high to low; see layout
-	ent *entry // the user's entry and ID; nil in search keys without an ID
+	key int64  // slot | step | len(id), high to low; see layout
+	ent *entry // the user's entry and ID; nil in bounds
 }
 
 // idLenBits holds MaxIDLen.
 const idLenBits = 10
 
 // layout is how an engine packs item keys, which depends on its resolution:
-// the slot needs enough bits for any accepted time, and the tie hash gets
-// what is left of 63 (8 bits at 1ms, 18 at 1s, up to 32).
+// the slot needs enough bits for any accepted time, and the filing step gets
+// what is left of 63 (8 bits at 1ms, 18 at 1s, up to 32): steps of 3.9us at
+// 1ms, 3.8us at 1s, 20us at 24h.
 type layout struct {
-	shift            uint // tie bits + idLenBits
-	tieBits          uint
+	res              int64
+	shift            uint // step bits + idLenBits
+	stepBits         uint
 	minSlot, maxSlot int64
 }
 
 func newLayout(res int64) layout {
 	slotBits := uint(bits.Len64(uint64(maxNano/res))) + 1 // with the sign
-	tie := min(63-idLenBits-slotBits, 32)
-	shift := tie + idLenBits
-	return layout{shift: shift, tieBits: tie, minSlot: -1 << (62 - shift), maxSlot: 1<<(62-shift) - 1}
+	step := min(63-idLenBits-slotBits, 32)
+	shift := step + idLenBits
+	return layout{res: res, shift: shift, stepBits: step, minSlot: -1 << (62 - shift), maxSlot: 1<<(62-shift) - 1}
 }
 
-// item makes the item filing ent, whose ID is id, under slot. A search key
-// without an ID passes "" and nil; one with an ID needs an entry holding it
-// (newEntry). Slots beyond the representable range (only search keys for
-// "everything" ask for them) are clamped. The tie is a CRC-32C of the ID:
-// stable across processes, so cursors stay valid after a restart.
-func (l layout) item(slot int64, id string, ent *entry) item {
-	slot = min(max(slot, l.minSlot), l.maxSlot)
-	var tie int64
-	if l.tieBits > 0 && id != "" {
-		sum := crc32.Checksum(unsafe.Slice(unsafe.StringData(id), len(id)), castagnoli)
-		tie = int64(sum >> (32 - l.tieBits))
-	}
-	return item{key: slot<<l.shift | tie<<idLenBits | int64(len(id)), ent: ent}
+// key is the key of an item filed at ns, for an ID n bytes long.
+func (l layout) key(ns int64, n int) int64 {
+	slot := slotOf(ns, l.res)
+	off := uint64(ns - slot*l.res) // [0, res)
+	hi, lo := bits.Mul64(off, 1<<l.stepBits)
+	step, _ := bits.Div64(hi, lo, uint64(l.res)) // hi < res: no overflow
+	return slot<<l.shift | int64(step)<<idLenBits | int64(n)
+}
+
+// bound is a search key before every item of slot. Slots beyond the
+// representable range (only bounds for "everything" ask for them) are
+// clamped.
+func (l layout) bound(slot int64) item {
+	return item{key: min(max(slot, l.minSlot), l.maxSlot) << l.shift}
 }
 
 func (l layout) slot(it item) int64 { return it.key >> l.shift }
+
+// end is the exclusive end, in Unix nanoseconds, of the slot of a key (it
+// may wrap for the last slot of all, which only sends touches there down
+// the slow path).
+func (l layout) end(key int64) int64 { return (key>>l.shift + 1) * l.res }
 
 func (it item) id() string {
 	n := int(it.key & (1<<idLenBits - 1))
@@ -81,17 +90,20 @@ func itemLess(a, b item) bool {
 	return a.id() < b.id()
 }
 
-// Cursor is a position in a newest-first walk of the index: the (slot, ID)
-// of the last user a page returned. The next page starts strictly after it,
-// so a user touched between pages moves ahead of the cursor and is not
+// Cursor is a position in a newest-first walk of the index: the place of
+// the last user a page returned. The next page starts strictly after it, so
+// a user touched between pages moves ahead of the cursor and is not
 // returned twice, and a user left alone is not skipped.
 //
 // The zero Cursor is the start of a walk. A Cursor is a plain value, safe to
 // copy and to use from several goroutines. Its text form (MarshalText) is
 // opaque and URL-safe; it names an ID, so do not hand it to clients that may
-// not see that ID.
+// not see that ID. A cursor belongs to engines of the resolution that made
+// it; after a restart it still never repeats a user, but, as for users
+// touched meanwhile, one restored at a newer place within its slot is
+// skipped.
 type Cursor struct {
-	at  int64 // start of the slot, Unix nanoseconds
+	key int64 // the item's key
 	id  string
 	set bool
 }
@@ -106,7 +118,7 @@ func (c Cursor) MarshalText() ([]byte, error) {
 	if !c.set {
 		return []byte{}, nil
 	}
-	raw := binary.AppendVarint(nil, c.at)
+	raw := binary.AppendVarint(nil, c.key)
 	raw = append(raw, c.id...)
 	out := make([]byte, base64.RawURLEncoding.EncodedLen(len(raw)))
 	base64.RawURLEncoding.Encode(out, raw)
@@ -127,15 +139,15 @@ func (c *Cursor) UnmarshalText(text []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidCursor, err)
 	}
-	at, n := binary.Varint(raw)
+	key, n := binary.Varint(raw)
 	if n <= 0 {
-		return fmt.Errorf("%w: bad time", ErrInvalidCursor)
+		return fmt.Errorf("%w: bad position", ErrInvalidCursor)
 	}
 	id := string(raw[n:])
-	if !validID(id) {
+	if !validID(id) || key&(1<<idLenBits-1) != int64(len(id)) {
 		return fmt.Errorf("%w: bad id", ErrInvalidCursor)
 	}
-	*c = Cursor{at: at, id: id, set: true}
+	*c = Cursor{key: key, id: id, set: true}
 	return nil
 }
 

@@ -21,12 +21,14 @@ import (
 type model struct {
 	res, retention int64
 	users          map[string]*modelUser
-	inSlot         func(a, b string) int // the engine's order within a slot
+	// inSlot is the engine's order within a slot.
+	inSlot func(a string, ua *modelUser, b string, ub *modelUser) int
 }
 
 type modelUser struct {
-	ls   int64
-	meta string
+	ls    int64
+	filed int64 // the time the user entered its slot: the first touch in it
+	meta  string
 }
 
 func newModel(res, retention time.Duration) *model {
@@ -43,9 +45,19 @@ func floorDiv(a, b int64) int64 {
 
 func (m *model) touch(id string, ns int64) {
 	if u, ok := m.users[id]; !ok {
-		m.users[id] = &modelUser{ls: ns}
+		m.users[id] = &modelUser{ls: ns, filed: ns}
 	} else if ns > u.ls {
+		if floorDiv(ns, m.res) != floorDiv(u.ls, m.res) {
+			u.filed = ns
+		}
 		u.ls = ns
+	}
+}
+
+// filedBy orders users within a slot by the model's own filing times.
+func filedBy(e *presence.Engine) func(string, *modelUser, string, *modelUser) int {
+	return func(a string, ua *modelUser, b string, ub *modelUser) int {
+		return presence.CompareFiled(e, ua.filed, a, ub.filed, b)
 	}
 }
 
@@ -63,22 +75,30 @@ func (m *model) since(t time.Time, now int64) []presence.Activity {
 	if !t.IsZero() {
 		from = floorDiv(t.UnixNano(), m.res)
 	}
-	var out []presence.Activity
+	type held struct {
+		id string
+		u  *modelUser
+	}
+	var in []held
 	for id, u := range m.users {
 		if m.visible(u, from, now) {
-			out = append(out, presence.Activity{ID: id, LastSeen: time.Unix(0, u.ls).UTC(), Meta: u.meta})
+			in = append(in, held{id, u})
 		}
 	}
-	slices.SortFunc(out, func(a, b presence.Activity) int {
-		sa, sb := floorDiv(a.LastSeen.UnixNano(), m.res), floorDiv(b.LastSeen.UnixNano(), m.res)
+	slices.SortFunc(in, func(a, b held) int {
+		sa, sb := floorDiv(a.u.ls, m.res), floorDiv(b.u.ls, m.res)
 		if sa != sb {
 			if sa > sb {
 				return -1
 			}
 			return 1
 		}
-		return -m.inSlot(a.ID, b.ID)
+		return -m.inSlot(a.id, a.u, b.id, b.u)
 	})
+	var out []presence.Activity
+	for _, h := range in {
+		out = append(out, presence.Activity{ID: h.id, LastSeen: time.Unix(0, h.u.ls).UTC(), Meta: h.u.meta})
+	}
 	return out
 }
 
@@ -176,7 +196,7 @@ func TestAgainstModel(t *testing.T) {
 			e := presence.New(presence.WithClock(clk.Now), presence.WithShards(tc.shards),
 				presence.WithResolution(tc.res), presence.WithRetention(tc.retention))
 			m := newModel(tc.res, tc.retention)
-			m.inSlot = func(a, b string) int { return presence.CompareInSlot(e, a, b) }
+			m.inSlot = filedBy(e)
 			withMeta := tc.retention == 0 // an expired user's meta may or may not have been reclaimed yet
 			for op := range tc.ops {
 				now := clk.ns.Load()
@@ -337,7 +357,7 @@ func TestConcurrentAgainstModel(t *testing.T) {
 	assert.Equal(t, 1000, pruned, "every stale user pruned exactly once")
 
 	ref := newModel(time.Millisecond, 0)
-	ref.inSlot = func(a, b string) int { return presence.CompareInSlot(e, a, b) }
+	ref.inSlot = func(a string, _ *modelUser, b string, _ *modelUser) int { return presence.CompareHeld(e, a, b) }
 	for _, m := range logs {
 		for id, u := range m.users {
 			ref.touch(id, u.ls)

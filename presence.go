@@ -221,31 +221,30 @@ func (e *Engine) raise(ent *entry, id string, ns int64) {
 		e.dirty.Store(true)
 	}
 	// ns > lastSeen >= slot start, so only the end needs checking. A removed
-	// entry's end is MinInt64, which sends us to move and so to re-insert.
-	if ns < ent.slotEnd.Load() {
+	// entry goes to move, which re-inserts it.
+	if f := ent.filed.Load(); f != removedKey && ns < e.lay.end(f) {
 		return
 	}
 	e.move(ent, id, ns)
 }
 
 // move files ent under the slot of its current last-seen time. Whoever raises
-// lastSeen last checks slotEnd after its CAS, and slotEnd is only written
-// under the lock from a fresh load of lastSeen, so once touches stop every
-// entry sits in the slot of its final time.
+// lastSeen last checks filed after its CAS, and filed is only written under
+// the lock from a fresh load of lastSeen, so once touches stop every entry
+// sits in the slot of its final time.
 func (e *Engine) move(ent *entry, id string, ns int64) {
 	s := e.shardOf(id)
 	s.mu.Lock()
-	end := ent.slotEnd.Load()
-	if end == removedSlotEnd { // forgotten, pruned or evicted meanwhile
+	if ent.filed.Load() == removedKey { // forgotten, pruned or evicted meanwhile
 		s.mu.Unlock()
 		e.insert(id, ns)
 		return
 	}
-	from, to := end/e.res-1, slotOf(ent.lastSeen.Load(), e.res)
-	if to != from {
-		s.tree.Delete(e.lay.item(from, id, ent))
-		s.counts.add(from, -1)
-		s.add(ent, id, to, e.res)
+	old, now := filed(ent), ent.lastSeen.Load()
+	if slotOf(now, e.res) != e.lay.slot(old) {
+		s.tree.Delete(old)
+		s.counts.add(e.lay.slot(old), -1)
+		s.add(ent, len(id), now)
 		s.moved++
 		e.expire(s)
 	}
@@ -275,7 +274,7 @@ func (e *Engine) insert(id string, ns int64) (old int64, known bool) {
 	ent := newEntry(id)
 	id = ent.id(len(id))
 	ent.lastSeen.Store(ns)
-	s.add(ent, id, slotOf(ns, e.res), e.res)
+	s.add(ent, len(id), ns)
 	e.users.Store(id, ent)
 	s.inserted++
 	e.dirty.Store(true)
@@ -464,8 +463,8 @@ func (e *Engine) countFrom(from int64) int {
 		n, complete := s.counts.since(from)
 		if !complete {
 			// The window reaches past the ring: walk the old users in it.
-			end := e.lay.item(s.counts.head-s.counts.horizon+1, "", nil)
-			s.tree.AscendRange(e.lay.item(from, "", nil), end, func(item) bool {
+			end := e.lay.bound(s.counts.head - s.counts.horizon + 1)
+			s.tree.AscendRange(e.lay.bound(from), end, func(item) bool {
 				n++
 				return true
 			})
@@ -493,8 +492,9 @@ func (e *Engine) Recent(window time.Duration, limit int) []Activity {
 // of the cursor: it is not returned again, and is not returned at all if the
 // walk had not reached it yet. A user removed (Forget, Prune, eviction,
 // expiry) and then seen again is a new user to the walk. Users are ordered
-// by index slot, newest first; within a slot the order is arbitrary but
-// fixed (by a hash of the ID). limit <= 0 returns all the rest.
+// by index slot, newest first, and within a slot by the time each user
+// entered it (to a few microseconds; the ID breaks ties), newest first.
+// limit <= 0 returns all the rest.
 func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
 	w := window{from: math.MinInt64, limit: limit}
 	if ns, ok := unixNano(t); ok {
@@ -504,7 +504,7 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 		w.from = max(w.from, e.floor(e.now().UnixNano()))
 	}
 	if after.set {
-		w.after, w.has = e.lay.item(slotOf(after.at, e.res), after.id, newEntry(after.id)), true
+		w.after, w.has = item{key: after.key, ent: newEntry(after.id)}, true
 	}
 	if limit > 0 {
 		w.limit = limit + 1 // one more, to know whether a next page exists
@@ -524,7 +524,7 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 	if limit > 0 && len(items) > limit {
 		items = items[:limit]
 		last := items[limit-1]
-		next = Cursor{at: e.lay.slot(last) * e.res, id: last.id(), set: true}
+		next = Cursor{key: last.key, id: last.id(), set: true}
 	}
 	out := make([]Activity, len(items))
 	for i, it := range items {
@@ -563,7 +563,7 @@ func (e *Engine) Forget(id string) bool {
 	if !ok {
 		return false
 	}
-	e.drop(s, e.lay.item(ent.slotEnd.Load()/e.res-1, id, ent))
+	e.drop(s, filed(ent))
 	s.forgotten++
 	return true
 }
@@ -576,7 +576,7 @@ func (e *Engine) Prune(t time.Time) int {
 	if !ok {
 		return 0
 	}
-	limit := e.lay.item(slotOf(ns, e.res)+1, "", nil)
+	limit := e.lay.bound(slotOf(ns, e.res) + 1)
 	removed := 0
 	batch := make([]item, 0, pruneBatch)
 	for _, s := range e.shards {

@@ -151,8 +151,29 @@ func BenchmarkTouchSameSlot(b *testing.B) {
 }
 
 // BenchmarkTouchMove: every touch enters a new slot, so the index entry moves
-// (B-tree delete and insert under the shard's lock).
+// (B-tree delete and insert under the shard's lock). In "uniform" and
+// "zipf" each touch is a second after the last; in "1M-each-second" every
+// user is touched once a second, in a new random order each second, so a
+// million moves share each slot (as on a busy site, where most moves of a
+// second land in one slot).
 func BenchmarkTouchMove(b *testing.B) {
+	b.Run("1M-each-second", func(b *testing.B) {
+		ids := userIDs()
+		e := filledEngine(ids)
+		rng := rand.New(rand.NewSource(5))
+		perms := make([][]int, 4)
+		for i := range perms {
+			perms[i] = rng.Perm(len(ids))
+		}
+		var buf [13]byte
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			round, k := i/len(ids), i%len(ids)
+			at := t0.Add(time.Duration(round+1)*time.Second + time.Duration(k)*500*time.Nanosecond)
+			e.TouchAt(idInto(&buf, int32(perms[round%len(perms)][k])), at)
+		}
+	})
 	for _, dist := range []string{"uniform", "zipf"} {
 		b.Run("1M-"+dist, func(b *testing.B) {
 			ids := userIDs()

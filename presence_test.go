@@ -339,9 +339,36 @@ func TestSinceIterator(t *testing.T) {
 	assert.Equal(t, 300, n)
 }
 
+// TestOrderWithinSlot: within a slot, users come newest first by the time
+// they entered it; a later touch in the same slot does not reorder (the
+// index moves only when the slot changes), one in a new slot does.
+func TestOrderWithinSlot(t *testing.T) {
+	e := presence.New(presence.WithShards(2))
+	for i, id := range []string{"a", "b", "c", "d"} {
+		e.TouchAt(id, t0.Add(time.Duration(i)*100*time.Millisecond)) // all in t0's second
+	}
+	e.TouchAt("b", t0.Add(900*time.Millisecond)) // same slot: stays in place
+	assert.Equal(t, []string{"d", "c", "b", "a"}, ids(everything(e)))
+	got, _ := e.LastSeen("b")
+	assert.Equal(t, t0.Add(900*time.Millisecond), got, "the time itself is exact")
+
+	e.TouchAt("a", t0.Add(1500*time.Millisecond)) // a new slot: to the front
+	assert.Equal(t, []string{"a", "d", "c", "b"}, ids(everything(e)))
+
+	// Users filed at the same moment are ordered by ID.
+	e.TouchAt("y", t0.Add(2*time.Second))
+	e.TouchAt("x", t0.Add(2*time.Second))
+	assert.Equal(t, []string{"y", "x", "a"}, ids(e.Recent(time.Hour, 3)))
+}
+
 func TestCursorText(t *testing.T) {
 	var c presence.Cursor
-	for _, bad := range []string{"!!!", "AA", strings.Repeat("A", 2000), "_w"} {
+	// A position names its ID's length: "AmI" is position 1 (a 1-byte ID)
+	// and "b"; "AmJi" has "bb" and "BGI" position 2 with "b".
+	require.NoError(t, c.UnmarshalText([]byte("AmI")))
+	assert.Equal(t, "AmI", c.String())
+	c = presence.Cursor{}
+	for _, bad := range []string{"!!!", "AA", strings.Repeat("A", 2000), "_w", "AmJi", "BGI"} {
 		err := c.UnmarshalText([]byte(bad))
 		assert.ErrorIs(t, err, presence.ErrInvalidCursor, bad)
 		assert.True(t, c.IsZero(), "a failed decode leaves the cursor unchanged")

@@ -15,13 +15,13 @@ type entry struct {
 	// lastSeen is the exact last activity, in Unix nanoseconds. It only
 	// grows (CAS loop in Engine.raise).
 	lastSeen atomic.Int64
-	// slotEnd is the exclusive end, in Unix nanoseconds, of the index slot
-	// the entry is filed under. Storing the end rather than the slot number
-	// lets the hot path decide "same slot" with one compare and no
-	// division. Written only under the shard's lock; removedSlotEnd once
-	// the entry has left the engine, which sends any late Touch that still
-	// holds the pointer down the slow path, where it re-inserts the user.
-	slotEnd atomic.Int64
+	// filed is the key of the entry's item in the index (see layout):
+	// the hot path decides "same slot" from it with a shift, a multiply
+	// and a compare, and a move finds the item by it. Written only under
+	// the shard's lock; removedKey once the entry has left the engine,
+	// which sends any late Touch that still holds the pointer down the
+	// slow path, where it re-inserts the user.
+	filed atomic.Int64
 	// Meta lives in Engine.metas, not here: most engines set none, and the
 	// 8 bytes of a pointer here would cost every user.
 	//
@@ -29,8 +29,8 @@ type entry struct {
 }
 
 const (
-	removedSlotEnd = math.MinInt64
-	entrySize      = unsafe.Sizeof(entry{})
+	removedKey = math.MinInt64
+	entrySize  = unsafe.Sizeof(entry{})
 )
 
 // newEntry returns a zero entry followed by a copy of id: one allocation
@@ -75,19 +75,25 @@ func newShard(horizon int, lay layout) *shard {
 	}
 }
 
-// add files ent under slot. Has to be called with the lock held.
-func (s *shard) add(ent *entry, id string, slot, res int64) {
-	s.tree.ReplaceOrInsert(s.lay.item(slot, id, ent))
-	s.counts.add(slot, 1)
-	ent.slotEnd.Store((slot + 1) * res)
+// add files ent, whose ID is n bytes long, at time ns. Has to be called with
+// the lock held.
+func (s *shard) add(ent *entry, n int, ns int64) {
+	it := item{key: s.lay.key(ns, n), ent: ent}
+	s.tree.ReplaceOrInsert(it)
+	s.counts.add(s.lay.slot(it), 1)
+	ent.filed.Store(it.key)
 }
+
+// filed returns the item filing ent, which has to be in the index. Has to be
+// called with the lock held.
+func filed(ent *entry) item { return item{key: ent.filed.Load(), ent: ent} }
 
 // remove takes the item out of the index and marks its entry removed. Has to
 // be called with the lock held.
 func (s *shard) remove(it item) {
 	s.tree.Delete(it)
 	s.counts.add(s.lay.slot(it), -1)
-	it.ent.slotEnd.Store(removedSlotEnd)
+	it.ent.filed.Store(removedKey)
 }
 
 // slotCounts counts a shard's users per index slot, so that "how many users
