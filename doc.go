@@ -42,13 +42,14 @@
 //
 // [Engine.Recent] and [Engine.Page] walk each shard's B-tree from the newest
 // end and merge: O(shards x (log n + k)). The order is newest slot first,
-// and within a slot newest first by the time each user entered it (to a
-// few microseconds; the ID breaks ties). A later touch in the same slot
-// updates the user's time but not its place, which is what keeps that touch
-// lock-free; so within one slot the order is by first touch, not last.
-// Filing in time order also keeps B-tree inserts at the newest end, in
-// cache. Paging resumes strictly after a [Cursor], so a user touched between
-// pages is not returned twice; a cursor stays valid across restarts.
+// and within a slot newest first by the time each user entered it, in steps
+// of 1/512 of a slot at the default resolution (2ms), then by a hash of the
+// ID. A later touch in the same slot updates the user's time but not its
+// place, which is what keeps that touch lock-free; so within one slot the
+// order is by first touch, not last. Filing in time order also keeps B-tree
+// inserts near the newest end, in cache. Paging resumes strictly after a
+// [Cursor], so a user touched between pages is not returned twice; a cursor
+// stays valid across restarts.
 //
 // # Concurrency
 //

@@ -14,8 +14,8 @@ const ItemSize = unsafe.Sizeof(item{})
 // given when each was filed under it: -1, 0 or +1. The reference model
 // keeps filing times of its own.
 func CompareFiled(e *Engine, aFiled int64, a string, bFiled int64, b string) int {
-	ia := item{key: e.lay.key(aFiled, len(a)), ent: newEntry(a)}
-	ib := item{key: e.lay.key(bFiled, len(b)), ent: newEntry(b)}
+	ia := item{key: e.lay.key(aFiled, a), ent: newEntry(a)}
+	ib := item{key: e.lay.key(bFiled, b), ent: newEntry(b)}
 	switch {
 	case itemLess(ia, ib):
 		return -1

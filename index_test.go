@@ -2,7 +2,9 @@ package presence
 
 import (
 	"math"
+	"math/big"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,23 +29,27 @@ func TestLayoutKeys(t *testing.T) {
 				continue
 			}
 			for _, n := range []int{1, 13, MaxIDLen} {
-				key := l.key(ns, n)
+				id := strings.Repeat("x", n)
+				key := l.key(ns, id)
 				it := item{key: key}
 				require.Equal(t, slotOf(ns, l.res), l.slot(it), "res %v, ns %d", res, ns)
 				require.Equal(t, int64(n), key&(1<<idLenBits-1))
-				step := key >> idLenBits & (1<<l.stepBits - 1)
-				require.Less(t, step, int64(1)<<l.stepBits)
+				step := key >> (idLenBits + l.tieBits) & (1<<l.stepBits - 1)
+				require.Equal(t, l.slot(it), key>>(idLenBits+l.tieBits+l.stepBits), "the step stays in its bits")
+				// step = floor(offset * 2^stepBits / res), exactly.
+				off := new(big.Int).Lsh(big.NewInt(ns-slotOf(ns, l.res)*int64(res)), l.stepBits)
+				require.Equal(t, off.Div(off, big.NewInt(int64(res))).Int64(), step, "the step is the time's")
 				if end := l.end(key); l.slot(it) < slotOf(maxNano, l.res) {
 					require.Greater(t, end, ns, "res %v, ns %d", res, ns)
 					require.LessOrEqual(t, end-ns, int64(res))
 				}
 				if ns < maxNano {
-					require.LessOrEqual(t, key, l.key(ns+1, n), "keys grow with time")
+					require.LessOrEqual(t, key, l.key(ns+1, id), "keys grow with time")
 				}
 				require.LessOrEqual(t, l.bound(l.slot(it)).key, key)
 			}
 		}
-		assert.True(t, l.bound(math.MinInt64).key <= l.key(minNano, 1) && l.key(maxNano, MaxIDLen) < l.bound(math.MaxInt64).key,
+		assert.True(t, l.bound(math.MinInt64).key <= l.key(minNano, "x") && l.key(maxNano, strings.Repeat("x", MaxIDLen)) < l.bound(math.MaxInt64).key,
 			"bounds for everything enclose every key at %v", res)
 	}
 }

@@ -493,8 +493,8 @@ func (e *Engine) Recent(window time.Duration, limit int) []Activity {
 // walk had not reached it yet. A user removed (Forget, Prune, eviction,
 // expiry) and then seen again is a new user to the walk. Users are ordered
 // by index slot, newest first, and within a slot by the time each user
-// entered it (to a few microseconds; the ID breaks ties), newest first.
-// limit <= 0 returns all the rest.
+// entered it (in steps of 2ms at the default resolution, then by a hash of
+// the ID), newest first. limit <= 0 returns all the rest.
 func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
 	w := window{from: math.MinInt64, limit: limit}
 	if ns, ok := unixNano(t); ok {

@@ -50,7 +50,7 @@ func (ent *entry) id(n int) string {
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(ent), entrySize)), n)
 }
 
-// shard is one lock's worth of the index: a B-tree of (slot, id) items and
+// shard is one lock's worth of the index: a B-tree of (time, id) items and
 // per-slot counters. The users map is shared by all shards (xsync shards it
 // internally); a user's shard is chosen by a hash of its ID, so every insert
 // and delete of one ID is serialized by one shard lock.
@@ -78,7 +78,7 @@ func newShard(horizon int, lay layout) *shard {
 // add files ent, whose ID is n bytes long, at time ns. Has to be called with
 // the lock held.
 func (s *shard) add(ent *entry, n int, ns int64) {
-	it := item{key: s.lay.key(ns, n), ent: ent}
+	it := item{key: s.lay.key(ns, ent.id(n)), ent: ent}
 	s.tree.ReplaceOrInsert(it)
 	s.counts.add(s.lay.slot(it), 1)
 	ent.filed.Store(it.key)
