@@ -3,7 +3,9 @@ package presence_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/onlinenow/presence"
 )
@@ -40,6 +42,44 @@ func FuzzReadFrom(f *testing.F) {
 		}
 		if e.Len() != again.Len() {
 			t.Fatalf("round trip changed %d users to %d", e.Len(), again.Len())
+		}
+	})
+}
+
+// FuzzCursorText feeds Cursor.UnmarshalText arbitrary text, seeded with
+// cursors of a real walk. It must never panic, must refuse with
+// ErrInvalidCursor or accept, and an accepted cursor must survive a text
+// round trip and page an engine without panicking.
+func FuzzCursorText(f *testing.F) {
+	e := presence.New(presence.WithShards(2))
+	for i := range 20 {
+		e.TouchAt(fmt.Sprint("user-", i), t0.Add(time.Duration(i%3)*time.Second))
+	}
+	var cur presence.Cursor
+	for {
+		_, next := e.Page(time.Time{}, cur, 3)
+		if next.IsZero() {
+			break
+		}
+		f.Add(next.String())
+		cur = next
+	}
+	f.Add("")
+	f.Fuzz(func(t *testing.T, text string) {
+		var c presence.Cursor
+		if err := c.UnmarshalText([]byte(text)); err != nil {
+			if !errors.Is(err, presence.ErrInvalidCursor) {
+				t.Fatalf("untyped error: %v", err)
+			}
+			return
+		}
+		var again presence.Cursor
+		if err := again.UnmarshalText([]byte(c.String())); err != nil || again != c {
+			t.Fatalf("round trip of %q: %v, %v != %v", text, err, again, c)
+		}
+		page, _ := e.Page(time.Time{}, c, 5)
+		if len(page) > 5 {
+			t.Fatalf("page of %d", len(page))
 		}
 	})
 }
