@@ -260,12 +260,12 @@ func (e *Engine) merge(f *snapFile) {
 		f.inSlotOrder(func(r snapRecord) { recs = append(recs, r) })
 		slices.SortStableFunc(recs, func(a, b snapRecord) int { return cmp.Compare(b.ns, a.ns) })
 		for _, rec := range recs {
-			if _, known := e.users.Load(rec.id); !known && e.n.Load() >= e.maxUsers {
+			ent, known := e.users.Load(rec.id)
+			if !known && e.n.Load() >= e.maxUsers {
 				if oldest, ok := e.oldestSlot(); ok && slotOf(rec.ns, e.res) <= oldest {
 					break // full of users as recent as every record left
 				}
 			}
-			ent, known := e.users.Load(rec.id)
 			e.mergeOne(rec, ent, known) // evicts the least recently seen if full
 		}
 		return
@@ -321,7 +321,8 @@ type pending struct {
 // cache; in file order, one run per writer's shard, a record would land
 // anywhere in a tree of millions, a few cache misses per level.
 func (f *snapFile) inSlotOrder(fn func(snapRecord)) {
-	// A binary heap of the runs' cursors, keyed by their next record.
+	// A binary heap of the runs' cursors, keyed by the slot of their next
+	// record.
 	cur := make([]runCursor, 0, len(f.runs))
 	for _, r := range f.runs {
 		c := runCursor{rest: f.blocks[r.block+1:], at: r.at, n: r.n, res: f.res}
