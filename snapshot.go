@@ -23,9 +23,11 @@ package presence
 //	uvarint  ID length, 1..512, then the ID's bytes
 //	uvarint  meta length, 0..1024, then the meta's bytes
 //
-// Records are written shard by shard, each shard's in time order, so the
-// deltas are small: about 4 bytes for users a few milliseconds apart. A
-// reader does not rely on the order, only on the checksums and limits: every
+// Records are written shard by shard, each shard's in index order (by slot,
+// then by the time users entered it), so the deltas are small: about 4
+// bytes for users a few milliseconds apart. A reader merges the shards' runs
+// by slot, which keeps its inserts at the newest end of its index, but reads
+// any order correctly: it relies only on the checksums and limits, and every
 // length is checked against the hard limits and the bytes that remain before
 // anything is allocated for it.
 
