@@ -155,8 +155,37 @@ func BenchmarkTouchSameSlot(b *testing.B) {
 // "zipf" each touch is a second after the last; in "1M-each-second" every
 // user is touched once a second, in a new random order each second, so a
 // million moves share each slot (as on a busy site, where most moves of a
-// second land in one slot).
+// second land in one slot). "zipf-100k-per-second" moves the distinct users
+// of a Zipf stream, 100,000 a second: the moves a Zipf workload makes, where
+// a popular user moves once a second and every other touch of it stays in
+// its slot (in "zipf", popular users move again and again, their items
+// still in cache).
 func BenchmarkTouchMove(b *testing.B) {
+	b.Run("zipf-100k-per-second", func(b *testing.B) {
+		ids := userIDs()
+		e := filledEngine(ids)
+		const perSec = 100_000
+		rng := rand.New(rand.NewSource(9))
+		z := rand.NewZipf(rng, 1.1, 1, uint64(len(ids)-1))
+		perm := rng.Perm(len(ids))
+		seq := make([]int32, 0, b.N)
+		for len(seq) < b.N {
+			seen := make(map[int32]bool, perSec)
+			for len(seen) < perSec && len(seq) < b.N {
+				if u := int32(perm[z.Uint64()]); !seen[u] {
+					seen[u] = true
+					seq = append(seq, u)
+				}
+			}
+		}
+		var buf [13]byte
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i, u := range seq {
+			sec, k := i/perSec, i%perSec
+			e.TouchAt(idInto(&buf, u), t0.Add(time.Duration(sec+1)*time.Second+time.Duration(k)*(time.Second/perSec)))
+		}
+	})
 	b.Run("1M-each-second", func(b *testing.B) {
 		ids := userIDs()
 		e := filledEngine(ids)
