@@ -30,7 +30,7 @@ func CompareFiled(e *Engine, aFiled int64, a string, bFiled int64, b string) int
 func CompareHeld(e *Engine, a, b string) int {
 	ea, _ := e.users.Load(a)
 	eb, _ := e.users.Load(b)
-	switch ia, ib := filed(ea), filed(eb); {
+	switch ia, ib := itemOf(ea), itemOf(eb); {
 	case itemLess(ia, ib):
 		return -1
 	case itemLess(ib, ia):

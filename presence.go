@@ -240,7 +240,7 @@ func (e *Engine) move(ent *entry, id string, ns int64) {
 		e.insert(id, ns)
 		return
 	}
-	old, now := filed(ent), ent.lastSeen.Load()
+	old, now := itemOf(ent), ent.lastSeen.Load()
 	if slotOf(now, e.res) != e.lay.slot(old) {
 		s.tree.Delete(old)
 		s.counts.add(e.lay.slot(old), -1)
@@ -563,7 +563,7 @@ func (e *Engine) Forget(id string) bool {
 	if !ok {
 		return false
 	}
-	e.drop(s, filed(ent))
+	e.drop(s, itemOf(ent))
 	s.forgotten++
 	return true
 }

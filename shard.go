@@ -84,9 +84,9 @@ func (s *shard) add(ent *entry, n int, ns int64) {
 	ent.filed.Store(it.key)
 }
 
-// filed returns the item filing ent, which has to be in the index. Has to be
+// itemOf returns the item filing ent, which has to be in the index. Has to be
 // called with the lock held.
-func filed(ent *entry) item { return item{key: ent.filed.Load(), ent: ent} }
+func itemOf(ent *entry) item { return item{key: ent.filed.Load(), ent: ent} }
 
 // remove takes the item out of the index and marks its entry removed. Has to
 // be called with the lock held.
