@@ -168,6 +168,56 @@ func TestCursorAcrossRestart(t *testing.T) {
 	}
 }
 
+// TestReadFromWhileChurning merges a snapshot on several goroutines while
+// others touch and forget the same users: a merge probes the map for a
+// batch of records before merging them, so a user may be forgotten or added
+// in between. The engine must stay consistent, and a last quiet merge must
+// leave every user of the file at least as recent as the file says.
+func TestReadFromWhileChurning(t *testing.T) {
+	src := presence.New()
+	for i := range 5000 {
+		src.TouchAt(fmt.Sprint("u", i), t0.Add(-time.Duration(i)*time.Second))
+	}
+	snap := snapshotOf(t, src)
+	e := presence.New(presence.WithShards(4))
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 11))
+			for i := range 20_000 {
+				if g < 2 {
+					if i%4000 == 0 {
+						_, err := e.ReadFrom(bytes.NewReader(snap))
+						assert.NoError(t, err)
+					}
+					continue
+				}
+				id := fmt.Sprint("u", rng.IntN(5000))
+				switch rng.IntN(3) {
+				case 0:
+					e.Forget(id)
+				case 1:
+					e.TouchAt(id, t0.Add(-time.Duration(rng.IntN(10000))*time.Second))
+				default:
+					e.SetMeta(id, "m")
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, presence.CheckInvariants(e))
+	_, err := e.ReadFrom(bytes.NewReader(snap))
+	require.NoError(t, err)
+	require.NoError(t, presence.CheckInvariants(e))
+	for _, a := range everything(src) {
+		got, ok := e.LastSeen(a.ID)
+		require.True(t, ok, a.ID)
+		assert.False(t, got.Before(a.LastSeen), a.ID)
+	}
+}
+
 func TestSnapshotMergeCommutes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	a, b := presence.New(), presence.New()
