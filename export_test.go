@@ -56,7 +56,7 @@ func CheckInvariants(e *Engine) error {
 				err = fmt.Errorf("%q is indexed but not mapped to its entry", id)
 			} else if key := it.ent.filed.Load(); key != it.key {
 				err = fmt.Errorf("%q is filed at key %x but its entry says %x", id, it.key, key)
-			} else if want := slotOf(it.ent.lastSeen.Load(), e.res); want != e.lay.slot(it) {
+			} else if want := slotOf(it.ent.lastSeen.Load(), e.lay.res); want != e.lay.slot(it) {
 				err = fmt.Errorf("%q is filed at slot %d, its last-seen is in slot %d", id, e.lay.slot(it), want)
 			}
 			return err == nil

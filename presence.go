@@ -99,7 +99,6 @@ type Engine struct {
 	mask   uint64
 	seed   maphash.Seed
 
-	res       int64 // index resolution, ns
 	lay       layout
 	retention int64 // ns; 0 keeps users forever
 	maxUsers  int64 // 0: no cap
@@ -151,7 +150,6 @@ func New(opts ...Option) *Engine {
 		shards:    make([]*shard, c.shards),
 		mask:      uint64(c.shards - 1),
 		seed:      maphash.MakeSeed(),
-		res:       int64(c.resolution),
 		lay:       newLayout(int64(c.resolution)),
 		retention: int64(c.retention),
 		maxUsers:  int64(c.maxUsers),
@@ -241,7 +239,7 @@ func (e *Engine) move(ent *entry, id string, ns int64) {
 		return
 	}
 	old, now := itemOf(ent), ent.lastSeen.Load()
-	if slotOf(now, e.res) != e.lay.slot(old) {
+	if slotOf(now, e.lay.res) != e.lay.slot(old) {
 		s.tree.Delete(old)
 		s.counts.add(e.lay.slot(old), -1)
 		s.add(ent, len(id), now)
@@ -348,7 +346,7 @@ func (e *Engine) expire(s *shard) {
 	if e.retention == 0 {
 		return
 	}
-	cutoff := slotOf(s.counts.head*e.res-e.retention, e.res)
+	cutoff := slotOf(s.counts.head*e.lay.res-e.retention, e.lay.res)
 	for range expireBudget {
 		it, ok := s.tree.Min()
 		if !ok || e.lay.slot(it) >= cutoff {
@@ -365,7 +363,7 @@ func (e *Engine) floor(ns int64) int64 {
 	if e.retention == 0 {
 		return math.MinInt64
 	}
-	return slotOf(ns-e.retention, e.res)
+	return slotOf(ns-e.retention, e.lay.res)
 }
 
 // SetMeta attaches meta (for example a client IP or user agent) to a known
@@ -404,7 +402,7 @@ func (e *Engine) Get(id string) (Activity, bool) {
 		return Activity{}, false
 	}
 	ls := ent.lastSeen.Load()
-	if e.retention > 0 && slotOf(ls, e.res) < e.floor(e.now().UnixNano()) {
+	if e.retention > 0 && slotOf(ls, e.lay.res) < e.floor(e.now().UnixNano()) {
 		return Activity{}, false
 	}
 	return e.activity(id, ls), true
@@ -448,7 +446,7 @@ func (e *Engine) Count(window time.Duration) int {
 func (e *Engine) CountSince(t time.Time) int {
 	from := int64(math.MinInt64)
 	if ns, ok := unixNano(t); ok {
-		from = slotOf(ns, e.res)
+		from = slotOf(ns, e.lay.res)
 	}
 	if e.retention > 0 {
 		from = max(from, e.floor(e.now().UnixNano()))
@@ -498,7 +496,7 @@ func (e *Engine) Recent(window time.Duration, limit int) []Activity {
 func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
 	w := window{from: math.MinInt64, limit: limit}
 	if ns, ok := unixNano(t); ok {
-		w.from = slotOf(ns, e.res)
+		w.from = slotOf(ns, e.lay.res)
 	}
 	if e.retention > 0 {
 		w.from = max(w.from, e.floor(e.now().UnixNano()))
@@ -576,7 +574,7 @@ func (e *Engine) Prune(t time.Time) int {
 	if !ok {
 		return 0
 	}
-	limit := e.lay.bound(slotOf(ns, e.res) + 1)
+	limit := e.lay.bound(slotOf(ns, e.lay.res) + 1)
 	removed := 0
 	batch := make([]item, 0, pruneBatch)
 	for _, s := range e.shards {

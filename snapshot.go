@@ -209,7 +209,7 @@ func (e *Engine) ReadFrom(r io.Reader) (int64, error) {
 // readFrom is ReadFrom; unpublished says no other goroutine can see e yet
 // (Open), so its maps may be replaced by ones sized for the snapshot.
 func (e *Engine) readFrom(r io.Reader, unpublished bool) (int64, error) {
-	f, n, err := decodeSnapshot(r, e.res)
+	f, n, err := decodeSnapshot(r, e.lay.res)
 	if err != nil {
 		return n, err
 	}
@@ -260,11 +260,11 @@ func (e *Engine) merge(f *snapFile) {
 		// evicting them for older ones that come later.
 		recs := make([]snapRecord, 0, f.total)
 		f.inSlotOrder(func(r snapRecord) { recs = append(recs, r) })
-		slices.SortStableFunc(recs, func(a, b snapRecord) int { return cmp.Compare(b.ns, a.ns) })
+		slices.SortFunc(recs, func(a, b snapRecord) int { return cmp.Compare(b.ns, a.ns) })
 		for _, rec := range recs {
 			ent, known := e.users.Load(rec.id)
 			if !known && e.n.Load() >= e.maxUsers {
-				if oldest, ok := e.oldestSlot(); ok && slotOf(rec.ns, e.res) <= oldest {
+				if oldest, ok := e.oldestSlot(); ok && slotOf(rec.ns, e.lay.res) <= oldest {
 					break // full of users as recent as every record left
 				}
 			}
@@ -404,7 +404,7 @@ func (e *Engine) oldestSlot() (int64, bool) {
 // ent and known are what the map held for the ID a moment ago: a user added
 // since is found by insert, and one removed since is re-inserted by raise.
 func (e *Engine) mergeOne(rec snapRecord, ent *entry, known bool) {
-	if e.retention > 0 && slotOf(rec.ns, e.res) < e.floor(e.now().UnixNano()) {
+	if e.retention > 0 && slotOf(rec.ns, e.lay.res) < e.floor(e.now().UnixNano()) {
 		return
 	}
 	var old int64
