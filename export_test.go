@@ -65,14 +65,20 @@ func CheckInvariants(e *Engine) error {
 		if c := s.counts.old + s.counts.inRing; err == nil && c != n {
 			err = fmt.Errorf("shard %d counts %d users, its tree holds %d", i, c, n)
 		}
+		if h := s.held.Load(); err == nil && h != int64(n) {
+			err = fmt.Errorf("shard %d holds %d users by its count, %d by its tree", i, h, n)
+		}
 		s.mu.RUnlock()
 		if err != nil {
 			return err
 		}
 		inTrees += n
 	}
-	if m := e.users.Size(); m != inTrees || int64(m) != e.n.Load() {
-		return fmt.Errorf("map holds %d users, trees %d, count %d", m, inTrees, e.n.Load())
+	if m := e.users.Size(); m != inTrees || m != e.held() {
+		return fmt.Errorf("map holds %d users, trees %d, count %d", m, inTrees, e.held())
+	}
+	if e.maxUsers == 0 && e.n.Load() != 0 {
+		return fmt.Errorf("no cap, yet %d reservations", e.n.Load())
 	}
 	return nil
 }

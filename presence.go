@@ -113,7 +113,10 @@ type Engine struct {
 	dirty atomic.Bool
 	_     [64]byte
 
-	n           atomic.Int64 // users held, expired ones included until removed
+	// n counts the users held and being inserted against WithMaxUsers; 0
+	// without a cap, where only the shards count (shard.held): one counter
+	// written by every insert on every core would cost each a cache miss.
+	n           atomic.Int64
 	rejectedIDs atomic.Uint64
 	snapSaves   atomic.Uint64
 	snapErrors  atomic.Uint64
@@ -203,6 +206,15 @@ func (e *Engine) touch(id string, ns int64) {
 	e.raise(ent, id, ns)
 }
 
+// markDirty notes a change for the saver. It reads before it writes: a
+// store on every call would pull the flag's cache line away from every
+// other core that touches, merges or inserts at the same moment.
+func (e *Engine) markDirty() {
+	if !e.dirty.Load() {
+		e.dirty.Store(true)
+	}
+}
+
 // raise moves a known user's last-seen time up to ns, and its index entry
 // along if the slot changed.
 func (e *Engine) raise(ent *entry, id string, ns int64) {
@@ -215,9 +227,7 @@ func (e *Engine) raise(ent *entry, id string, ns int64) {
 			break
 		}
 	}
-	if !e.dirty.Load() {
-		e.dirty.Store(true)
-	}
+	e.markDirty()
 	// ns > lastSeen >= slot start, so only the end needs checking. A removed
 	// entry goes to move, which re-inserts it.
 	if f := ent.filed.Load(); f != removedKey && ns < e.lay.end(f) {
@@ -275,10 +285,8 @@ func (e *Engine) insert(id string, ns int64) (old int64, known bool) {
 	s.add(ent, len(id), ns)
 	e.users.Store(id, ent)
 	s.inserted++
-	e.dirty.Store(true)
-	if !reserved {
-		e.n.Add(1)
-	}
+	s.held.Add(1)
+	e.markDirty()
 	e.expire(s)
 	s.mu.Unlock()
 	return 0, false
@@ -336,8 +344,11 @@ func (e *Engine) drop(s *shard, it item) {
 	s.remove(it)
 	e.users.Delete(it.id())
 	e.metas.Delete(it.id())
-	e.n.Add(-1)
-	e.dirty.Store(true)
+	s.held.Add(-1)
+	if e.maxUsers > 0 {
+		e.n.Add(-1)
+	}
+	e.markDirty()
 }
 
 // expire removes a few users of s that retention has expired, counting from
@@ -390,7 +401,7 @@ func (e *Engine) SetMeta(id, meta string) bool {
 	} else {
 		e.metas.Store(ent.id(len(id)), strings.Clone(meta))
 	}
-	e.dirty.Store(true)
+	e.markDirty()
 	return true
 }
 
@@ -421,15 +432,30 @@ func (e *Engine) LastSeen(id string) (time.Time, bool) {
 }
 
 // Len returns the number of users held, not counting expired ones. Without
-// retention it is one atomic load, never above WithMaxUsers. With it, it is
-// a count over the retention window, which reads the shards one after the
-// other: a user evicted from one shard while another is added to the next
-// could be seen twice, so the count is capped by the users held.
+// retention it adds one counter per shard, takes no lock, and is never above
+// WithMaxUsers. With retention, it is a count over the retention window,
+// which reads the shards one after the other: a user evicted from one shard
+// while another is added to the next could be seen twice, so the count is
+// capped by the users held.
 func (e *Engine) Len() int {
 	if e.retention == 0 {
+		return e.held()
+	}
+	return min(e.countFrom(e.floor(e.now().UnixNano())), e.held())
+}
+
+// held returns the number of users held, expired ones included until they
+// are removed. With a cap it is the count of reservations (users held and
+// users being inserted), which reserve keeps at or below the cap.
+func (e *Engine) held() int {
+	if e.maxUsers > 0 {
 		return int(e.n.Load())
 	}
-	return min(e.countFrom(e.floor(e.now().UnixNano())), int(e.n.Load()))
+	n := int64(0)
+	for _, s := range e.shards {
+		n += s.held.Load()
+	}
+	return int(n)
 }
 
 // Count returns the number of users seen within window of now:

@@ -62,6 +62,10 @@ type shard struct {
 	tree   *btree.BTreeG[item]
 	counts slotCounts
 
+	// held is how many users the shard files. Written under mu; read
+	// without it by Engine.Len.
+	held atomic.Int64
+
 	inserted, moved, evicted, expired, forgotten, pruned uint64
 
 	_ [64]byte // keep neighbouring shards' locks off this cache line

@@ -213,7 +213,7 @@ func (e *Engine) readFrom(r io.Reader, unpublished bool) (int64, error) {
 	if err != nil {
 		return n, err
 	}
-	if unpublished && e.n.Load() == 0 {
+	if unpublished && e.held() == 0 {
 		// Growing a map to millions of users rehashes it many times over.
 		e.users = xsync.NewMapOfPresized[string, *entry](int(min(f.total, 1<<30)))
 	}
@@ -414,7 +414,7 @@ func (e *Engine) mergeOne(rec snapRecord, ent *entry, known bool) {
 	} else {
 		old, known = e.insert(rec.id, rec.ns)
 	}
-	e.dirty.Store(true)
+	e.markDirty()
 	switch {
 	case !known:
 		if rec.meta != "" {
