@@ -67,7 +67,9 @@
 // its B-tree; reading checks the whole file (checksums, lengths, limits)
 // before merging anything, and refuses a bad one with an error wrapping
 // [ErrCorruptSnapshot] or [ErrSnapshotVersion]. snapshot.go documents the
-// format byte by byte.
+// format byte by byte. [Open] sizes the user map for the snapshot it loads;
+// an engine made by New grows its map as users arrive, unless
+// [WithExpectedUsers] sized it up front.
 //
 // # Limits and bad input
 //

@@ -39,6 +39,9 @@ func CompareHeld(e *Engine, a, b string) int {
 	return 0
 }
 
+// MapCapacity is how many users the engine's map holds before it grows.
+func MapCapacity(e *Engine) int { return e.users.Stats().Capacity }
+
 // CheckInvariants checks, on a quiet engine, that the map, the index and the
 // counters agree: every user is in the map and in its shard's tree once,
 // filed under the slot its entry says, and the counters and the user count

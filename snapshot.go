@@ -215,7 +215,8 @@ func (e *Engine) readFrom(r io.Reader, unpublished bool) (int64, error) {
 	}
 	if unpublished && e.held() == 0 {
 		// Growing a map to millions of users rehashes it many times over.
-		e.users = xsync.NewMapOfPresized[string, *entry](int(min(f.total, 1<<30)))
+		n := max(int(min(f.total, maxExpected)), e.cfg.expected)
+		e.users = xsync.NewMapOf[string, *entry](xsync.WithPresize(n))
 	}
 	e.merge(f)
 	return n, nil

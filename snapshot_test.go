@@ -689,3 +689,49 @@ func crashHelper(dir string) {
 		w.Flush()
 	}
 }
+
+// TestExpectedUsers checks that WithExpectedUsers sizes the map up front,
+// that it never shrinks below that, and that Open, which sizes the map for
+// the snapshot it loads, keeps the larger of the two.
+func TestExpectedUsers(t *testing.T) {
+	const want = 100_000
+	plain := presence.MapCapacity(presence.New())
+	require.Less(t, plain, want, "the default map starts small")
+	assert.Equal(t, plain, presence.MapCapacity(presence.New(presence.WithExpectedUsers(-5))))
+
+	e := presence.New(presence.WithExpectedUsers(want))
+	assert.GreaterOrEqual(t, presence.MapCapacity(e), want)
+	for i := range 1000 {
+		e.TouchAt(fmt.Sprint("u", i), t0)
+	}
+	for i := range 1000 {
+		require.True(t, e.Forget(fmt.Sprint("u", i)))
+	}
+	assert.GreaterOrEqual(t, presence.MapCapacity(e), want, "never shrinks below the hint")
+	e.TouchAt("a", t0)
+	got, ok := e.LastSeen("a")
+	require.True(t, ok)
+	assert.Equal(t, t0, got)
+
+	dir := t.TempDir()
+	small := filepath.Join(dir, "small")
+	require.NoError(t, os.WriteFile(small, smallSnapshot(t), 0o600))
+	opened, err := presence.Open(small, presence.WithExpectedUsers(want))
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, presence.MapCapacity(opened), want, "Open keeps the hint over a smaller snapshot")
+	n := opened.Len()
+	require.NotZero(t, n)
+	require.NoError(t, opened.Close())
+
+	big := presence.New()
+	for i := range 3 * plain {
+		big.TouchAt(fmt.Sprint("v", i), t0)
+	}
+	path := filepath.Join(dir, "big")
+	require.NoError(t, big.SaveFile(path))
+	reopened, err := presence.Open(path, presence.WithExpectedUsers(10))
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, presence.MapCapacity(reopened), 3*plain, "Open sizes for the snapshot over a smaller hint")
+	assert.Equal(t, 3*plain, reopened.Len())
+	require.NoError(t, reopened.Close())
+}
