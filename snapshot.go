@@ -256,9 +256,12 @@ type snapRecord struct {
 }
 
 func (e *Engine) merge(f *snapFile) {
-	if e.maxUsers > 0 {
-		// Newest first, so the cap keeps the newest users rather than
-		// evicting them for older ones that come later.
+	if e.maxUsers > 0 && uint64(e.held())+f.total > uint64(e.maxUsers) {
+		// The file may not fit under the cap: newest first, so the cap
+		// keeps the newest users rather than evicting them for older ones
+		// that come later. (One goroutine, and a copy of every record: a
+		// file that fits takes the parallel path below, where the cap
+		// still holds, as for any insert.)
 		recs := make([]snapRecord, 0, f.total)
 		f.inSlotOrder(func(r snapRecord) { recs = append(recs, r) })
 		slices.SortFunc(recs, func(a, b snapRecord) int { return cmp.Compare(b.ns, a.ns) })

@@ -339,6 +339,17 @@ func TestSnapshotRespectsRetentionAndCap(t *testing.T) {
 		n, _ := strconv.Atoi(a.ID)
 		assert.Less(t, n, 10, "the ten most recent survive")
 	}
+	require.NoError(t, presence.CheckInvariants(capped))
+
+	// A file that fits under the cap is merged by the parallel workers; the
+	// cap's count of users must come out exact.
+	for _, limit := range []int{100, 1000} {
+		roomy := loaded(t, snap, presence.WithMaxUsers(limit))
+		assert.Equal(t, everything(src), everything(roomy))
+		require.NoError(t, presence.CheckInvariants(roomy))
+		roomy.TouchAt("one more", t0)
+		assert.Equal(t, min(101, limit), roomy.Len())
+	}
 
 	// Into a full engine: newer records push out older users, and records
 	// older than everyone held are passed over.
