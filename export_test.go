@@ -3,6 +3,7 @@ package presence
 import (
 	"fmt"
 	"io"
+	"math"
 	"time"
 	"unsafe"
 )
@@ -104,6 +105,6 @@ func SnapshotMergeOrder(r io.Reader, res time.Duration) (times []int64, runs int
 	if err != nil {
 		return nil, 0, err
 	}
-	f.inSlotOrder(func(rec snapRecord) { times = append(times, rec.ns) })
+	f.inSlotOrder(math.MinInt64, func(rec snapRecord) { times = append(times, rec.ns) })
 	return times, len(f.runs), nil
 }

@@ -256,6 +256,10 @@ type snapRecord struct {
 }
 
 func (e *Engine) merge(f *snapFile) {
+	// Records retention has expired are passed over. The clock is read
+	// once: a merge of millions of records would spend a tenth of its time
+	// reading it per record.
+	floor := e.floor(e.now().UnixNano())
 	if e.maxUsers > 0 && uint64(e.held())+f.total > uint64(e.maxUsers) {
 		// The file may not fit under the cap: newest first, so the cap
 		// keeps the newest users rather than evicting them for older ones
@@ -263,7 +267,7 @@ func (e *Engine) merge(f *snapFile) {
 		// file that fits takes the parallel path below, where the cap
 		// still holds, as for any insert.)
 		recs := make([]snapRecord, 0, f.total)
-		f.inSlotOrder(func(r snapRecord) { recs = append(recs, r) })
+		f.inSlotOrder(floor, func(r snapRecord) { recs = append(recs, r) })
 		slices.SortFunc(recs, func(a, b snapRecord) int { return cmp.Compare(b.ns, a.ns) })
 		for _, rec := range recs {
 			ent, known := e.users.Load(rec.id)
@@ -298,7 +302,7 @@ func (e *Engine) merge(f *snapFile) {
 				}
 				n = 0
 			}
-			f.inSlotOrder(func(r snapRecord) {
+			f.inSlotOrder(floor, func(r snapRecord) {
 				if maphash.String(e.seed, r.id)&e.mask%workers == w {
 					batch[n].rec = r
 					if n++; n == mergeBatch {
@@ -321,12 +325,12 @@ type pending struct {
 	known bool
 }
 
-// inSlotOrder calls fn with every record of f, oldest slot first, merging
-// its runs (in file order if f had too many to note). In slot order, each
+// inSlotOrder calls fn with every record of f in slot from or newer, oldest
+// slot first, merging its runs (in file order if f had too many to note). In slot order, each
 // record lands at the newest end of its shard's B-tree, whose nodes stay in
 // cache; in file order, one run per writer's shard, a record would land
 // anywhere in a tree of millions, a few cache misses per level.
-func (f *snapFile) inSlotOrder(fn func(snapRecord)) {
+func (f *snapFile) inSlotOrder(from int64, fn func(snapRecord)) {
 	// A binary heap of the runs' cursors, keyed by the slot of their next
 	// record.
 	cur := make([]runCursor, 0, len(f.runs))
@@ -357,7 +361,9 @@ func (f *snapFile) inSlotOrder(fn func(snapRecord)) {
 		down(i)
 	}
 	for len(cur) > 0 {
-		fn(cur[0].head)
+		if cur[0].slot >= from {
+			fn(cur[0].head)
+		}
 		if !cur[0].advance() {
 			cur[0] = cur[len(cur)-1]
 			cur = cur[:len(cur)-1]
@@ -408,9 +414,6 @@ func (e *Engine) oldestSlot() (int64, bool) {
 // ent and known are what the map held for the ID a moment ago: a user added
 // since is found by insert, and one removed since is re-inserted by raise.
 func (e *Engine) mergeOne(rec snapRecord, ent *entry, known bool) {
-	if e.retention > 0 && slotOf(rec.ns, e.lay.res) < e.floor(e.now().UnixNano()) {
-		return
-	}
 	var old int64
 	if known {
 		old = ent.lastSeen.Load()

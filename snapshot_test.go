@@ -332,6 +332,7 @@ func TestSnapshotRespectsRetentionAndCap(t *testing.T) {
 
 	withRetention := loaded(t, snap, presence.WithClock(clk.Now), presence.WithRetention(30*time.Minute))
 	assert.Equal(t, 31, withRetention.Len(), "users idle up to 30 minutes")
+	assert.Equal(t, uint64(31), withRetention.Stats().Inserted, "expired records are passed over, not inserted")
 
 	capped := loaded(t, snap, presence.WithMaxUsers(10))
 	assert.Equal(t, 10, capped.Len())
