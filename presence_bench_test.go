@@ -222,19 +222,26 @@ func BenchmarkTouchMove(b *testing.B) {
 // BenchmarkTouchNew: a user the engine has not seen, into an engine that
 // already holds a million. "1k-per-second" files a thousand new users per
 // index slot (a busy site's sign-ups and new anonymous visitors);
-// "all-in-one-second" puts every new user of the run into one slot, where
-// each lands at a random place among the others (ordered by a hash), deep
-// in a large part of the tree. The map's growth is included: run with
-// -benchtime 1000000x, which takes the engine from about 1M to 2M users
-// across exactly one doubling of the map, the rate at which a growing map
-// doubles (two entries copied per insert).
+// "all-in-one-second" puts every new user of the run into one slot, about
+// 2,000 per filing step, where each lands at a random place among those of
+// its step (ordered by a hash); "at-cap" is "1k-per-second" into an engine
+// full at WithMaxUsers, where each new user first evicts the least recently
+// seen. The map's growth is included: run with -benchtime 1000000x, which
+// takes the engine from about 1M to 2M users across exactly one doubling of
+// the map, the rate at which a growing map doubles (two entries copied per
+// insert); at the cap the map does not grow.
 func BenchmarkTouchNew(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		step time.Duration
-	}{{"1k-per-second", time.Millisecond}, {"all-in-one-second", time.Microsecond}} {
+		opts []presence.Option
+	}{
+		{"1k-per-second", time.Millisecond, nil},
+		{"all-in-one-second", time.Microsecond, nil},
+		{"at-cap", time.Millisecond, []presence.Option{presence.WithMaxUsers(benchUsers)}},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
-			e := filledEngine(userIDs())
+			e := filledEngine(userIDs(), tc.opts...)
 			fresh := make([]string, b.N)
 			for i := range fresh {
 				fresh[i] = fmt.Sprintf("new-%09d", i)
@@ -243,6 +250,10 @@ func BenchmarkTouchNew(b *testing.B) {
 			b.ResetTimer()
 			for i := range b.N {
 				e.TouchAt(fresh[i], t0.Add(time.Duration(i)*tc.step))
+			}
+			b.StopTimer()
+			if tc.opts != nil && e.Len() != benchUsers {
+				b.Fatalf("%d users held at a cap of %d", e.Len(), benchUsers)
 			}
 		})
 	}
