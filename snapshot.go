@@ -98,7 +98,8 @@ func WithSnapshotErrorHandler(f func(error)) Option {
 // copy-on-write clone of its B-tree (O(1)), then encodes the clones while
 // Touch goes on. Each shard's part is a consistent cut; a user's time may be
 // newer than the cut, never older. Meta is read as the records are written.
-// Expired users still held are written; readers drop them.
+// Users that retention has expired are left out, even those not yet
+// removed: expiring a user forgets it, as Forget does.
 func (e *Engine) WriteTo(w io.Writer) (int64, error) {
 	clones := make([]*btree.BTreeG[item], len(e.shards))
 	for i, s := range e.shards {
@@ -106,10 +107,11 @@ func (e *Engine) WriteTo(w io.Writer) (int64, error) {
 		clones[i] = s.tree.Clone()
 		s.mu.Unlock()
 	}
+	live := e.lay.bound(e.floor(e.now().UnixNano()))
 	sw := newSnapWriter(w)
 	withMeta := e.metas.Size() > 0 // a map probe per user is worth skipping
 	for _, t := range clones {
-		t.Ascend(func(it item) bool {
+		t.AscendGreaterOrEqual(live, func(it item) bool {
 			meta := ""
 			if withMeta {
 				meta, _ = e.metas.Load(it.id())

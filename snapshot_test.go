@@ -506,6 +506,23 @@ func TestForgetHonouredBySnapshot(t *testing.T) {
 	assert.NotContains(t, string(snapshotOf(t, e)), "secret-user-4711")
 }
 
+// TestExpiredLeftOutOfSnapshot: a user retention has expired, but that no
+// write has removed yet, is not written.
+func TestExpiredLeftOutOfSnapshot(t *testing.T) {
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithRetention(time.Hour))
+	e.TouchAt("expired-user-4711", clk.Now().Add(-2*time.Hour))
+	e.TouchAt("recent", clk.Now().Add(-time.Minute))
+	require.Equal(t, 1, e.Len())
+	require.Equal(t, uint64(0), e.Stats().Expired, "nothing has removed it yet")
+	snap := snapshotOf(t, e)
+	assert.NotContains(t, string(snap), "expired-user-4711")
+	back := loaded(t, snap)
+	assert.Equal(t, 1, back.Len())
+	_, ok := back.Get("recent")
+	assert.True(t, ok)
+}
+
 func TestSaveFileAtomicAndPrivate(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "presence.snap")
