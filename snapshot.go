@@ -259,8 +259,8 @@ type snapRecord struct {
 
 func (e *Engine) merge(f *snapFile) {
 	// Records retention has expired are passed over. The clock is read
-	// once: a merge of millions of records would spend a tenth of its time
-	// reading it per record.
+	// once: read per record, it cost a merge of millions about a tenth of
+	// its time.
 	floor := e.floor(e.now().UnixNano())
 	if e.maxUsers > 0 && uint64(e.held())+f.total > uint64(e.maxUsers) {
 		// The file may not fit under the cap: newest first, so the cap
@@ -328,10 +328,11 @@ type pending struct {
 }
 
 // inSlotOrder calls fn with every record of f in slot from or newer, oldest
-// slot first, merging its runs (in file order if f had too many to note). In slot order, each
-// record lands at the newest end of its shard's B-tree, whose nodes stay in
-// cache; in file order, one run per writer's shard, a record would land
-// anywhere in a tree of millions, a few cache misses per level.
+// slot first, merging its runs (in file order if f had too many to note).
+// In slot order, each record lands at the newest end of its shard's B-tree,
+// whose nodes stay in cache; in file order, one run per writer's shard, a
+// record would land anywhere in a tree of millions, a few cache misses per
+// level.
 func (f *snapFile) inSlotOrder(from int64, fn func(snapRecord)) {
 	// A binary heap of the runs' cursors, keyed by the slot of their next
 	// record.
