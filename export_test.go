@@ -78,11 +78,16 @@ func CheckInvariants(e *Engine) error {
 		}
 		inTrees += n
 	}
-	if m := e.users.Size(); m != inTrees || m != e.held() {
+	m := e.users.Size()
+	if m != inTrees || m != e.held() {
 		return fmt.Errorf("map holds %d users, trees %d, count %d", m, inTrees, e.held())
 	}
-	if e.maxUsers == 0 && e.n.Load() != 0 {
-		return fmt.Errorf("no cap, yet %d reservations", e.n.Load())
+	want := int64(0) // without a cap nothing reserves
+	if e.maxUsers > 0 {
+		want = int64(m) // a quiet engine has no insert in flight
+	}
+	if e.n.Load() != want {
+		return fmt.Errorf("%d reservations for %d users at a cap of %d", e.n.Load(), m, e.maxUsers)
 	}
 	return nil
 }

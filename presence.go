@@ -125,9 +125,10 @@ type Engine struct {
 	dirty atomic.Bool
 	_     [64]byte
 
-	// n counts the users held and being inserted against WithMaxUsers; 0
-	// without a cap, where only the shards count (shard.held): one counter
-	// written by every insert on every core would cost each a cache miss.
+	// n counts reservations against WithMaxUsers: the users held and those
+	// being inserted. Without a cap it stays 0, and only the shards count
+	// users (shard.held): one counter written by every insert on every core
+	// would cost each a cache miss.
 	n           atomic.Int64
 	rejectedIDs atomic.Uint64
 	snapSaves   atomic.Uint64
@@ -457,16 +458,16 @@ func (e *Engine) Len() int {
 	return min(e.countFrom(e.floor(e.now().UnixNano())), e.held())
 }
 
-// held returns the number of users held, expired ones included until they
-// are removed. With a cap it is the count of reservations (users held and
-// users being inserted), which reserve keeps at or below the cap.
+// held returns the number of users the shards hold, expired ones included
+// until they are removed. Added up shard by shard while users come and go,
+// it can pass the cap by a user or two; it is clamped to it.
 func (e *Engine) held() int {
-	if e.maxUsers > 0 {
-		return int(e.n.Load())
-	}
 	n := int64(0)
 	for _, s := range e.shards {
 		n += s.held.Load()
+	}
+	if e.maxUsers > 0 {
+		n = min(n, e.maxUsers)
 	}
 	return int(n)
 }
