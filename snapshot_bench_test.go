@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"path/filepath"
@@ -30,6 +31,29 @@ func BenchmarkSnapshotWrite10M(b *testing.B) {
 	}
 	b.ReportMetric(float64(bigUsers)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(size)/bigUsers, "bytes/record")
+}
+
+// BenchmarkSnapshotWriteMeta writes 1M users of whom every one, or every
+// tenth, carries meta (as with the middleware's meta recording on): each
+// such record costs a probe of the meta map.
+func BenchmarkSnapshotWriteMeta(b *testing.B) {
+	for _, every := range []int{1, 10} {
+		b.Run(fmt.Sprintf("every-%d", every), func(b *testing.B) {
+			ids := userIDs()
+			e := filledEngine(ids)
+			for i := 0; i < len(ids); i += every {
+				e.SetMeta(ids[i], "203.0.113.7 Mozilla/5.0 (X11; Linux x86_64)")
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := e.WriteTo(io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(ids))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }
 
 // BenchmarkSnapshotRead10M reads a 10M-user snapshot back: "open" as a
