@@ -113,3 +113,11 @@ func SnapshotMergeOrder(r io.Reader, res time.Duration) (times []int64, runs int
 	f.inSlotOrder(math.MinInt64, func(rec snapRecord) { times = append(times, rec.ns) })
 	return times, len(f.runs), nil
 }
+
+// Restore loads a snapshot into a new engine as Open does, without a file
+// or a saver.
+func Restore(r io.Reader, opts ...Option) (*Engine, error) {
+	e := New(opts...)
+	_, err := e.readFrom(r, true)
+	return e, err
+}

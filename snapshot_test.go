@@ -768,3 +768,41 @@ func TestExpectedUsers(t *testing.T) {
 	assert.Equal(t, 3*plain, reopened.Len())
 	require.NoError(t, reopened.Close())
 }
+
+// TestRestoreRepeats pins the rules for a user that one file holds several
+// records of, read as Open reads it, the records in ten shuffled orders: the
+// newest time wins with its meta, even none; at one time, the larger meta.
+func TestRestoreRepeats(t *testing.T) {
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	for _, tc := range []struct {
+		name string
+		recs []presence.Activity
+		want presence.Activity
+	}{
+		{"newer wins", []presence.Activity{{"u", at(1), "a"}, {"u", at(5), "b"}, {"u", at(3), "c"}}, presence.Activity{"u", at(5), "b"}},
+		{"newer without meta", []presence.Activity{{"u", at(1), "a"}, {"u", at(9), ""}}, presence.Activity{"u", at(9), ""}},
+		{"tie: larger meta", []presence.Activity{{"u", at(2), "b"}, {"u", at(2), ""}, {"u", at(2), "c"}, {"u", at(2), "a"}}, presence.Activity{"u", at(2), "c"}},
+		{"tie lost to a newer", []presence.Activity{{"u", at(2), "z"}, {"u", at(2), "y"}, {"u", at(4), ""}}, presence.Activity{"u", at(4), ""}},
+		{"same slot", []presence.Activity{{"u", t0.Add(10), "a"}, {"u", t0.Add(20), ""}, {"u", t0.Add(15), "c"}}, presence.Activity{"u", t0.Add(20), ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			perm := rand.New(rand.NewPCG(1, 1))
+			for range 10 {
+				recs := slices.Clone(tc.recs)
+				perm.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
+				var buf bytes.Buffer
+				_, err := presence.EncodeSnapshot(&buf, recs)
+				require.NoError(t, err)
+				e, err := presence.Restore(&buf)
+				require.NoError(t, err)
+				got, ok := e.Get("u")
+				require.True(t, ok)
+				want := tc.want
+				want.LastSeen = want.LastSeen.UTC()
+				assert.Equal(t, want, got, "order %v", recs)
+				assert.Equal(t, 1, e.Len())
+				require.NoError(t, presence.CheckInvariants(e))
+			}
+		})
+	}
+}
