@@ -264,8 +264,10 @@ func (e *Engine) move(ent *entry, id string, ns int64) {
 	}
 	old, now := itemOf(ent), ent.lastSeen.Load()
 	if slotOf(now, e.lay.res) != e.lay.slot(old) {
-		s.tree.Delete(old)
+		// The old slot's counter first: its cache line, likely cold, is
+		// then fetched while the tree is searched, not after.
 		s.counts.add(e.lay.slot(old), -1)
+		s.tree.Delete(old)
 		s.add(ent, len(id), now)
 		s.moved++
 		e.expire(s)
