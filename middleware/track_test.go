@@ -298,17 +298,23 @@ func TestIdentityPanicPropagates(t *testing.T) {
 
 func TestFlushAndUnwrapPassThrough(t *testing.T) {
 	e := presence.New()
-	var flushed, unwrapped bool
+	// The handler reports through a channel: Flush sends the response
+	// head, so the client may be done before the handler is.
+	type result struct{ flushed, unwrapped bool }
+	got := make(chan result, 1)
 	h := middleware.Track(e, middleware.FromContext(ctxKey{}))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
-		flushed = rc.Flush() == nil
-		unwrapped = rc.SetWriteDeadline(time.Now().Add(time.Second)) != http.ErrNotSupported
+		var res result
+		res.flushed = rc.Flush() == nil
+		res.unwrapped = rc.SetWriteDeadline(time.Now().Add(time.Second)) != http.ErrNotSupported
+		got <- res
 	}))
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
 	require.NoError(t, err)
 	resp.Body.Close()
-	assert.True(t, flushed)
-	assert.True(t, unwrapped, "ResponseController reaches the server's writer through Unwrap")
+	res := <-got
+	assert.True(t, res.flushed)
+	assert.True(t, res.unwrapped, "ResponseController reaches the server's writer through Unwrap")
 }
