@@ -27,35 +27,48 @@ func ClientIP(r *http.Request, header string, proxies []netip.Prefix) (netip.Add
 	if len(proxies) == 0 || !trusted(remote, proxies) {
 		return remote, true
 	}
-	var hops []string
+	// The walk from the right: each hop in turn becomes the client, until
+	// one is not a trusted proxy. Garbage stops it at the last trusted hop.
+	client := remote
+	walk := func(hop string) bool {
+		ip, ok := parseHop(hop)
+		if !ok {
+			return false
+		}
+		client = ip
+		return trusted(ip, proxies)
+	}
 	switch http.CanonicalHeaderKey(header) {
 	case "X-Forwarded-For":
-		for _, v := range r.Header.Values("X-Forwarded-For") {
-			hops = append(hops, strings.Split(v, ",")...)
-		}
+		fromRight(r.Header.Values("X-Forwarded-For"), walk)
 	case "X-Real-Ip":
-		if vs := r.Header.Values("X-Real-Ip"); len(vs) == 1 {
-			hops = vs // several X-Real-IP lines: one was forged; trust none
+		if vs := r.Header.Values("X-Real-Ip"); len(vs) == 1 { // several: one was forged; trust none
+			walk(vs[0])
 		}
 	case "Forwarded":
-		for _, v := range r.Header.Values("Forwarded") {
-			for _, elem := range strings.Split(v, ",") {
-				hops = append(hops, forwardedFor(elem))
-			}
-		}
-	}
-	client := remote
-	for i := len(hops) - 1; i >= 0; i-- {
-		hop, ok := parseHop(hops[i])
-		if !ok {
-			return client, true // garbage: stop at the last trusted hop
-		}
-		client = hop
-		if !trusted(hop, proxies) {
-			return client, true
-		}
+		fromRight(r.Header.Values("Forwarded"), func(elem string) bool { return walk(forwardedFor(elem)) })
 	}
 	return client, true
+}
+
+// fromRight calls each with the comma-separated elements of the header
+// lines vs, the last first, until it returns false. It allocates nothing:
+// a client behind a trusted proxy controls the left of the header, and a
+// megabyte of commas, split, would be a million strings.
+func fromRight(vs []string, each func(string) bool) {
+	for i := len(vs) - 1; i >= 0; i-- {
+		v := vs[i]
+		for {
+			j := strings.LastIndexByte(v, ',')
+			if !each(v[j+1:]) {
+				return
+			}
+			if j < 0 {
+				break
+			}
+			v = v[:j]
+		}
+	}
 }
 
 func trusted(ip netip.Addr, proxies []netip.Prefix) bool {
@@ -68,27 +81,54 @@ func trusted(ip netip.Addr, proxies []netip.Prefix) bool {
 }
 
 // parseHop parses "ip", "ip:port", "[ipv6]" or "[ipv6]:port", refusing zone
-// IDs, and unmaps IPv4-mapped IPv6.
+// IDs, and unmaps IPv4-mapped IPv6. It tells the forms apart by their
+// brackets and colons rather than by trying parsers in turn: a failed parse
+// allocates its error, and a header may hold many hops.
 func parseHop(s string) (netip.Addr, bool) {
-	s = strings.TrimSpace(s)
-	var ip netip.Addr
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		ip = ap.Addr()
-	} else if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")); err == nil {
-		ip = a
-	} else {
+	host := strings.TrimSpace(s)
+	if rest, ok := strings.CutPrefix(host, "["); ok {
+		h, port, ok := strings.Cut(rest, "]")
+		if !ok || (port != "" && (port[0] != ':' || !validPort(port[1:]))) {
+			return netip.Addr{}, false
+		}
+		host = h
+	} else if i := strings.IndexByte(host, ':'); i >= 0 && strings.IndexByte(host[i+1:], ':') < 0 {
+		if !validPort(host[i+1:]) { // one colon: IPv4 and a port
+			return netip.Addr{}, false
+		}
+		host = host[:i]
+	}
+	if host == "" {
 		return netip.Addr{}, false
 	}
-	if ip.Zone() != "" {
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
 		return netip.Addr{}, false
 	}
 	return ip.Unmap(), true
 }
 
+// validPort reports whether p is a decimal port number, 0 to 65535.
+func validPort(p string) bool {
+	if p == "" || len(p) > 5 {
+		return false
+	}
+	n := 0
+	for _, c := range []byte(p) {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n <= 65535
+}
+
 // forwardedFor returns the for= parameter of one Forwarded element, without
 // quotes, or "" (which parseHop refuses) if it has none.
 func forwardedFor(elem string) string {
-	for _, pair := range strings.Split(elem, ";") {
+	for elem != "" {
+		var pair string
+		pair, elem, _ = strings.Cut(elem, ";")
 		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
 		if ok && strings.EqualFold(k, "for") {
 			return strings.Trim(v, `"`)

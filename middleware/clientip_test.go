@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/onlinenow/presence/middleware"
@@ -94,4 +95,67 @@ func TestClientIPRemoteAddr(t *testing.T) {
 	r.RemoteAddr = "not an address"
 	_, ok = middleware.ClientIP(r, "", nil)
 	assert.False(t, ok)
+}
+
+// TestClientIPHostileHeader: a client behind a trusted proxy writes the left
+// of the header, as long as the server lets it. The walk allocates nothing
+// however many hops it holds.
+func TestClientIPHostileHeader(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	for _, tc := range []struct {
+		name, header, value, want string
+	}{
+		{"100k trusted hops", "X-Forwarded-For", "198.51.100.7" + strings.Repeat(", 10.0.0.7", 100_000), "198.51.100.7"},
+		{"100k trusted hops with ports", "X-Forwarded-For", "198.51.100.7" + strings.Repeat(", 10.0.0.7:8080", 100_000), "198.51.100.7"},
+		{"a million commas", "X-Forwarded-For", strings.Repeat(",", 1<<20), "10.0.0.1"},
+		{"100k forwarded elements", "Forwarded", "for=198.51.100.7" + strings.Repeat(`, for="10.0.0.7";proto=https`, 100_000), "198.51.100.7"},
+		{"a million semicolons", "Forwarded", strings.Repeat(";", 1<<20), "10.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = "10.0.0.1:80"
+			r.Header.Set(tc.header, tc.value)
+			var ip netip.Addr
+			allocs := testing.AllocsPerRun(3, func() { ip, _ = middleware.ClientIP(r, tc.header, proxies) })
+			assert.Equal(t, tc.want, ip.String())
+			assert.Zero(t, allocs)
+		})
+	}
+}
+
+// TestClientIPHopForms pins which hops parse, each as the only hop after a
+// trusted proxy: a hop that does not parse leaves the proxy as the client.
+func TestClientIPHopForms(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	for hop, want := range map[string]string{
+		"198.51.100.7":        "198.51.100.7",
+		" 198.51.100.7 ":      "198.51.100.7",
+		"198.51.100.7:0":      "198.51.100.7",
+		"198.51.100.7:65535":  "198.51.100.7",
+		"198.51.100.7:65536":  "10.0.0.1",
+		"198.51.100.7:":       "10.0.0.1",
+		"198.51.100.7:80a":    "10.0.0.1",
+		"198.51.100.7:123456": "10.0.0.1",
+		"2001:db8::7":         "2001:db8::7",
+		"[2001:db8::7]":       "2001:db8::7",
+		"[2001:db8::7]:443":   "2001:db8::7",
+		"[2001:db8::7]443":    "10.0.0.1",
+		"[2001:db8::7]:":      "10.0.0.1",
+		"[2001:db8::7":        "10.0.0.1",
+		"[198.51.100.7]":      "198.51.100.7",
+		"::ffff:198.51.100.7": "198.51.100.7",
+		"fe80::1%eth0":        "10.0.0.1",
+		"[fe80::1%eth0]:80":   "10.0.0.1",
+		"":                    "10.0.0.1",
+		"[]":                  "10.0.0.1",
+		"unknown":             "10.0.0.1",
+		"198.51.100.7:80:90":  "10.0.0.1",
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "10.0.0.1:80"
+		r.Header.Set("X-Forwarded-For", hop)
+		ip, ok := middleware.ClientIP(r, "X-Forwarded-For", proxies)
+		assert.True(t, ok)
+		assert.Equal(t, want, ip.String(), "hop %q", hop)
+	}
 }

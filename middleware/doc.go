@@ -34,7 +34,8 @@
 // left while each hop is a trusted proxy, and the first hop that is not is
 // the client. Garbage, zone IDs and unparseable hops stop the walk at the
 // last trusted hop, so a client never gets to choose the IP recorded for it.
-// IPv4-mapped IPv6 addresses are read as the IPv4 address they carry.
+// IPv4-mapped IPv6 addresses are read as the IPv4 address they carry. The
+// walk allocates nothing, however many hops a client packs into the header.
 //
 // # Panics
 //
