@@ -80,18 +80,19 @@ func trusted(ip netip.Addr, proxies []netip.Prefix) bool {
 	return false
 }
 
-// parseHop parses "ip", "ip:port", "[ipv6]" or "[ipv6]:port", refusing zone
-// IDs, and unmaps IPv4-mapped IPv6. It tells the forms apart by their
+// parseHop parses "ip", "ipv4:port", "[ipv6]" or "[ipv6]:port", refusing
+// zone IDs and IPv4 in brackets, and unmaps IPv4-mapped IPv6. It tells the forms apart by their
 // brackets and colons rather than by trying parsers in turn: a failed parse
 // allocates its error, and a header may hold many hops.
 func parseHop(s string) (netip.Addr, bool) {
 	host := strings.TrimSpace(s)
+	bracketed := false
 	if rest, ok := strings.CutPrefix(host, "["); ok {
 		h, port, ok := strings.Cut(rest, "]")
 		if !ok || (port != "" && (port[0] != ':' || !validPort(port[1:]))) {
 			return netip.Addr{}, false
 		}
-		host = h
+		host, bracketed = h, true
 	} else if i := strings.IndexByte(host, ':'); i >= 0 && strings.IndexByte(host[i+1:], ':') < 0 {
 		if !validPort(host[i+1:]) { // one colon: IPv4 and a port
 			return netip.Addr{}, false
@@ -102,15 +103,16 @@ func parseHop(s string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	ip, err := netip.ParseAddr(host)
-	if err != nil || ip.Zone() != "" {
+	if err != nil || ip.Zone() != "" || (bracketed && !ip.Is6()) { // brackets are for IPv6
 		return netip.Addr{}, false
 	}
 	return ip.Unmap(), true
 }
 
-// validPort reports whether p is a decimal port number, 0 to 65535.
+// validPort reports whether p is a decimal port number, 0 to 65535 (leading
+// zeros allowed, as netip.ParseAddrPort allows them).
 func validPort(p string) bool {
-	if p == "" || len(p) > 5 {
+	if p == "" {
 		return false
 	}
 	n := 0
@@ -118,9 +120,11 @@ func validPort(p string) bool {
 		if c < '0' || c > '9' {
 			return false
 		}
-		n = n*10 + int(c-'0')
+		if n = n*10 + int(c-'0'); n > 65535 {
+			return false
+		}
 	}
-	return n <= 65535
+	return true
 }
 
 // forwardedFor returns the for= parameter of one Forwarded element, without
