@@ -10,9 +10,11 @@ import (
 // RemoteAddr's. When RemoteAddr is in one of proxies, header (one of
 // "X-Forwarded-For", "X-Real-IP", "Forwarded"; as WithTrustedProxies) is
 // walked from the right while each hop is in proxies; the first hop that is
-// not is the client. A hop that does not parse, or carries a zone ID, ends
-// the walk at the last trusted hop. IPv4-mapped IPv6 addresses are unmapped.
-// It reports false only if RemoteAddr itself does not parse.
+// not is the client. A hop is an IP, IPv4 with a port, or IPv6 in brackets
+// with or without a port; one that does not parse, or carries a zone ID,
+// ends the walk at the last trusted hop. IPv4-mapped IPv6 addresses are
+// unmapped. The walk allocates nothing. It reports false only if
+// RemoteAddr itself does not parse.
 func ClientIP(r *http.Request, header string, proxies []netip.Prefix) (netip.Addr, bool) {
 	remote, ok := parseHop(r.RemoteAddr)
 	if !ok {
@@ -81,9 +83,9 @@ func trusted(ip netip.Addr, proxies []netip.Prefix) bool {
 }
 
 // parseHop parses "ip", "ipv4:port", "[ipv6]" or "[ipv6]:port", refusing
-// zone IDs and IPv4 in brackets, and unmaps IPv4-mapped IPv6. It tells the forms apart by their
-// brackets and colons rather than by trying parsers in turn: a failed parse
-// allocates its error, and a header may hold many hops.
+// zone IDs and IPv4 in brackets, and unmaps IPv4-mapped IPv6. It tells the
+// forms apart by their brackets and colons rather than by trying parsers in
+// turn: a failed parse allocates its error, and a header may hold many hops.
 func parseHop(s string) (netip.Addr, bool) {
 	host := strings.TrimSpace(s)
 	bracketed := false
