@@ -13,8 +13,9 @@ import (
 // not is the client. A hop is an IP, IPv4 with a port, or IPv6 in brackets
 // with or without a port; one that does not parse, or carries a zone ID,
 // ends the walk at the last trusted hop. IPv4-mapped IPv6 addresses are
-// unmapped. The walk allocates nothing. It reports false only if
-// RemoteAddr itself does not parse.
+// unmapped. However many hops the header holds, the walk allocates nothing
+// but, for a hop that ends it as garbage, the parser's error. It reports
+// false only if RemoteAddr itself does not parse.
 func ClientIP(r *http.Request, header string, proxies []netip.Prefix) (netip.Addr, bool) {
 	remote, ok := parseHop(r.RemoteAddr)
 	if !ok {

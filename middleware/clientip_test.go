@@ -162,3 +162,16 @@ func TestClientIPHopForms(t *testing.T) {
 		assert.Equal(t, want, ip.String(), "hop %q", hop)
 	}
 }
+
+// TestClientIPGarbageAllocs: a garbage hop that ends the walk costs at most
+// the parser's error.
+func TestClientIPGarbageAllocs(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.0.0.1:80"
+	r.Header.Set("X-Forwarded-For", "1.1.1.1, unknown"+strings.Repeat(", 10.0.0.7", 1000))
+	var ip netip.Addr
+	allocs := testing.AllocsPerRun(10, func() { ip, _ = middleware.ClientIP(r, "X-Forwarded-For", proxies) })
+	assert.Equal(t, "10.0.0.7", ip.String())
+	assert.LessOrEqual(t, allocs, 1.0)
+}

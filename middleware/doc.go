@@ -35,7 +35,8 @@
 // the client. Garbage, zone IDs and unparseable hops stop the walk at the
 // last trusted hop, so a client never gets to choose the IP recorded for it.
 // IPv4-mapped IPv6 addresses are read as the IPv4 address they carry. The
-// walk allocates nothing, however many hops a client packs into the header.
+// walk's cost does not grow with the hops a client packs into the header
+// beyond reading them: it allocates nothing for them.
 //
 // # Panics
 //
