@@ -264,8 +264,8 @@ func (e *Engine) move(ent *entry, id string, ns int64) {
 	}
 	old, now := itemOf(ent), ent.lastSeen.Load()
 	if slotOf(now, e.lay.res) != e.lay.slot(old) {
-		// The old slot's counter first: its cache line, likely cold, is
-		// then fetched while the tree is searched, not after.
+		// The old slot's counter first, so that its cache miss (an old
+		// slot's line, likely cold) can overlap the tree's search.
 		s.counts.add(e.lay.slot(old), -1)
 		s.tree.Delete(old)
 		s.add(ent, len(id), now)
