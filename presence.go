@@ -264,10 +264,7 @@ func (e *Engine) move(ent *entry, id string, ns int64) {
 	}
 	old, now := itemOf(ent), ent.lastSeen.Load()
 	if slotOf(now, e.lay.res) != e.lay.slot(old) {
-		// The old slot's counter first, so that its cache miss (an old
-		// slot's line, likely cold) can overlap the tree's search.
-		s.counts.add(e.lay.slot(old), -1)
-		s.tree.Delete(old)
+		s.unfile(old)
 		s.add(ent, len(id), now)
 		s.moved++
 		e.expire(s)

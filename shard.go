@@ -92,11 +92,18 @@ func (s *shard) add(ent *entry, n int, ns int64) {
 // called with the lock held.
 func itemOf(ent *entry) item { return item{key: ent.filed.Load(), ent: ent} }
 
+// unfile takes the item out of the index. Has to be called with the lock
+// held. The slot's counter goes first, so that its cache miss (an old
+// slot's line, likely cold) can overlap the tree's search.
+func (s *shard) unfile(it item) {
+	s.counts.add(s.lay.slot(it), -1)
+	s.tree.Delete(it)
+}
+
 // remove takes the item out of the index and marks its entry removed. Has to
 // be called with the lock held.
 func (s *shard) remove(it item) {
-	s.tree.Delete(it)
-	s.counts.add(s.lay.slot(it), -1)
+	s.unfile(it)
 	it.ent.filed.Store(removedKey)
 }
 
