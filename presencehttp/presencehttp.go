@@ -109,7 +109,9 @@ func WithMeta() Option { return func(c *config) { c.meta = true } }
 // WithHistory serves h's samples at /api/history, for the dashboard's chart.
 func WithHistory(h *History) Option { return func(c *config) { c.history = h } }
 
-// WithMaxPageSize sets the hard cap on /api/users?limit= (default 500).
+// WithMaxPageSize sets the hard cap on the users /api/users returns in one
+// page, whatever its limit parameter asks (default 500). It caps the
+// default page size of 50 too.
 func WithMaxPageSize(n int) Option { return func(c *config) { c.maxLimit = n } }
 
 // WithClock sets the clock windows are measured from; nil selects time.Now.
@@ -121,6 +123,11 @@ const (
 	defaultLimit  = 50
 	maxWindowsArg = 16
 	maxWindow     = 366 * 24 * time.Hour
+	// Longest parameters parsed. Anything longer is refused before it is
+	// parsed, split or quoted in an error, so that a long query string
+	// costs no allocation in proportion to its length.
+	maxWindowLen = 32 // "8784h0m0s" and generous spellings of it
+	maxLimitLen  = 20 // any int64
 )
 
 //go:embed dashboard
@@ -212,6 +219,9 @@ func unavailable(w http.ResponseWriter) {
 // parseWindow reads a window such as "15m" or "90s": a positive Go
 // duration of at most a year.
 func parseWindow(s string) (time.Duration, error) {
+	if len(s) > maxWindowLen {
+		return 0, fmt.Errorf("window of %d bytes: want a positive duration such as 15m, at most %v", len(s), maxWindow)
+	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 || d > maxWindow {
 		return 0, fmt.Errorf("window %q: want a positive duration such as 15m, at most %v", s, maxWindow)
@@ -228,7 +238,7 @@ type countJSON struct {
 func (s *server) counts(w http.ResponseWriter, r *http.Request) {
 	windows := s.windows
 	if arg := r.URL.Query().Get("windows"); arg != "" {
-		parts := strings.Split(arg, ",")
+		parts := strings.SplitN(arg, ",", maxWindowsArg+1)
 		if len(parts) > maxWindowsArg {
 			badRequest(w, "at most %d windows", maxWindowsArg)
 			return
@@ -284,11 +294,14 @@ func (s *server) users(w http.ResponseWriter, r *http.Request) {
 		}
 		window = d
 	}
-	limit := defaultLimit
+	limit := min(defaultLimit, s.maxLimit)
 	if arg := q.Get("limit"); arg != "" {
-		n, err := strconv.Atoi(arg)
+		n, err := 0, strconv.ErrRange
+		if len(arg) <= maxLimitLen {
+			n, err = strconv.Atoi(arg)
+		}
 		if err != nil || n <= 0 {
-			badRequest(w, "limit %q: want a whole number from 1 to %d", arg, s.maxLimit)
+			badRequest(w, "limit %.20q: want a whole number from 1 to %d", arg, s.maxLimit)
 			return
 		}
 		limit = min(n, s.maxLimit)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,35 @@ func TestBadParameters(t *testing.T) {
 	}
 }
 
+// TestHostileParameters sends parameters of a megabyte each: every one is
+// refused with a short answer, and the handler allocates no memory in
+// proportion to the parameter's length (it is not split, parsed or quoted
+// whole; the query's parse keeps its values in the request's bytes).
+func TestHostileParameters(t *testing.T) {
+	h := handler(populated())
+	const mb = 1 << 20
+	for name, path := range map[string]string{
+		"commas":     "/api/counts?windows=" + strings.Repeat(",", mb),
+		"windows":    "/api/counts?windows=1m," + strings.Repeat("1", mb),
+		"window":     "/api/users?window=" + strings.Repeat("9", mb) + "s",
+		"limit":      "/api/users?limit=" + strings.Repeat("9", mb),
+		"limit-sign": "/api/users?limit=-" + strings.Repeat("0", mb),
+		"cursor":     "/api/users?cursor=" + strings.Repeat("A", mb),
+		"id":         "/api/user?id=" + strings.Repeat("x", mb),
+	} {
+		r := httptest.NewRequest("GET", path, nil)
+		r.Header.Set("X-Admin", "yes")
+		w := httptest.NewRecorder()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		h.ServeHTTP(w, r)
+		runtime.ReadMemStats(&after)
+		assert.Equal(t, http.StatusBadRequest, w.Code, name)
+		assert.Less(t, w.Body.Len(), 256, name)
+		assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<10), name)
+	}
+}
+
 func TestUsersAndMeta(t *testing.T) {
 	e := populated()
 	_, body := get(t, handler(e), "/api/users?window=3m&limit=10", true)
@@ -128,6 +158,8 @@ func TestUsersAndMeta(t *testing.T) {
 	_, body = get(t, handler(e, presencehttp.WithMaxPageSize(7)), "/api/users?window=24h&limit=1000", true)
 	assert.Len(t, body["users"], 7, "the page size is capped")
 	assert.NotEmpty(t, body["next"])
+	_, body = get(t, handler(e, presencehttp.WithMaxPageSize(7)), "/api/users?window=24h", true)
+	assert.Len(t, body["users"], 7, "the default page size is capped too")
 }
 
 func TestUser(t *testing.T) {
