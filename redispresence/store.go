@@ -478,17 +478,25 @@ func (c cursor) String() string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.score, 10) + ":" + c.member))
 }
 
+// maxCursorLen is the longest cursor before base64: an int64's digits, a
+// colon and an ID.
+const maxCursorLen = 20 + 1 + presence.MaxIDLen
+
 func parseCursor(s string) (cursor, bool, error) {
 	if s == "" {
 		return cursor{}, false, nil
 	}
+	// Checked before decoding, so that a long one costs no allocation.
+	if len(s) > base64.RawURLEncoding.EncodedLen(maxCursorLen) {
+		return cursor{}, false, fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
+	}
 	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(raw) > presence.MaxIDLen+24 {
+	if err != nil {
 		return cursor{}, false, fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
 	}
 	num, member, ok := strings.Cut(string(raw), ":")
 	score, err := strconv.ParseInt(num, 10, 64)
-	if !ok || err != nil || member == "" {
+	if !ok || err != nil || member == "" || len(member) > presence.MaxIDLen {
 		return cursor{}, false, fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
 	}
 	return cursor{score, member}, true, nil

@@ -1,0 +1,61 @@
+package redispresence
+
+import (
+	"errors"
+	"math"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/onlinenow/presence"
+	"github.com/onlinenow/presence/presencehttp"
+)
+
+// FuzzParseCursor feeds Page's cursor decoder hostile text and cursors of
+// every shape. It must never panic, must refuse with ErrBadCursor or accept,
+// and must give back every cursor a page can hand out.
+func FuzzParseCursor(f *testing.F) {
+	f.Add("", int64(0), "u")
+	f.Add(cursor{1700000000000000, "user-1"}.String(), int64(-1), "a:b")
+	f.Add(cursor{math.MinInt64, strings.Repeat("é", 256)}.String(), int64(math.MaxInt64), strings.Repeat("x", 512))
+	f.Add("forged!", int64(5), "")
+	f.Add("LTE6", int64(1), ":")
+	f.Fuzz(func(t *testing.T, text string, score int64, member string) {
+		if c, ok, err := parseCursor(text); err != nil {
+			if !errors.Is(err, presencehttp.ErrBadCursor) {
+				t.Fatalf("%q: untyped error %v", text, err)
+			}
+		} else if ok {
+			if c.member == "" || len(c.member) > presence.MaxIDLen {
+				t.Fatalf("%q: member of %d bytes", text, len(c.member))
+			}
+			if again, _, err := parseCursor(c.String()); err != nil || again != c {
+				t.Fatalf("%q: round trip gave %v, %v", text, again, err)
+			}
+		} else if text != "" {
+			t.Fatalf("%q: neither a cursor nor an error", text)
+		}
+		if member == "" || len(member) > presence.MaxIDLen {
+			return
+		}
+		want := cursor{score, member}
+		if got, ok, err := parseCursor(want.String()); err != nil || !ok || got != want {
+			t.Fatalf("%v: parsed as %v, %v, %v", want, got, ok, err)
+		}
+	})
+}
+
+// TestParseCursorLong refuses a megabyte-long cursor without decoding it.
+func TestParseCursorLong(t *testing.T) {
+	long := strings.Repeat("A", 1<<20)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := parseCursor(long)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, presencehttp.ErrBadCursor) {
+		t.Fatal(err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 4<<10 {
+		t.Fatalf("%d bytes allocated", n)
+	}
+}
