@@ -486,7 +486,8 @@ func parseCursor(s string) (cursor, bool, error) {
 	if s == "" {
 		return cursor{}, false, nil
 	}
-	// Checked before decoding, so that a long one costs no allocation.
+	// Checked before decoding, so that a long one allocates nothing in
+	// proportion to its length.
 	if len(s) > base64.RawURLEncoding.EncodedLen(maxCursorLen) {
 		return cursor{}, false, fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
 	}
