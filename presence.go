@@ -63,8 +63,10 @@ func WithShards(n int) Option { return func(c *config) { c.shards = n } }
 // are exact to the resolution.
 func WithResolution(d time.Duration) Option { return func(c *config) { c.resolution = d } }
 
-// WithRetention makes the engine forget users idle for longer than d. Zero
-// (the default) or a negative d keeps users until Forget, Prune or eviction.
+// WithRetention makes the engine forget users idle for longer than d, to
+// the resolution: a user stays while the slot of its last-seen time is no
+// older than the slot of now minus d. Zero (the default) or a negative d
+// keeps users until Forget, Prune or eviction.
 // Expired users vanish from every query at once; their memory is reclaimed a
 // few at a time by later index moves, or at once by [Engine.Prune].
 func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }

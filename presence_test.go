@@ -405,6 +405,109 @@ func TestWindowPastIndexHorizon(t *testing.T) {
 	assert.Equal(t, 301, e.CountSince(t0.Add(300*time.Second)))
 }
 
+// TestCountsAtRingEdge counts around the oldest slot the counters still
+// hold (1<<17 slots behind the newest, at 1ms: 131.072s): users filed
+// exactly at it, one before and one after, filed before and after the
+// newest user moved the ring, then forgotten one by one. Every count from
+// every slot nearby must match a plain count of the users' slots.
+func TestCountsAtRingEdge(t *testing.T) {
+	const horizon = 1 << 17 // slots, as the engine sizes its ring without retention
+	head := t0.Add(200 * time.Second)
+	edge := head.Add(-horizon * time.Millisecond) // the slot that just left the ring
+	for _, headFirst := range []bool{true, false} {
+		e := presence.New(presence.WithResolution(time.Millisecond), presence.WithShards(1))
+		want := map[string]time.Time{}
+		touch := func(id string, at time.Time) {
+			e.TouchAt(id, at)
+			want[id] = at
+		}
+		if headFirst {
+			touch("head", head)
+		}
+		for k := -2; k <= 2; k++ {
+			touch(fmt.Sprint("edge", k), edge.Add(time.Duration(k)*time.Millisecond))
+		}
+		if !headFirst {
+			touch("head", head)
+		}
+		check := func(stage string) {
+			t.Helper()
+			for k := -4; k <= 4; k++ {
+				from := edge.Add(time.Duration(k) * time.Millisecond)
+				n := 0
+				for _, at := range want {
+					if !at.Before(from) {
+						n++
+					}
+				}
+				assert.Equal(t, n, e.CountSince(from), "head first %v, %s, from edge%+d", headFirst, stage, k)
+			}
+		}
+		check("all")
+		for k := -2; k <= 2; k++ {
+			id := fmt.Sprint("edge", k)
+			require.True(t, e.Forget(id))
+			delete(want, id)
+			check("without " + id)
+		}
+	}
+}
+
+// TestRetentionBoundary steps the clock a quarter slot at a time past users
+// a quarter slot apart. A user is visible exactly while its slot is no older
+// than the slot of now minus the retention, and writes reclaim exactly the
+// users no longer visible, never one still visible: new users (inserts) and
+// a user whose slot changes (moves) both reclaim.
+func TestRetentionBoundary(t *testing.T) {
+	const retention, res = 10 * time.Second, time.Second
+	slot := func(at time.Time) int64 { return at.UnixNano() / int64(res) }
+	for _, write := range []string{"insert", "move"} {
+		clk := newClock()
+		e := presence.New(presence.WithClock(clk.Now), presence.WithRetention(retention), presence.WithShards(1))
+		users := map[string]time.Time{}
+		for i := range 20 {
+			id := fmt.Sprint("u", i)
+			users[id] = t0.Add(time.Duration(i) * res / 4)
+			e.TouchAt(id, users[id])
+		}
+		clk.Advance(retention)
+		for step := range 24 {
+			now := clk.Now()
+			visible := func(stage string) int {
+				t.Helper()
+				n := 0
+				for id, at := range users {
+					_, ok := e.Get(id)
+					wantOK := slot(at) >= slot(now.Add(-retention))
+					require.Equal(t, wantOK, ok, "%s: %s at +%v, now +%v", stage, id, at.Sub(t0), now.Sub(t0))
+					if ok {
+						n++
+					}
+				}
+				return n
+			}
+			visible("before the write")
+			if write == "insert" {
+				e.Touch(fmt.Sprint("writer", step)) // a new user: an insert
+			} else {
+				e.Touch("mover") // the same user: a move when its slot changes
+			}
+			n := visible("after the write")
+			writers := 1
+			if write == "insert" {
+				writers = step + 1 // none has expired yet: 24 steps are 6s
+			}
+			assert.Equal(t, n+writers, e.Count(time.Hour), "now +%v", now.Sub(t0))
+			if write == "insert" || slot(now) != slot(now.Add(-res/4)) {
+				// Every write reclaims up to the oldest visible slot; the
+				// mover only writes when its slot changes.
+				assert.Equal(t, uint64(len(users)-n), e.Stats().Expired, "%s at +%v", write, now.Sub(t0))
+			}
+			clk.Advance(res / 4)
+		}
+	}
+}
+
 func TestCloseIsIdempotent(t *testing.T) {
 	e := presence.New()
 	require.NoError(t, e.Close())
