@@ -280,6 +280,33 @@ func TestPagingSharedTimestamps(t *testing.T) {
 	assert.Equal(t, (n+96)/97, pages)
 }
 
+// TestPagingEndsWithTheLastUser: the page that returns the last user
+// returns the zero cursor too, also when it is full, so a walk never asks
+// for an empty page.
+func TestPagingEndsWithTheLastUser(t *testing.T) {
+	for _, n := range []int{1, 5, 6, 7} {
+		e := presence.New(presence.WithShards(2))
+		for i := range n {
+			e.TouchAt(fmt.Sprint("user-", i), t0.Add(time.Duration(i)*time.Second))
+		}
+		var cur presence.Cursor
+		var sizes []int
+		for {
+			page, next := e.Page(t0, cur, 3)
+			sizes = append(sizes, len(page))
+			if next.IsZero() {
+				break
+			}
+			cur = next
+		}
+		want := []int{}
+		for left := n; left > 0; left -= 3 {
+			want = append(want, min(left, 3))
+		}
+		assert.Equal(t, want, sizes, "%d users, pages of 3", n)
+	}
+}
+
 func TestPagingWithTouchesBetweenPages(t *testing.T) {
 	e := presence.New(presence.WithShards(4))
 	const n = 3000

@@ -1,0 +1,60 @@
+package presence
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSnapshotRecordLimits reads files whose checksums are right but whose
+// second record breaks one of the decoder's rules. Each is refused for that
+// rule, leaving the engine empty, and the same record just inside the limit
+// loads. (The truncation and bit-flip sweeps cannot reach these checks: the
+// checksums refuse those files first.)
+func TestSnapshotRecordLimits(t *testing.T) {
+	ns := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC).UnixNano()
+	for _, tc := range []struct {
+		name       string
+		ns         int64
+		id, meta   string
+		undercount bool   // the block declares one record fewer than it holds
+		err        string // "" for a file that loads
+	}{
+		{"longest ID", ns, strings.Repeat("i", MaxIDLen), "", false, ""},
+		{"ID too long", ns, strings.Repeat("i", MaxIDLen+1), "", false, "ID length 513"},
+		{"longest meta", ns, "u", strings.Repeat("m", MaxMetaLen), false, ""},
+		{"meta too long", ns, "u", strings.Repeat("m", MaxMetaLen+1), false, "meta length 1025"},
+		{"empty ID", ns, "", "", false, "empty ID"},
+		{"oldest time", minNano, "u", "", false, ""},
+		{"time too old", minNano - 1, "u", "", false, "out of range"},
+		{"newest time", maxNano, "u", "", false, ""},
+		{"time too new", maxNano + 1, "u", "", false, "out of range"},
+		{"bytes after the last record", ns, "u", "", true, "4 bytes after the last record"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			sw := newSnapWriter(&buf)
+			sw.record(ns, "first", "")
+			sw.record(tc.ns, tc.id, tc.meta)
+			if tc.undercount {
+				sw.count--
+			}
+			_, err := sw.finish()
+			require.NoError(t, err)
+			e := New(WithShards(1))
+			_, err = e.ReadFrom(&buf)
+			if tc.err == "" {
+				require.NoError(t, err)
+				assert.Equal(t, 2, e.Len())
+				return
+			}
+			require.ErrorIs(t, err, ErrCorruptSnapshot)
+			assert.ErrorContains(t, err, tc.err)
+			assert.Equal(t, 0, e.Len())
+		})
+	}
+}
