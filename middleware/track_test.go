@@ -135,6 +135,11 @@ func TestStatusFilter(t *testing.T) {
 			w.WriteHeader(http.StatusEarlyHints)
 			w.WriteHeader(500)
 		}, nil, false},
+		{"flushed, then 500", func(w http.ResponseWriter, _ *http.Request) {
+			w.(http.Flusher).Flush() // sends 200: the 500 comes too late
+			w.WriteHeader(500)
+		}, nil, true},
+		{"999, every class", status(999), []middleware.Option{middleware.WithStatusClasses(1, 2, 3, 4, 5)}, false},
 		{"only 2xx: 404", status(404), []middleware.Option{middleware.WithStatusClasses(2)}, false},
 		{"only 2xx: 204", status(204), []middleware.Option{middleware.WithStatusClasses(2)}, true},
 		{"5xx too", status(500), []middleware.Option{middleware.WithStatusClasses(2, 3, 4, 5)}, true},
@@ -172,6 +177,12 @@ func TestUnidentifiedNotRecorded(t *testing.T) {
 	h := middleware.Track(e, middleware.FromContext(ctxKey{}))(http.HandlerFunc(ok))
 	serve(h, httptest.NewRequest("GET", "/", nil))
 	assert.Zero(t, e.Len())
+
+	// An IdentityFunc that says yes with an empty ID is not asked to touch.
+	h = middleware.Track(e, func(*http.Request) (string, bool) { return "", true })(http.HandlerFunc(ok))
+	serve(h, httptest.NewRequest("GET", "/", nil))
+	assert.Zero(t, e.Len())
+	assert.Zero(t, e.Stats().RejectedIDs)
 }
 
 func TestMetaRecording(t *testing.T) {
@@ -187,6 +198,7 @@ func TestMetaRecording(t *testing.T) {
 		{"both", []middleware.Option{middleware.WithMetaIP(), middleware.WithMetaUserAgent()}, "203.0.113.9:5555", "203.0.113.9 test-agent/1.0"},
 		{"ipv6 as /64", []middleware.Option{middleware.WithMetaIP(), middleware.WithIPv6Prefix64()}, "[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1:2::/64"},
 		{"ipv6 whole", []middleware.Option{middleware.WithMetaIP()}, "[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1:2:3:4:5:6"},
+		{"ipv4 with the /64 option", []middleware.Option{middleware.WithMetaIP(), middleware.WithIPv6Prefix64()}, "203.0.113.9:5555", "203.0.113.9"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,13 +213,15 @@ func TestMetaRecording(t *testing.T) {
 		})
 	}
 	t.Run("long user agent is cut", func(t *testing.T) {
-		e := presence.New()
-		h := middleware.Track(e, middleware.FromContext(ctxKey{}), middleware.WithMetaUserAgent())(http.HandlerFunc(ok))
-		r := withUser(httptest.NewRequest("GET", "/", nil), "u")
-		r.Header.Set("User-Agent", strings.Repeat("a", 5000))
-		serve(h, r)
-		a, _ := e.Get("u")
-		assert.Len(t, a.Meta, presence.MaxMetaLen)
+		for _, n := range []int{presence.MaxMetaLen, presence.MaxMetaLen + 1, 5000} {
+			e := presence.New()
+			h := middleware.Track(e, middleware.FromContext(ctxKey{}), middleware.WithMetaUserAgent())(http.HandlerFunc(ok))
+			r := withUser(httptest.NewRequest("GET", "/", nil), "u")
+			r.Header.Set("User-Agent", strings.Repeat("a", n))
+			serve(h, r)
+			a, _ := e.Get("u")
+			assert.Len(t, a.Meta, presence.MaxMetaLen, "a user agent of %d bytes", n)
+		}
 	})
 }
 

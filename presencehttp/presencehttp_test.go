@@ -86,6 +86,10 @@ func TestCounts(t *testing.T) {
 	require.Len(t, counts, 2)
 	assert.Equal(t, float64(90), counts[0].(map[string]any)["seconds"])
 	assert.Equal(t, float64(2), counts[0].(map[string]any)["count"])
+
+	w, body = get(t, h, "/api/counts?windows="+strings.Repeat("1m,", 15)+"1m", true)
+	require.Equal(t, http.StatusOK, w.Code, "16 windows, the most one query may ask")
+	assert.Len(t, body["counts"], 16)
 }
 
 func TestBadParameters(t *testing.T) {
@@ -96,6 +100,7 @@ func TestBadParameters(t *testing.T) {
 		"/api/counts?windows=0s",
 		"/api/counts?windows=99999h",
 		"/api/counts?windows=" + strings.Repeat("1m,", 20) + "1m",
+		"/api/counts?windows=" + strings.Repeat("1m,", 16) + "1m", // 17: one too many
 		"/api/users?window=abc",
 		"/api/users?limit=-1",
 		"/api/users?limit=0",
