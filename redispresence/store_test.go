@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -197,6 +198,51 @@ func TestCoalescing(t *testing.T) {
 	n, err := s.CountSince(ctx, time.Time{})
 	require.NoError(t, err)
 	assert.Equal(t, 50_000, n)
+}
+
+// TestMetaSentOnce: a user's meta is written when it changes, not again
+// with every flush of a newer time. Redis itself counts the writes (INFO
+// commandstats).
+func TestMetaSentOnce(t *testing.T) {
+	_, rdb := connect(t)
+	s := newStore(t, rdb)
+	ctx := context.Background()
+	hsets := func() int {
+		t.Helper()
+		info, err := rdb.Info(ctx, "commandstats").Result()
+		require.NoError(t, err)
+		for _, line := range strings.Split(info, "\r\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_hset:calls="); ok {
+				n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				require.NoError(t, err)
+				return n
+			}
+		}
+		return 0
+	}
+	for i := range 100 {
+		id := fmt.Sprint("u", i)
+		s.TouchAt(id, t0)
+		require.True(t, s.SetMeta(id, "203.0.113.7"))
+	}
+	require.NoError(t, s.Flush(ctx))
+	first := hsets()
+	require.Positive(t, first)
+	for round := 1; round <= 3; round++ {
+		for i := range 100 {
+			s.TouchAt(fmt.Sprint("u", i), t0.Add(time.Duration(round)*time.Second))
+		}
+		require.NoError(t, s.Flush(ctx))
+	}
+	assert.Equal(t, first, hsets(), "newer times alone send no meta")
+	require.True(t, s.SetMeta("u7", "198.51.100.1"))
+	require.NoError(t, s.Flush(ctx))
+	assert.Equal(t, first+1, hsets(), "a changed meta is sent, in one HSET")
+	a, ok, err := s.Get(ctx, "u7")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "198.51.100.1", a.Meta)
+	assert.Equal(t, t0.Add(3*time.Second).UnixMicro(), a.LastSeen.UnixMicro())
 }
 
 func TestRedisDownThenBack(t *testing.T) {
