@@ -182,6 +182,18 @@ func TestForgetAndPrune(t *testing.T) {
 	_, ok = e2.Get("b")
 	assert.True(t, ok)
 
+	// Prune goes on past one lock hold's batch (1,024 users), across slots
+	// and within one.
+	for _, res := range []time.Duration{time.Millisecond, time.Hour} {
+		e3 := presence.New(presence.WithShards(1), presence.WithResolution(res))
+		for i := range 5000 {
+			e3.TouchAt(fmt.Sprint(i), t0.Add(time.Duration(i)*time.Millisecond))
+		}
+		assert.Equal(t, 3000, e3.Prune(t0.Add(3000*time.Millisecond)), "resolution %v", res)
+		assert.Equal(t, 2000, e3.Len(), "resolution %v", res)
+		assert.Equal(t, 2000, e3.CountSince(time.Time{}), "resolution %v", res)
+	}
+
 	st := e.Stats()
 	assert.Equal(t, uint64(1), st.Forgotten)
 	assert.Equal(t, uint64(49), st.Pruned)
