@@ -63,5 +63,15 @@ func TestPeriodicSaves(t *testing.T) {
 		back = presence.New()
 		require.NoError(t, back.LoadFile(path))
 		assert.Equal(t, 3, back.Len())
+
+		// An engine just loaded holds nothing new: neither a tick nor Close
+		// writes the file again.
+		again, err := presence.Open(path, presence.WithSnapshotInterval(time.Minute))
+		require.NoError(t, err)
+		assert.Equal(t, 3, again.Len())
+		time.Sleep(time.Minute + time.Second)
+		synctest.Wait()
+		require.NoError(t, again.Close())
+		assert.Zero(t, again.Stats().SnapshotsSaved)
 	})
 }

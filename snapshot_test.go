@@ -610,17 +610,21 @@ func TestOpen(t *testing.T) {
 		assert.Equal(t, newer, kept)
 	})
 	t.Run("stale temporary files are removed", func(t *testing.T) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "s")
-		stale := path + ".tmp-12345"
-		require.NoError(t, os.WriteFile(stale, []byte("half a save"), 0o600))
-		other := filepath.Join(dir, "unrelated.tmp-1")
-		require.NoError(t, os.WriteFile(other, nil, 0o600))
-		e, err := presence.Open(path)
-		require.NoError(t, err)
-		defer e.Close()
-		assert.NoFileExists(t, stale)
-		assert.FileExists(t, other)
+		// Names with glob metacharacters: "[1]" as a pattern would match
+		// "1", and "*" anything.
+		for name, lookalike := range map[string]string{"s": "unrelated", "state [1]": "state 1", "a*b?": "a-long-b!"} {
+			dir := t.TempDir()
+			path := filepath.Join(dir, name)
+			stale := path + ".tmp-12345"
+			require.NoError(t, os.WriteFile(stale, []byte("half a save"), 0o600))
+			other := filepath.Join(dir, lookalike+".tmp-1")
+			require.NoError(t, os.WriteFile(other, nil, 0o600))
+			e, err := presence.Open(path)
+			require.NoError(t, err)
+			require.NoError(t, e.Close())
+			assert.NoFileExists(t, stale, name)
+			assert.FileExists(t, other, name)
+		}
 	})
 }
 
