@@ -263,6 +263,14 @@ func TestAnonymousCookie(t *testing.T) {
 	_, ok = guests.Get("../../etc/passwd")
 	assert.False(t, ok)
 	assert.Equal(t, 2, guests.Len())
+
+	// A well-formed ID with more after it is replaced too.
+	r = httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(&http.Cookie{Name: "visitor", Value: c.Value + "AAAA"})
+	w = serve(h, r)
+	require.Len(t, w.Result().Cookies(), 1)
+	assert.Len(t, w.Result().Cookies()[0].Value, 22)
+	assert.Equal(t, 3, guests.Len())
 }
 
 func TestAnonymousFloodStaysAtCap(t *testing.T) {

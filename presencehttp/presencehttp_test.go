@@ -260,5 +260,20 @@ func TestHistory(t *testing.T) {
 	for _, p := range points {
 		assert.Contains(t, p, "count")
 	}
+
+	// Oldest first once the ring has wrapped: one more user online before
+	// each sample.
+	grows := presence.New()
+	hist = presencehttp.NewHistory(presencehttp.Engine(grows), 5*time.Minute, 10*time.Second, 3)
+	for i := range 5 {
+		grows.Touch(fmt.Sprint("user-", i))
+		require.NoError(t, hist.Sample(ctx))
+	}
+	var counts []int
+	for _, p := range hist.Points() {
+		counts = append(counts, p.Count)
+	}
+	assert.Equal(t, []int{3, 4, 5}, counts)
+
 	assert.Error(t, presencehttp.NewHistory(downQuerier{}, 0, 0, 0).Sample(ctx))
 }
