@@ -45,8 +45,8 @@ func MapCapacity(e *Engine) int { return e.users.Stats().Capacity }
 
 // CheckInvariants checks, on a quiet engine, that the map, the index and the
 // counters agree: every user is in the map and in its shard's tree once,
-// filed under the slot its entry says, and the counters and the user count
-// add up.
+// filed under the slot its entry says, the counters and the user count add
+// up, and no meta outlives its user.
 func CheckInvariants(e *Engine) error {
 	inTrees := 0
 	for i, s := range e.shards {
@@ -81,6 +81,16 @@ func CheckInvariants(e *Engine) error {
 	m := e.users.Size()
 	if m != inTrees || m != e.held() {
 		return fmt.Errorf("map holds %d users, trees %d, count %d", m, inTrees, e.held())
+	}
+	var orphan error
+	e.metas.Range(func(id, _ string) bool {
+		if _, ok := e.users.Load(id); !ok {
+			orphan = fmt.Errorf("meta for %q, whom the engine does not hold", id)
+		}
+		return orphan == nil
+	})
+	if orphan != nil {
+		return orphan
 	}
 	want := int64(0) // without a cap nothing reserves
 	if e.maxUsers > 0 {

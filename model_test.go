@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -366,6 +367,40 @@ func TestConcurrentAgainstModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	checkAll(t, e, ref, clk.ns.Load(), rng, false)
 	require.NoError(t, presence.CheckInvariants(e))
+}
+
+// TestMetaNeverOutlivesItsUser races SetMeta against Forget, round after
+// round: one goroutine sets a user's meta again and again while another
+// forgets the user. Meta set while the user is being forgotten must go with
+// it, never stay behind for a user the engine no longer holds.
+func TestMetaNeverOutlivesItsUser(t *testing.T) {
+	e := presence.New(presence.WithShards(2))
+	for round := range 2000 {
+		id := fmt.Sprint("u", round%7)
+		e.TouchAt(id, t0)
+		forgotten := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-forgotten:
+					return
+				default:
+					e.SetMeta(id, fmt.Sprint("m", i))
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			defer close(forgotten)
+			runtime.Gosched()
+			assert.True(t, e.Forget(id))
+		}()
+		wg.Wait()
+		require.NoError(t, presence.CheckInvariants(e), "round %d", round)
+	}
 }
 
 // TestConcurrentChurnKeepsInvariants runs every kind of write at once on a
