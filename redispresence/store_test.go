@@ -176,6 +176,36 @@ func TestPagingEveryUserOnce(t *testing.T) {
 	assert.ErrorIs(t, err, presencehttp.ErrBadCursor)
 }
 
+// TestPagingEndsWithTheLastUser: the page that returns the last user
+// returns no cursor, also when it is full, so a walk never asks for an
+// empty page.
+func TestPagingEndsWithTheLastUser(t *testing.T) {
+	_, rdb := connect(t)
+	ctx := context.Background()
+	for _, n := range []int{1, 5, 6, 7} {
+		s := newStore(t, rdb, redispresence.WithPrefix(fmt.Sprint("last", n)), redispresence.WithKeys(3))
+		for i := range n {
+			s.TouchAt(fmt.Sprint("user-", i), t0.Add(time.Duration(i)*time.Second))
+		}
+		require.NoError(t, s.Flush(ctx))
+		var sizes []int
+		for cur := ""; ; {
+			page, next, err := s.Page(ctx, t0, cur, 3)
+			require.NoError(t, err)
+			sizes = append(sizes, len(page))
+			if next == "" {
+				break
+			}
+			cur = next
+		}
+		want := []int{}
+		for left := n; left > 0; left -= 3 {
+			want = append(want, min(left, 3))
+		}
+		assert.Equal(t, want, sizes, "%d users, pages of 3", n)
+	}
+}
+
 func TestCoalescing(t *testing.T) {
 	_, rdb := connect(t)
 	s := newStore(t, rdb)
