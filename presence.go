@@ -68,7 +68,8 @@ func WithResolution(d time.Duration) Option { return func(c *config) { c.resolut
 // older than the slot of now minus d. Zero (the default) or a negative d
 // keeps users until Forget, Prune or eviction.
 // Expired users vanish from every query at once; their memory is reclaimed a
-// few at a time by later index moves, or at once by [Engine.Prune].
+// few at a time by later inserts and index moves, or at once by
+// [Engine.Prune].
 func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
 
 // WithMaxUsers caps the number of users held. A new user beyond the cap
