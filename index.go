@@ -273,7 +273,8 @@ const (
 )
 
 // unixNano converts t, reporting false for the zero time and for times
-// outside [minNano, maxNano].
+// whose second is not strictly between those of minNano and maxNano: every
+// time it accepts lies in [minNano, maxNano].
 func unixNano(t time.Time) (int64, bool) {
 	if t.IsZero() {
 		return 0, false

@@ -53,3 +53,30 @@ func TestLayoutKeys(t *testing.T) {
 			"bounds for everything enclose every key at %v", res)
 	}
 }
+
+// TestUnixNanoBounds pins the first and last accepted times: the seconds
+// of minNano and maxNano themselves are refused, so no accepted time, with
+// any nanoseconds, leaves [minNano, maxNano].
+func TestUnixNanoBounds(t *testing.T) {
+	const sec = int64(time.Second)
+	for _, tc := range []struct {
+		t  time.Time
+		ok bool
+	}{
+		{time.Unix(minNano/sec, sec-1), false},
+		{time.Unix(minNano/sec+1, 0), true},
+		{time.Unix(maxNano/sec-1, sec-1), true},
+		{time.Unix(maxNano/sec, 0), false},
+	} {
+		ns, ok := unixNano(tc.t)
+		require.Equal(t, tc.ok, ok, "%v", tc.t)
+		if ok {
+			assert.Equal(t, tc.t.UnixNano(), ns)
+			assert.True(t, minNano <= ns && ns <= maxNano, "%v", tc.t)
+		}
+		e := New()
+		e.TouchAt("u", tc.t)
+		_, held := e.Get("u")
+		assert.Equal(t, tc.ok, held, "%v", tc.t)
+	}
+}
