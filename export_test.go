@@ -11,6 +11,10 @@ import (
 // ItemSize is the size of one index item; TestItemLayout pins it.
 const ItemSize = unsafe.Sizeof(item{})
 
+// RingSlots is how many slots the counters of an engine without retention
+// hold: the oldest is RingSlots-1 behind the newest.
+const RingSlots = maxHorizon
+
 // CompareFiled orders two users in one slot as the engine's index does,
 // given when each was filed under it: -1, 0 or +1. The reference model
 // keeps filing times of its own.

@@ -440,15 +440,15 @@ func TestWindowPastIndexHorizon(t *testing.T) {
 	assert.Equal(t, 301, e.CountSince(t0.Add(300*time.Second)))
 }
 
-// TestCountsAtRingEdge counts around the oldest slot the counters still
-// hold (1<<17 slots behind the newest, at 1ms: 131.072s): users filed
-// exactly at it, one before and one after, filed before and after the
-// newest user moved the ring, then forgotten one by one. Every count from
-// every slot nearby must match a plain count of the users' slots.
+// TestCountsAtRingEdge counts around the edge of the counters' ring, which
+// holds the newest slot and the RingSlots-1 before it (at 1ms, 131s): users
+// in the first slot outside the ring and two slots either side of it,
+// filed before and after the newest user moved the ring, then forgotten one
+// by one. Every count from every slot nearby must match a plain count of
+// the users' slots.
 func TestCountsAtRingEdge(t *testing.T) {
-	const horizon = 1 << 17 // slots, as the engine sizes its ring without retention
 	head := t0.Add(200 * time.Second)
-	edge := head.Add(-horizon * time.Millisecond) // the slot that just left the ring
+	edge := head.Add(-presence.RingSlots * time.Millisecond) // the slot that just left the ring
 	for _, headFirst := range []bool{true, false} {
 		e := presence.New(presence.WithResolution(time.Millisecond), presence.WithShards(1))
 		want := map[string]time.Time{}
