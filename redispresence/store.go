@@ -482,6 +482,9 @@ func (c cursor) String() string {
 // colon and an ID.
 const maxCursorLen = 20 + 1 + presence.MaxIDLen
 
+// errNotCursor is what Page says of any text it did not hand out.
+var errNotCursor = fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
+
 func parseCursor(s string) (cursor, bool, error) {
 	if s == "" {
 		return cursor{}, false, nil
@@ -489,16 +492,16 @@ func parseCursor(s string) (cursor, bool, error) {
 	// Checked before decoding, so that a long one allocates nothing in
 	// proportion to its length.
 	if len(s) > base64.RawURLEncoding.EncodedLen(maxCursorLen) {
-		return cursor{}, false, fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
+		return cursor{}, false, errNotCursor
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return cursor{}, false, fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
+		return cursor{}, false, errNotCursor
 	}
 	num, member, ok := strings.Cut(string(raw), ":")
 	score, err := strconv.ParseInt(num, 10, 64)
 	if !ok || err != nil || member == "" || len(member) > presence.MaxIDLen {
-		return cursor{}, false, fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
+		return cursor{}, false, errNotCursor
 	}
 	return cursor{score, member}, true, nil
 }
