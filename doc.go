@@ -77,8 +77,11 @@
 // [Stats]. Meta is at most [MaxMetaLen] bytes. Times that are zero or
 // outside the years 1678 to 2262 are ignored. [WithMaxUsers] caps memory:
 // a new user beyond the cap evicts the least recently seen. [WithRetention]
-// forgets idle users: they leave every query at once, and their memory is
-// reclaimed a few at a time by later writes, or at once by [Engine.Prune].
+// forgets idle users, counting from the engine's clock: they leave every
+// query at once, and their memory is reclaimed a few at a time by later
+// writes, or at once by [Engine.Prune]. An expired user is gone as if
+// forgotten even before that: SetMeta and Forget do not know it, and a Touch
+// brings it back as a new user without its meta.
 //
 // # Caveats
 //

@@ -66,9 +66,12 @@ func WithResolution(d time.Duration) Option { return func(c *config) { c.resolut
 // WithRetention makes the engine forget users idle for longer than d, to
 // the resolution: a user stays while the slot of its last-seen time is no
 // older than the slot of now minus d. Zero (the default) or a negative d
-// keeps users until Forget, Prune or eviction.
-// Expired users vanish from every query at once; their memory is reclaimed a
-// few at a time by later inserts and index moves, or at once by
+// keeps users until Forget, Prune or eviction. Retention counts from the
+// engine's clock, not from the newest time TouchAt was given.
+// Expired users vanish from every query at once, and are gone as if
+// forgotten: SetMeta and Forget return false for them, and a later Touch
+// brings one back as a new user, without its meta. Their memory is
+// reclaimed a few at a time by later inserts and index moves, or at once by
 // [Engine.Prune].
 func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
 
@@ -196,7 +199,8 @@ func (e *Engine) Touch(id string) {
 		e.rejectedIDs.Add(1)
 		return
 	}
-	e.touch(id, e.now().UnixNano())
+	ns := e.now().UnixNano()
+	e.touch(id, ns, ns)
 }
 
 // TouchAt records activity by id at the given time. The last-seen time never
@@ -208,19 +212,20 @@ func (e *Engine) TouchAt(id string, at time.Time) {
 		return
 	}
 	if ns, ok := unixNano(at); ok {
-		e.touch(id, ns)
+		e.touch(id, ns, unread)
 	}
 }
 
 // touch is the hot path. For a known user in the same slot it is one map
-// probe, one CAS and one load: no lock, no allocation.
-func (e *Engine) touch(id string, ns int64) {
+// probe, one CAS and one load: no lock, no allocation. now is the clock's
+// reading, or unread (see clock).
+func (e *Engine) touch(id string, ns, now int64) {
 	ent, ok := e.users.Load(id)
 	if !ok {
-		e.insert(id, ns)
+		e.insert(id, ns, now)
 		return
 	}
-	e.raise(ent, id, ns)
+	e.raise(ent, id, ns, now)
 }
 
 // markDirty notes a change for the saver. It reads before it writes: a
@@ -234,7 +239,7 @@ func (e *Engine) markDirty() {
 
 // raise moves a known user's last-seen time up to ns, and its index entry
 // along if the slot changed.
-func (e *Engine) raise(ent *entry, id string, ns int64) {
+func (e *Engine) raise(ent *entry, id string, ns, now int64) {
 	for {
 		old := ent.lastSeen.Load()
 		if ns <= old {
@@ -250,27 +255,40 @@ func (e *Engine) raise(ent *entry, id string, ns int64) {
 	if f := ent.filed.Load(); f != removedKey && ns < e.lay.end(f) {
 		return
 	}
-	e.move(ent, id, ns)
+	e.move(ent, id, ns, now)
 }
 
 // move files ent under the slot of its current last-seen time. Whoever raises
 // lastSeen last checks filed after its CAS, and filed is only written under
 // the lock from a fresh load of lastSeen, so once touches stop every entry
 // sits in the slot of its final time.
-func (e *Engine) move(ent *entry, id string, ns int64) {
+//
+// A user filed in a slot that has expired is gone, as if forgotten, even if
+// no write has reclaimed it yet: move removes it and inserts it anew, so
+// that it comes back without its old meta, as a user Forget removed would.
+func (e *Engine) move(ent *entry, id string, ns, now int64) {
+	now = e.clock(now)
+	floor := e.floor(now)
 	s := e.shardOf(id)
 	s.mu.Lock()
 	if ent.filed.Load() == removedKey { // forgotten, pruned or evicted meanwhile
 		s.mu.Unlock()
-		e.insert(id, ns)
+		e.insert(id, ns, now)
 		return
 	}
-	old, now := itemOf(ent), ent.lastSeen.Load()
-	if slotOf(now, e.lay.res) != e.lay.slot(old) {
+	old, ls := itemOf(ent), ent.lastSeen.Load()
+	if e.lay.slot(old) < floor {
+		e.drop(s, old)
+		s.expired++
+		s.mu.Unlock()
+		e.insert(id, ls, now)
+		return
+	}
+	if slotOf(ls, e.lay.res) != e.lay.slot(old) {
 		s.unfile(old)
-		s.add(ent, len(id), now)
+		s.add(ent, len(id), ls)
 		s.moved++
-		e.expire(s)
+		e.expire(s, floor)
 	}
 	s.mu.Unlock()
 }
@@ -278,7 +296,8 @@ func (e *Engine) move(ent *entry, id string, ns int64) {
 // insert adds a user not found in the map. If another goroutine added it
 // meanwhile, insert raises it instead and returns its time before that and
 // true.
-func (e *Engine) insert(id string, ns int64) (old int64, known bool) {
+func (e *Engine) insert(id string, ns, now int64) (old int64, known bool) {
+	now = e.clock(now)
 	reserved := e.maxUsers > 0
 	if reserved {
 		e.reserve()
@@ -291,7 +310,7 @@ func (e *Engine) insert(id string, ns int64) (old int64, known bool) {
 			e.n.Add(-1)
 		}
 		old = ent.lastSeen.Load()
-		e.raise(ent, id, ns)
+		e.raise(ent, id, ns, now)
 		return old, true
 	}
 	// A copy: the caller's string may point into a large request buffer.
@@ -303,7 +322,7 @@ func (e *Engine) insert(id string, ns int64) (old int64, known bool) {
 	s.inserted++
 	s.held.Add(1)
 	e.markDirty()
-	e.expire(s)
+	e.expire(s, e.floor(now))
 	s.mu.Unlock()
 	return 0, false
 }
@@ -367,16 +386,19 @@ func (e *Engine) drop(s *shard, it item) {
 	e.markDirty()
 }
 
-// expire removes a few users of s that retention has expired, counting from
-// the newest slot s has seen. Has to be called with the lock of s held.
-func (e *Engine) expire(s *shard) {
+// expire removes a few users of s filed before slot floor, which retention
+// has expired. Has to be called with the lock of s held.
+//
+// floor comes from the clock, as the queries' does, not from the newest time
+// the shard was given: one TouchAt far ahead of the clock must not expire
+// the users the clock still calls recent.
+func (e *Engine) expire(s *shard, floor int64) {
 	if e.retention == 0 {
 		return
 	}
-	cutoff := slotOf(s.counts.head*e.lay.res-e.retention, e.lay.res)
 	for range expireBudget {
 		it, ok := s.tree.Min()
-		if !ok || e.lay.slot(it) >= cutoff {
+		if !ok || e.lay.slot(it) >= floor {
 			return
 		}
 		e.drop(s, it)
@@ -393,23 +415,62 @@ func (e *Engine) floor(ns int64) int64 {
 	return slotOf(ns-e.retention, e.lay.res)
 }
 
+// unread stands for a clock not read yet. Touch passes the time it read
+// down to the paths that need the clock (a move, an insert, SetMeta under
+// retention); TouchAt and SetMeta pass unread, and the clock is read there,
+// once, only if retention needs it, so that fast paths never call it.
+const unread = math.MaxInt64
+
+// clock returns now, or, if now is unread and retention is on, the clock's
+// reading. (Without retention, floor ignores the time.)
+func (e *Engine) clock(now int64) int64 {
+	if now == unread && e.retention != 0 {
+		return e.now().UnixNano()
+	}
+	return now
+}
+
+// floorNow returns the oldest slot a query may see now.
+func (e *Engine) floorNow() int64 { return e.floor(e.clock(unread)) }
+
 // SetMeta attaches meta (for example a client IP or user agent) to a known
 // user; the empty string removes it. It returns false if the user is unknown
-// or meta is longer than [MaxMetaLen]. Setting the meta a user already has
-// takes no lock and allocates nothing; a change takes the user's shard lock,
-// so meta never outlives its user.
+// (or expired) or meta is longer than [MaxMetaLen]. Setting the meta a user
+// already has takes no lock and allocates nothing (with retention on, it
+// reads the clock); a change takes the user's shard lock, so meta never
+// outlives its user.
 func (e *Engine) SetMeta(id, meta string) bool {
+	return e.setMeta(id, meta, unread)
+}
+
+// setMeta is SetMeta with the clock's reading, or unread.
+func (e *Engine) setMeta(id, meta string, now int64) bool {
 	if len(meta) > MaxMetaLen {
 		return false
 	}
 	if cur, ok := e.metas.Load(id); ok && cur == meta {
-		return true
+		if e.retention == 0 {
+			return true
+		}
+		// Known by its index slot, as under the lock below: a user that
+		// expired and is being touched again has a new time but has not
+		// yet been re-inserted without its meta.
+		now = e.clock(now)
+		if ent, ok := e.users.Load(id); ok && e.lay.slot(itemOf(ent)) >= e.floor(now) {
+			return true
+		}
 	}
+	floor := e.floor(e.clock(now))
 	s := e.shardOf(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ent, ok := e.users.Load(id)
 	if !ok {
+		return false
+	}
+	if it := itemOf(ent); e.lay.slot(it) < floor { // expired: gone, as if forgotten
+		e.drop(s, it)
+		s.expired++
 		return false
 	}
 	if meta == "" {
@@ -429,7 +490,7 @@ func (e *Engine) Get(id string) (Activity, bool) {
 		return Activity{}, false
 	}
 	ls := ent.lastSeen.Load()
-	if e.retention > 0 && slotOf(ls, e.lay.res) < e.floor(e.now().UnixNano()) {
+	if slotOf(ls, e.lay.res) < e.floorNow() {
 		return Activity{}, false
 	}
 	return e.activity(id, ls), true
@@ -457,7 +518,7 @@ func (e *Engine) Len() int {
 	if e.retention == 0 {
 		return e.held()
 	}
-	return min(e.countFrom(e.floor(e.now().UnixNano())), e.held())
+	return min(e.countFrom(e.floorNow()), e.held())
 }
 
 // held returns the number of users the shards hold, expired ones included
@@ -491,7 +552,7 @@ func (e *Engine) CountSince(t time.Time) int {
 		from = slotOf(ns, e.lay.res)
 	}
 	if e.retention > 0 {
-		from = max(from, e.floor(e.now().UnixNano()))
+		from = max(from, e.floorNow())
 	}
 	return e.countFrom(from)
 }
@@ -541,7 +602,7 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 		w.from = slotOf(ns, e.lay.res)
 	}
 	if e.retention > 0 {
-		w.from = max(w.from, e.floor(e.now().UnixNano()))
+		w.from = max(w.from, e.floorNow())
 	}
 	if after.set {
 		w.after, w.has = item{key: after.key, ent: newEntry(after.id)}, true
@@ -594,8 +655,10 @@ func (e *Engine) Since(t time.Time) iter.Seq[Activity] {
 	}
 }
 
-// Forget removes a user. It returns false if the user was unknown.
+// Forget removes a user. It returns false if the user was unknown or had
+// expired.
 func (e *Engine) Forget(id string) bool {
+	floor := e.floorNow()
 	s := e.shardOf(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -603,19 +666,25 @@ func (e *Engine) Forget(id string) bool {
 	if !ok {
 		return false
 	}
-	e.drop(s, itemOf(ent))
+	it := itemOf(ent)
+	e.drop(s, it)
+	if e.lay.slot(it) < floor { // gone already
+		s.expired++
+		return false
+	}
 	s.forgotten++
 	return true
 }
 
 // Prune removes every user last seen before t and returns how many it
-// removed. It holds each shard's lock for at most a batch of removals at a
-// time.
+// removed, not counting users that had expired. It holds each shard's lock
+// for at most a batch of removals at a time.
 func (e *Engine) Prune(t time.Time) int {
 	ns, ok := unixNano(t)
 	if !ok {
 		return 0
 	}
+	floor := e.floorNow()
 	limit := e.lay.bound(slotOf(ns, e.lay.res) + 1)
 	removed := 0
 	batch := make([]item, 0, pruneBatch)
@@ -631,10 +700,14 @@ func (e *Engine) Prune(t time.Time) int {
 			})
 			for _, it := range batch {
 				e.drop(s, it)
+				if e.lay.slot(it) < floor {
+					s.expired++
+				} else {
+					s.pruned++
+					removed++
+				}
 			}
-			s.pruned += uint64(len(batch))
 			s.mu.Unlock()
-			removed += len(batch)
 			if len(batch) < pruneBatch {
 				break
 			}
@@ -650,7 +723,7 @@ type Stats struct {
 	Inserted    uint64 // users added
 	Moved       uint64 // index moves: a known user's time entered a new slot
 	Evicted     uint64 // users removed to stay within WithMaxUsers
-	Expired     uint64 // users removed by WithRetention
+	Expired     uint64 // expired users removed (by any write, Forget and Prune included)
 	Forgotten   uint64 // users removed by Forget
 	Pruned      uint64 // users removed by Prune
 	RejectedIDs uint64 // Touch calls with an empty or too long ID

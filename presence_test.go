@@ -227,6 +227,56 @@ func TestRetention(t *testing.T) {
 	assert.Equal(t, uint64(1), e.Stats().Expired)
 }
 
+// TestRetentionFollowsTheClock: retention counts from the engine's clock, not
+// from the newest time it was given. A TouchAt an hour ahead (a peer's
+// clock, a snapshot from a node whose clock runs fast) must not expire the
+// users that the clock says are recent, nor the ones touched after it.
+func TestRetentionFollowsTheClock(t *testing.T) {
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithRetention(10*time.Minute), presence.WithShards(1))
+	e.Touch("a")
+	e.TouchAt("ahead", clk.Now().Add(time.Hour))
+	e.Touch("b")
+	for _, id := range []string{"a", "ahead", "b"} {
+		_, ok := e.Get(id)
+		assert.True(t, ok, id)
+	}
+	assert.Equal(t, 3, e.Len())
+	assert.Zero(t, e.Stats().Expired)
+
+	clk.Advance(11 * time.Minute) // a and b expire; ahead does not
+	e.Touch("c")                  // an insert reclaims what has expired
+	assert.Equal(t, []string{"ahead", "c"}, ids(e.Recent(2*time.Hour, 0)))
+	assert.Equal(t, uint64(2), e.Stats().Expired)
+}
+
+// TestExpiredIsForgotten: a user that has expired is gone, as if forgotten,
+// whether or not its memory has been reclaimed yet: SetMeta and Forget do
+// not know it, Prune does not count it, and touched again it comes back as
+// a new user without its old meta.
+func TestExpiredIsForgotten(t *testing.T) {
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithRetention(time.Minute), presence.WithShards(1))
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		if id == "d" {
+			clk.Advance(10 * time.Second) // d is out of the Prune below
+		}
+		e.Touch(id)
+		require.True(t, e.SetMeta(id, "meta of "+id))
+	}
+	clk.Advance(2 * time.Minute) // all five expire; no write has reclaimed them
+	assert.False(t, e.SetMeta("a", "new"), "SetMeta of an expired user")
+	assert.False(t, e.SetMeta("b", "meta of b"), "SetMeta of an expired user, same meta")
+	assert.False(t, e.Forget("c"), "Forget of an expired user")
+	assert.Zero(t, e.Prune(t0.Add(5*time.Second)), "Prune counts only users that had not expired")
+	e.Touch("d")
+	d, ok := e.Get("d")
+	require.True(t, ok)
+	assert.Empty(t, d.Meta, "a returning user is a new user")
+	assert.Equal(t, 1, e.Len())
+	assert.Equal(t, uint64(5), e.Stats().Expired)
+}
+
 func TestMaxUsersEvictsLeastRecent(t *testing.T) {
 	e := presence.New(presence.WithMaxUsers(3))
 	e.TouchAt("a", t0)

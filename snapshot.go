@@ -107,7 +107,7 @@ func (e *Engine) WriteTo(w io.Writer) (int64, error) {
 		clones[i] = s.tree.Clone()
 		s.mu.Unlock()
 	}
-	live := e.lay.bound(e.floor(e.now().UnixNano()))
+	live := e.lay.bound(e.floorNow())
 	sw := newSnapWriter(w)
 	withMeta := e.metas.Size() > 0 // a map probe per user is worth skipping
 	var batch [writeBatch]item
@@ -280,7 +280,8 @@ func (e *Engine) merge(f *snapFile) {
 	// Records retention has expired are passed over. The clock is read
 	// once: read per record, it cost a merge of millions about a tenth of
 	// its time.
-	floor := e.floor(e.now().UnixNano())
+	now := e.clock(unread)
+	floor := e.floor(now)
 	if e.maxUsers > 0 && uint64(e.held())+f.total > uint64(e.maxUsers) {
 		// The file may not fit under the cap: newest first, so the cap
 		// keeps the newest users rather than evicting them for older ones
@@ -297,7 +298,7 @@ func (e *Engine) merge(f *snapFile) {
 					break // full of users as recent as every record left
 				}
 			}
-			e.mergeOne(rec, ent, known) // evicts the least recently seen if full
+			e.mergeOne(rec, ent, known, now) // evicts the least recently seen if full
 		}
 		return
 	}
@@ -319,7 +320,7 @@ func (e *Engine) merge(f *snapFile) {
 					batch[i].ent, batch[i].known = e.users.Load(batch[i].rec.id)
 				}
 				for _, p := range batch[:n] {
-					e.mergeOne(p.rec, p.ent, p.known)
+					e.mergeOne(p.rec, p.ent, p.known, now)
 				}
 				n = 0
 			}
@@ -435,25 +436,25 @@ func (e *Engine) oldestSlot() (int64, bool) {
 // mergeOne merges one record: the newer time wins, and its meta with it.
 // ent and known are what the map held for the ID a moment ago: a user added
 // since is found by insert, and one removed since is re-inserted by raise.
-func (e *Engine) mergeOne(rec snapRecord, ent *entry, known bool) {
+func (e *Engine) mergeOne(rec snapRecord, ent *entry, known bool, now int64) {
 	var old int64
 	if known {
 		old = ent.lastSeen.Load()
-		e.raise(ent, rec.id, rec.ns)
+		e.raise(ent, rec.id, rec.ns, now)
 	} else {
-		old, known = e.insert(rec.id, rec.ns)
+		old, known = e.insert(rec.id, rec.ns, now)
 	}
 	e.markDirty()
 	switch {
 	case !known:
 		if rec.meta != "" {
-			e.SetMeta(rec.id, rec.meta)
+			e.setMeta(rec.id, rec.meta, now)
 		}
 	case rec.ns > old:
-		e.SetMeta(rec.id, rec.meta) // the newer record's meta wins, even ""
+		e.setMeta(rec.id, rec.meta, now) // the newer record's meta wins, even ""
 	case rec.ns == old:
 		if cur, _ := e.metas.Load(rec.id); rec.meta > cur {
-			e.SetMeta(rec.id, rec.meta) // a tie: the larger meta, in any order
+			e.setMeta(rec.id, rec.meta, now) // a tie: the larger meta, in any order
 		}
 	}
 }
