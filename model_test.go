@@ -175,23 +175,84 @@ func checkAll(t *testing.T, e *presence.Engine, m *model, now int64, rng *rand.R
 	}
 }
 
+// modelOp is one step of a run against the model.
+type modelOp struct {
+	kind opKind
+	id   string
+	d    time.Duration // opTouchAt: from now (negative: the past); opPrune: back from now; opAdvance: forward
+	meta string
+}
+
+type opKind uint8
+
+const (
+	opTouch opKind = iota
+	opTouchAt
+	opSetMeta
+	opForget
+	opPrune
+	opAdvance
+	opKinds
+)
+
+// apply does op to the engine and the model, and checks what the engine
+// returns.
+func apply(t *testing.T, e *presence.Engine, m *model, clk *fakeClock, op modelOp) {
+	t.Helper()
+	now := clk.ns.Load()
+	switch op.kind {
+	case opTouch:
+		e.Touch(op.id)
+		m.touch(op.id, now, now)
+	case opTouchAt:
+		at := now + int64(op.d)
+		e.TouchAt(op.id, time.Unix(0, at))
+		m.touch(op.id, at, now)
+	case opSetMeta: // an expired user is unknown, reclaimed yet or not
+		u, ok := m.users[op.id]
+		ok = ok && m.visible(u, math.MinInt64, now)
+		require.Equal(t, ok, e.SetMeta(op.id, op.meta), "SetMeta(%s)", op.id)
+		if ok {
+			u.meta = op.meta
+		}
+	case opForget:
+		u, ok := m.users[op.id]
+		ok = ok && m.visible(u, math.MinInt64, now)
+		require.Equal(t, ok, e.Forget(op.id), "Forget(%s)", op.id)
+		delete(m.users, op.id)
+	case opPrune: // counts the users it removes that had not expired
+		before := now - int64(op.d)
+		want := 0
+		for id, u := range m.users {
+			if u.ls < before {
+				if m.visible(u, math.MinInt64, now) {
+					want++
+				}
+				delete(m.users, id)
+			}
+		}
+		require.Equal(t, want, e.Prune(time.Unix(0, before)), "Prune(now-%v)", op.d)
+	case opAdvance:
+		clk.Advance(op.d)
+	}
+}
+
 func TestAgainstModel(t *testing.T) {
 	cases := []struct {
-		shards     int
-		res        time.Duration
-		retention  time.Duration
-		step       time.Duration // how far the clock moves per operation, at most
-		ops        int
-		seed       uint64
-		withMaxCap bool
+		shards    int
+		res       time.Duration
+		retention time.Duration
+		step      time.Duration // how far the clock moves per operation, at most
+		ops       int
+		seed      uint64
 	}{
-		{1, time.Second, 0, 2 * time.Second, 3000, 1, false},
-		{4, time.Second, 0, 30 * time.Second, 3000, 2, false},
-		{8, time.Millisecond, 0, 100 * time.Millisecond, 3000, 3, false}, // crosses the counters' horizon
-		{16, time.Minute, 0, 10 * time.Second, 3000, 4, false},
-		{2, 10 * time.Millisecond, 0, time.Minute, 2000, 5, false}, // jumps past the whole ring
-		{4, time.Second, 20 * time.Minute, 20 * time.Second, 4000, 6, false},
-		{1, time.Millisecond, time.Second, 50 * time.Millisecond, 3000, 7, false},
+		{1, time.Second, 0, 2 * time.Second, 3000, 1},
+		{4, time.Second, 0, 30 * time.Second, 3000, 2},
+		{8, time.Millisecond, 0, 100 * time.Millisecond, 3000, 3}, // crosses the counters' horizon
+		{16, time.Minute, 0, 10 * time.Second, 3000, 4},
+		{2, 10 * time.Millisecond, 0, time.Minute, 2000, 5}, // jumps past the whole ring
+		{4, time.Second, 20 * time.Minute, 20 * time.Second, 4000, 6},
+		{1, time.Millisecond, time.Second, 50 * time.Millisecond, 3000, 7},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("shards=%d/res=%v/ret=%v", tc.shards, tc.res, tc.retention), func(t *testing.T) {
@@ -201,50 +262,27 @@ func TestAgainstModel(t *testing.T) {
 				presence.WithResolution(tc.res), presence.WithRetention(tc.retention))
 			m := newModel(tc.res, tc.retention)
 			m.inSlot = filedBy(e)
-			for op := range tc.ops {
-				now := clk.ns.Load()
-				id := fmt.Sprint("u", rng.IntN(500))
+			for i := range tc.ops {
+				op := modelOp{id: fmt.Sprint("u", rng.IntN(500))}
 				switch r := rng.IntN(100); {
 				case r < 50:
-					e.Touch(id)
-					m.touch(id, now, now)
-				case r < 75: // a time in the past, possibly older than the user's, or one ahead of the clock
-					at := now - rng.Int64N(int64(2*time.Hour))
-					if r < 54 {
-						at = now + rng.Int64N(int64(time.Hour))
-					}
-					e.TouchAt(id, time.Unix(0, at))
-					m.touch(id, at, now)
-				case r < 82: // an expired user is unknown, reclaimed yet or not
-					meta := fmt.Sprint("m", rng.IntN(3))
-					u, ok := m.users[id]
-					ok = ok && m.visible(u, math.MinInt64, now)
-					require.Equal(t, ok, e.SetMeta(id, meta), "SetMeta(%s)", id)
-					if ok {
-						u.meta = meta
-					}
+					op.kind = opTouch
+				case r < 54: // ahead of the clock
+					op.kind, op.d = opTouchAt, time.Duration(rng.Int64N(int64(time.Hour)))
+				case r < 75: // in the past, possibly older than the user's time
+					op.kind, op.d = opTouchAt, -time.Duration(rng.Int64N(int64(2*time.Hour)))
+				case r < 82:
+					op.kind, op.meta = opSetMeta, fmt.Sprint("m", rng.IntN(3))
 				case r < 88:
-					u, ok := m.users[id]
-					ok = ok && m.visible(u, math.MinInt64, now)
-					require.Equal(t, ok, e.Forget(id), "Forget(%s)", id)
-					delete(m.users, id)
-				case r < 90: // counts the users it removes that had not expired
-					before := now - rng.Int64N(int64(time.Hour))
-					want := 0
-					for id, u := range m.users {
-						if u.ls < before {
-							if m.visible(u, math.MinInt64, now) {
-								want++
-							}
-							delete(m.users, id)
-						}
-					}
-					require.Equal(t, want, e.Prune(time.Unix(0, before)), "Prune")
+					op.kind = opForget
+				case r < 90:
+					op.kind, op.d = opPrune, time.Duration(rng.Int64N(int64(time.Hour)))
 				default:
-					clk.Advance(time.Duration(rng.Int64N(int64(tc.step) * 20)))
+					op.kind, op.d = opAdvance, time.Duration(rng.Int64N(int64(tc.step)*20))
 				}
+				apply(t, e, m, clk, op)
 				clk.Advance(time.Duration(rng.Int64N(int64(tc.step))))
-				if op%50 == 0 {
+				if i%50 == 0 {
 					checkAll(t, e, m, clk.ns.Load(), rng, true)
 				}
 			}
@@ -252,6 +290,48 @@ func TestAgainstModel(t *testing.T) {
 			require.NoError(t, presence.CheckInvariants(e))
 		})
 	}
+}
+
+// FuzzAgainstModel runs the operations its input spells against the engine
+// and the model. The first byte picks the shards, the resolution and the
+// retention; then every three bytes are one operation: its kind, its user
+// (of 32) and an amount, in quarters of the resolution (squared for clock
+// advances, which reach past the counters' 4,096-slot ring). The engine must
+// answer every query exactly as the model does, after every operation.
+func FuzzAgainstModel(f *testing.F) {
+	f.Add([]byte{0x00, 0, 1, 0, 5, 1, 9, 0, 2, 4})
+	f.Add([]byte{0x1b, 0, 1, 0, 5, 1, 200, 3, 1, 0, 2, 2, 7, 4, 1, 9, 0, 3, 1})
+	f.Add([]byte{0x35, 0, 1, 0, 0, 2, 0, 1, 3, 250, 5, 0, 255, 0, 2, 0, 2, 1, 1, 6, 4, 60, 3, 3, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) == 0 || len(in) > 1+3*100 {
+			return
+		}
+		res := []time.Duration{time.Millisecond, time.Second, time.Minute, 10 * time.Millisecond}[in[0]>>2&3]
+		retention := []time.Duration{0, 4 * res, 100 * res, 5000 * res}[in[0]>>4&3]
+		clk := newClock()
+		e := presence.New(presence.WithClock(clk.Now), presence.WithShards(1<<(in[0]&3)),
+			presence.WithResolution(res), presence.WithRetention(retention))
+		m := newModel(res, retention)
+		m.inSlot = filedBy(e)
+		rng := rand.New(rand.NewPCG(uint64(len(in)), uint64(in[0])))
+		for ops := in[1:]; len(ops) >= 3; ops = ops[3:] {
+			arg := time.Duration(ops[2])
+			op := modelOp{kind: opKind(ops[0] % uint8(opKinds)), id: fmt.Sprint("u", ops[1]%32), d: arg * res / 4}
+			switch op.kind {
+			case opTouchAt:
+				if ops[0]&0x80 != 0 {
+					op.d = -op.d
+				}
+			case opSetMeta:
+				op.meta = fmt.Sprint("m", ops[2]%3)
+			case opAdvance:
+				op.d = arg * arg * res / 8
+			}
+			apply(t, e, m, clk, op)
+			checkAll(t, e, m, clk.ns.Load(), rng, true)
+		}
+		require.NoError(t, presence.CheckInvariants(e))
+	})
 }
 
 // TestConcurrentAgainstModel runs writers, queriers and removers at once,
