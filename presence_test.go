@@ -275,6 +275,38 @@ func TestExpiredIsForgotten(t *testing.T) {
 	assert.Empty(t, d.Meta, "a returning user is a new user")
 	assert.Equal(t, 1, e.Len())
 	assert.Equal(t, uint64(5), e.Stats().Expired)
+
+	// The oldest slot still inside the retention has not expired: its user,
+	// touched again, keeps its meta.
+	require.True(t, e.SetMeta("d", "kept"))
+	clk.Advance(time.Minute)
+	e.Touch("d")
+	d, ok = e.Get("d")
+	require.True(t, ok)
+	assert.Equal(t, "kept", d.Meta)
+	assert.Equal(t, uint64(5), e.Stats().Expired)
+}
+
+// TestRetentionFloorSlot: users in the oldest slot still inside the
+// retention have not expired. SetMeta, Forget and Prune know them, and one
+// touched again keeps its meta.
+func TestRetentionFloorSlot(t *testing.T) {
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithRetention(time.Minute), presence.WithShards(1))
+	for _, id := range []string{"p", "q", "r", "s"} {
+		e.Touch(id)
+		require.True(t, e.SetMeta(id, "m"))
+	}
+	clk.Advance(time.Minute) // their slot is now the oldest inside the retention
+	assert.True(t, e.SetMeta("p", "m"), "the same meta")
+	assert.True(t, e.SetMeta("q", "new"))
+	assert.True(t, e.Forget("r"))
+	e.Touch("s")
+	s, ok := e.Get("s")
+	require.True(t, ok)
+	assert.Equal(t, "m", s.Meta)
+	assert.Equal(t, 2, e.Prune(t0.Add(time.Nanosecond)), "p and q")
+	assert.Zero(t, e.Stats().Expired)
 }
 
 func TestMaxUsersEvictsLeastRecent(t *testing.T) {
