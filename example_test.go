@@ -65,3 +65,23 @@ func ExampleEngine_Page() {
 	// [c b]
 	// [a]
 }
+
+func ExampleWithRetention() {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	e := presence.New(presence.WithClock(func() time.Time { return now }),
+		presence.WithRetention(24*time.Hour))
+	e.Touch("alice")
+	e.SetMeta("alice", "203.0.113.7")
+	e.TouchAt("bob", now.Add(-25*time.Hour)) // idle longer than the retention
+	fmt.Println("known:", e.Len())
+
+	now = now.Add(24*time.Hour + time.Second) // alice expires too
+	fmt.Println("known:", e.Len(), "set meta:", e.SetMeta("alice", "198.51.100.1"))
+	e.Touch("alice") // back, as a new user
+	a, _ := e.Get("alice")
+	fmt.Printf("known: %d, meta: %q\n", e.Len(), a.Meta)
+	// Output:
+	// known: 1
+	// known: 0 set meta: false
+	// known: 1, meta: ""
+}
