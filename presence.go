@@ -490,7 +490,7 @@ func (e *Engine) Get(id string) (Activity, bool) {
 		return Activity{}, false
 	}
 	ls := ent.lastSeen.Load()
-	if slotOf(ls, e.lay.res) < e.floorNow() {
+	if e.retention > 0 && slotOf(ls, e.lay.res) < e.floorNow() {
 		return Activity{}, false
 	}
 	return e.activity(id, ls), true
