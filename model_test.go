@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -55,6 +56,17 @@ func (m *model) touch(id string, ns, now int64) {
 			u.filed = ns
 		}
 		u.ls = ns
+	}
+}
+
+// restart is what a snapshot written at now and read back keeps: the users
+// that had not expired, with their meta, each filed at its last-seen time.
+func (m *model) restart(now int64) {
+	for id, u := range m.users {
+		if !m.visible(u, math.MinInt64, now) {
+			delete(m.users, id)
+		}
+		u.filed = u.ls
 	}
 }
 
@@ -192,13 +204,34 @@ const (
 	opForget
 	opPrune
 	opAdvance
+	opRestart
 	opKinds
 )
 
+// modelRun is an engine and the model it must match.
+type modelRun struct {
+	e     *presence.Engine
+	m     *model
+	clk   *fakeClock
+	fresh func() *presence.Engine // a new engine with the run's options
+}
+
+func newModelRun(res, retention time.Duration, shards int) *modelRun {
+	r := &modelRun{m: newModel(res, retention), clk: newClock()}
+	r.fresh = func() *presence.Engine {
+		return presence.New(presence.WithClock(r.clk.Now), presence.WithShards(shards),
+			presence.WithResolution(res), presence.WithRetention(retention))
+	}
+	r.e = r.fresh()
+	r.m.inSlot = filedBy(r.e)
+	return r
+}
+
 // apply does op to the engine and the model, and checks what the engine
 // returns.
-func apply(t *testing.T, e *presence.Engine, m *model, clk *fakeClock, op modelOp) {
+func (r *modelRun) apply(t *testing.T, op modelOp) {
 	t.Helper()
+	e, m, clk := r.e, r.m, r.clk
 	now := clk.ns.Load()
 	switch op.kind {
 	case opTouch:
@@ -234,6 +267,14 @@ func apply(t *testing.T, e *presence.Engine, m *model, clk *fakeClock, op modelO
 		require.Equal(t, want, e.Prune(time.Unix(0, before)), "Prune(now-%v)", op.d)
 	case opAdvance:
 		clk.Advance(op.d)
+	case opRestart: // a snapshot read back into a new engine, which goes on
+		var buf bytes.Buffer
+		_, err := e.WriteTo(&buf)
+		require.NoError(t, err)
+		r.e = r.fresh()
+		_, err = r.e.ReadFrom(&buf)
+		require.NoError(t, err)
+		m.restart(now)
 	}
 }
 
@@ -257,11 +298,7 @@ func TestAgainstModel(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("shards=%d/res=%v/ret=%v", tc.shards, tc.res, tc.retention), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(tc.seed, 99))
-			clk := newClock()
-			e := presence.New(presence.WithClock(clk.Now), presence.WithShards(tc.shards),
-				presence.WithResolution(tc.res), presence.WithRetention(tc.retention))
-			m := newModel(tc.res, tc.retention)
-			m.inSlot = filedBy(e)
+			run := newModelRun(tc.res, tc.retention, tc.shards)
 			for i := range tc.ops {
 				op := modelOp{id: fmt.Sprint("u", rng.IntN(500))}
 				switch r := rng.IntN(100); {
@@ -275,28 +312,31 @@ func TestAgainstModel(t *testing.T) {
 					op.kind, op.meta = opSetMeta, fmt.Sprint("m", rng.IntN(3))
 				case r < 88:
 					op.kind = opForget
-				case r < 90:
+				case r < 89:
 					op.kind, op.d = opPrune, time.Duration(rng.Int64N(int64(time.Hour)))
+				case r < 90:
+					op.kind = opRestart
 				default:
 					op.kind, op.d = opAdvance, time.Duration(rng.Int64N(int64(tc.step)*20))
 				}
-				apply(t, e, m, clk, op)
-				clk.Advance(time.Duration(rng.Int64N(int64(tc.step))))
+				run.apply(t, op)
+				run.clk.Advance(time.Duration(rng.Int64N(int64(tc.step))))
 				if i%50 == 0 {
-					checkAll(t, e, m, clk.ns.Load(), rng, true)
+					checkAll(t, run.e, run.m, run.clk.ns.Load(), rng, true)
 				}
 			}
-			checkAll(t, e, m, clk.ns.Load(), rng, true)
-			require.NoError(t, presence.CheckInvariants(e))
+			checkAll(t, run.e, run.m, run.clk.ns.Load(), rng, true)
+			require.NoError(t, presence.CheckInvariants(run.e))
 		})
 	}
 }
 
 // FuzzAgainstModel runs the operations its input spells against the engine
 // and the model. The first byte picks the shards, the resolution and the
-// retention; then every three bytes are one operation: its kind, its user
-// (of 32) and an amount, in quarters of the resolution (squared for clock
-// advances, which reach past the counters' 4,096-slot ring). The engine must
+// retention; then every three bytes are one operation (restarts from a
+// snapshot among them): its kind, its user (of 32) and an amount, in
+// quarters of the resolution (squared for clock advances, which reach past
+// the counters' 4,096-slot ring). The engine must
 // answer every query exactly as the model does, after every operation.
 func FuzzAgainstModel(f *testing.F) {
 	f.Add([]byte{0x00, 0, 1, 0, 5, 1, 9, 0, 2, 4})
@@ -308,11 +348,7 @@ func FuzzAgainstModel(f *testing.F) {
 		}
 		res := []time.Duration{time.Millisecond, time.Second, time.Minute, 10 * time.Millisecond}[in[0]>>2&3]
 		retention := []time.Duration{0, 4 * res, 100 * res, 5000 * res}[in[0]>>4&3]
-		clk := newClock()
-		e := presence.New(presence.WithClock(clk.Now), presence.WithShards(1<<(in[0]&3)),
-			presence.WithResolution(res), presence.WithRetention(retention))
-		m := newModel(res, retention)
-		m.inSlot = filedBy(e)
+		run := newModelRun(res, retention, 1<<(in[0]&3))
 		rng := rand.New(rand.NewPCG(uint64(len(in)), uint64(in[0])))
 		for ops := in[1:]; len(ops) >= 3; ops = ops[3:] {
 			arg := time.Duration(ops[2])
@@ -327,10 +363,10 @@ func FuzzAgainstModel(f *testing.F) {
 			case opAdvance:
 				op.d = arg * arg * res / 8
 			}
-			apply(t, e, m, clk, op)
-			checkAll(t, e, m, clk.ns.Load(), rng, true)
+			run.apply(t, op)
+			checkAll(t, run.e, run.m, run.clk.ns.Load(), rng, true)
 		}
-		require.NoError(t, presence.CheckInvariants(e))
+		require.NoError(t, presence.CheckInvariants(run.e))
 	})
 }
 
