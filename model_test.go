@@ -22,6 +22,7 @@ import (
 // engine must answer every query exactly as it does.
 type model struct {
 	res, retention int64
+	cap            int // WithMaxUsers; only without retention, whose reclaiming the model does not follow
 	users          map[string]*modelUser
 	// inSlot is the engine's order within a slot.
 	inSlot func(a string, ua *modelUser, b string, ub *modelUser) int
@@ -50,6 +51,9 @@ func floorDiv(a, b int64) int64 {
 // as a new user, without its meta.
 func (m *model) touch(id string, ns, now int64) {
 	if u, ok := m.users[id]; !ok || (ns > u.ls && !m.visible(u, math.MinInt64, now)) {
+		if !ok && m.cap > 0 && len(m.users) >= m.cap {
+			delete(m.users, m.oldest()) // the least recently seen makes room
+		}
 		m.users[id] = &modelUser{ls: ns, filed: ns}
 	} else if ns > u.ls {
 		if floorDiv(ns, m.res) != floorDiv(u.ls, m.res) {
@@ -57,6 +61,23 @@ func (m *model) touch(id string, ns, now int64) {
 		}
 		u.ls = ns
 	}
+}
+
+// oldest returns the user that comes first in the engine's index.
+func (m *model) oldest() string {
+	var id string
+	var u *modelUser
+	for i, v := range m.users {
+		if u == nil {
+			id, u = i, v
+			continue
+		}
+		si, s := floorDiv(v.ls, m.res), floorDiv(u.ls, m.res)
+		if si < s || si == s && m.inSlot(i, v, id, u) < 0 {
+			id, u = i, v
+		}
+	}
+	return id
 }
 
 // restart is what a snapshot written at now and read back keeps: the users
@@ -216,11 +237,12 @@ type modelRun struct {
 	fresh func() *presence.Engine // a new engine with the run's options
 }
 
-func newModelRun(res, retention time.Duration, shards int) *modelRun {
+func newModelRun(res, retention time.Duration, shards, maxUsers int) *modelRun {
 	r := &modelRun{m: newModel(res, retention), clk: newClock()}
+	r.m.cap = maxUsers
 	r.fresh = func() *presence.Engine {
 		return presence.New(presence.WithClock(r.clk.Now), presence.WithShards(shards),
-			presence.WithResolution(res), presence.WithRetention(retention))
+			presence.WithResolution(res), presence.WithRetention(retention), presence.WithMaxUsers(maxUsers))
 	}
 	r.e = r.fresh()
 	r.m.inSlot = filedBy(r.e)
@@ -286,19 +308,21 @@ func TestAgainstModel(t *testing.T) {
 		step      time.Duration // how far the clock moves per operation, at most
 		ops       int
 		seed      uint64
+		maxUsers  int
 	}{
-		{1, time.Second, 0, 2 * time.Second, 3000, 1},
-		{4, time.Second, 0, 30 * time.Second, 3000, 2},
-		{8, time.Millisecond, 0, 100 * time.Millisecond, 3000, 3}, // crosses the counters' horizon
-		{16, time.Minute, 0, 10 * time.Second, 3000, 4},
-		{2, 10 * time.Millisecond, 0, time.Minute, 2000, 5}, // jumps past the whole ring
-		{4, time.Second, 20 * time.Minute, 20 * time.Second, 4000, 6},
-		{1, time.Millisecond, time.Second, 50 * time.Millisecond, 3000, 7},
+		{1, time.Second, 0, 2 * time.Second, 3000, 1, 0},
+		{4, time.Second, 0, 30 * time.Second, 3000, 2, 0},
+		{8, time.Millisecond, 0, 100 * time.Millisecond, 3000, 3, 0}, // crosses the counters' horizon
+		{16, time.Minute, 0, 10 * time.Second, 3000, 4, 0},
+		{2, 10 * time.Millisecond, 0, time.Minute, 2000, 5, 0}, // jumps past the whole ring
+		{4, time.Second, 20 * time.Minute, 20 * time.Second, 4000, 6, 0},
+		{1, time.Millisecond, time.Second, 50 * time.Millisecond, 3000, 7, 0},
+		{4, time.Second, 0, 30 * time.Second, 3000, 8, 100}, // full: new users evict
 	}
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("shards=%d/res=%v/ret=%v", tc.shards, tc.res, tc.retention), func(t *testing.T) {
+		t.Run(fmt.Sprintf("shards=%d/res=%v/ret=%v/max=%d", tc.shards, tc.res, tc.retention, tc.maxUsers), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(tc.seed, 99))
-			run := newModelRun(tc.res, tc.retention, tc.shards)
+			run := newModelRun(tc.res, tc.retention, tc.shards, tc.maxUsers)
 			for i := range tc.ops {
 				op := modelOp{id: fmt.Sprint("u", rng.IntN(500))}
 				switch r := rng.IntN(100); {
@@ -332,8 +356,8 @@ func TestAgainstModel(t *testing.T) {
 }
 
 // FuzzAgainstModel runs the operations its input spells against the engine
-// and the model. The first byte picks the shards, the resolution and the
-// retention; then every three bytes are one operation (restarts from a
+// and the model. The first byte picks the shards, the resolution, the
+// retention and a cap (without retention); then every three bytes are one operation (restarts from a
 // snapshot among them): its kind, its user (of 32) and an amount, in
 // quarters of the resolution (squared for clock advances, which reach past
 // the counters' 4,096-slot ring). The engine must
@@ -348,7 +372,11 @@ func FuzzAgainstModel(f *testing.F) {
 		}
 		res := []time.Duration{time.Millisecond, time.Second, time.Minute, 10 * time.Millisecond}[in[0]>>2&3]
 		retention := []time.Duration{0, 4 * res, 100 * res, 5000 * res}[in[0]>>4&3]
-		run := newModelRun(res, retention, 1<<(in[0]&3))
+		maxUsers := 0
+		if retention == 0 {
+			maxUsers = []int{0, 3, 12, 0}[in[0]>>6]
+		}
+		run := newModelRun(res, retention, 1<<(in[0]&3), maxUsers)
 		rng := rand.New(rand.NewPCG(uint64(len(in)), uint64(in[0])))
 		for ops := in[1:]; len(ops) >= 3; ops = ops[3:] {
 			arg := time.Duration(ops[2])
