@@ -63,6 +63,27 @@ func (m *model) touch(id string, ns, now int64) {
 	}
 }
 
+// merge is ReadFrom of a snapshot holding users, at now: for each user the
+// newer time wins, with its meta (the larger meta on a tie); users that have
+// expired since are passed over, and an expired user comes back as new.
+func (m *model) merge(users map[string]modelUser, now int64) {
+	for id, rec := range users {
+		if !m.visible(&rec, math.MinInt64, now) {
+			continue
+		}
+		u, ok := m.users[id]
+		switch {
+		case !ok || !m.visible(u, math.MinInt64, now):
+			m.users[id] = &modelUser{ls: rec.ls, filed: rec.ls, meta: rec.meta}
+		case rec.ls > u.ls:
+			m.touch(id, rec.ls, now)
+			u.meta = rec.meta
+		case rec.ls == u.ls && rec.meta > u.meta:
+			u.meta = rec.meta
+		}
+	}
+}
+
 // oldest returns the user that comes first in the engine's index.
 func (m *model) oldest() string {
 	var id string
@@ -226,6 +247,8 @@ const (
 	opPrune
 	opAdvance
 	opRestart
+	opSave  // a snapshot kept for opMerge
+	opMerge // the kept snapshot read into the engine in use (not with a cap)
 	opKinds
 )
 
@@ -235,6 +258,8 @@ type modelRun struct {
 	m     *model
 	clk   *fakeClock
 	fresh func() *presence.Engine // a new engine with the run's options
+	saved []byte                  // opSave's snapshot
+	kept  map[string]modelUser    // and the users it holds
 }
 
 func newModelRun(res, retention time.Duration, shards, maxUsers int) *modelRun {
@@ -297,6 +322,23 @@ func (r *modelRun) apply(t *testing.T, op modelOp) {
 		_, err = r.e.ReadFrom(&buf)
 		require.NoError(t, err)
 		m.restart(now)
+	case opSave:
+		var buf bytes.Buffer
+		_, err := e.WriteTo(&buf)
+		require.NoError(t, err)
+		r.saved, r.kept = buf.Bytes(), map[string]modelUser{}
+		for id, u := range m.users {
+			if m.visible(u, math.MinInt64, now) {
+				r.kept[id] = *u
+			}
+		}
+	case opMerge:
+		if r.saved == nil || m.cap > 0 {
+			return
+		}
+		_, err := e.ReadFrom(bytes.NewReader(r.saved))
+		require.NoError(t, err)
+		m.merge(r.kept, now)
 	}
 }
 
@@ -339,7 +381,7 @@ func TestAgainstModel(t *testing.T) {
 				case r < 89:
 					op.kind, op.d = opPrune, time.Duration(rng.Int64N(int64(time.Hour)))
 				case r < 90:
-					op.kind = opRestart
+					op.kind = []opKind{opRestart, opSave, opMerge}[rng.IntN(3)]
 				default:
 					op.kind, op.d = opAdvance, time.Duration(rng.Int64N(int64(tc.step)*20))
 				}
@@ -357,11 +399,12 @@ func TestAgainstModel(t *testing.T) {
 
 // FuzzAgainstModel runs the operations its input spells against the engine
 // and the model. The first byte picks the shards, the resolution, the
-// retention and a cap (without retention); then every three bytes are one operation (restarts from a
-// snapshot among them): its kind, its user (of 32) and an amount, in
-// quarters of the resolution (squared for clock advances, which reach past
-// the counters' 4,096-slot ring). The engine must
-// answer every query exactly as the model does, after every operation.
+// retention and a cap (without retention); then every three bytes are one
+// operation (restarts and merges of snapshots among them): its kind, its
+// user (of 32) and an amount, in quarters of the resolution (squared for
+// clock advances, which reach past the counters' 4,096-slot ring). The
+// engine must answer every query exactly as the model does, after every
+// operation.
 func FuzzAgainstModel(f *testing.F) {
 	f.Add([]byte{0x00, 0, 1, 0, 5, 1, 9, 0, 2, 4})
 	f.Add([]byte{0x1b, 0, 1, 0, 5, 1, 200, 3, 1, 0, 2, 2, 7, 4, 1, 9, 0, 3, 1})
