@@ -2,8 +2,10 @@ package presence_test
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -66,14 +68,33 @@ func (m *model) touch(id string, ns, now int64) {
 // merge is ReadFrom of a snapshot holding users, at now: for each user the
 // newer time wins, with its meta (the larger meta on a tie); users that have
 // expired since are passed over, and an expired user comes back as new.
+// Under a cap, records go newest first in the index's order, a new user
+// evicting the oldest held, until the oldest held is newer than every
+// record left.
 func (m *model) merge(users map[string]modelUser, now int64) {
-	for id, rec := range users {
+	ids := slices.Collect(maps.Keys(users))
+	slices.SortFunc(ids, func(a, b string) int {
+		ua, ub := users[a], users[b]
+		ua.filed, ub.filed = ua.ls, ub.ls
+		return m.order(b, &ub, a, &ua)
+	})
+	for _, id := range ids {
+		rec := users[id]
 		if !m.visible(&rec, math.MinInt64, now) {
 			continue
 		}
 		u, ok := m.users[id]
+		if !ok && m.cap > 0 && len(m.users) >= m.cap {
+			first := m.oldest()
+			if m.order(first, m.users[first], id, &modelUser{ls: rec.ls, filed: rec.ls}) >= 0 {
+				break
+			}
+		}
 		switch {
 		case !ok || !m.visible(u, math.MinInt64, now):
+			if !ok && m.cap > 0 && len(m.users) >= m.cap {
+				delete(m.users, m.oldest())
+			}
 			m.users[id] = &modelUser{ls: rec.ls, filed: rec.ls, meta: rec.meta}
 		case rec.ls > u.ls:
 			m.touch(id, rec.ls, now)
@@ -84,18 +105,18 @@ func (m *model) merge(users map[string]modelUser, now int64) {
 	}
 }
 
+// order compares two users as the engine's index orders them: by slot,
+// then as filed within it.
+func (m *model) order(a string, ua *modelUser, b string, ub *modelUser) int {
+	return cmp.Or(cmp.Compare(floorDiv(ua.ls, m.res), floorDiv(ub.ls, m.res)), m.inSlot(a, ua, b, ub))
+}
+
 // oldest returns the user that comes first in the engine's index.
 func (m *model) oldest() string {
 	var id string
-	var u *modelUser
 	for i, v := range m.users {
-		if u == nil {
-			id, u = i, v
-			continue
-		}
-		si, s := floorDiv(v.ls, m.res), floorDiv(u.ls, m.res)
-		if si < s || si == s && m.inSlot(i, v, id, u) < 0 {
-			id, u = i, v
+		if id == "" || m.order(i, v, id, m.users[id]) < 0 {
+			id = i
 		}
 	}
 	return id
@@ -248,7 +269,7 @@ const (
 	opAdvance
 	opRestart
 	opSave  // a snapshot kept for opMerge
-	opMerge // the kept snapshot read into the engine in use (not with a cap)
+	opMerge // the kept snapshot read into the engine in use
 	opKinds
 )
 
@@ -333,7 +354,7 @@ func (r *modelRun) apply(t *testing.T, op modelOp) {
 			}
 		}
 	case opMerge:
-		if r.saved == nil || m.cap > 0 {
+		if r.saved == nil {
 			return
 		}
 		_, err := e.ReadFrom(bytes.NewReader(r.saved))

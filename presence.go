@@ -346,10 +346,10 @@ func (e *Engine) reserve() {
 	}
 }
 
-// evictOldest removes the least recently seen user of the whole engine. It
-// compares the shards' oldest users under read locks and then removes the
-// oldest of the chosen shard, so under concurrent writes it is approximate.
-func (e *Engine) evictOldest() bool {
+// oldest returns the least recently seen user held, first in the index's
+// order, and its shard. It reads each shard's oldest under its read lock in
+// turn, so under concurrent writes it is approximate.
+func (e *Engine) oldest() (*shard, item, bool) {
 	var victim *shard
 	var oldest item
 	for _, s := range e.shards {
@@ -360,7 +360,14 @@ func (e *Engine) evictOldest() bool {
 			victim, oldest = s, it
 		}
 	}
-	if victim == nil {
+	return victim, oldest, victim != nil
+}
+
+// evictOldest removes the least recently seen user of the whole engine: the
+// oldest of the shard oldest chose, under its lock.
+func (e *Engine) evictOldest() bool {
+	victim, _, ok := e.oldest()
+	if !ok {
 		return false
 	}
 	victim.mu.Lock()

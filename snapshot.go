@@ -217,7 +217,9 @@ func (sw *snapWriter) flush() {
 // io.ReaderFrom. For each user the newer last-seen time wins, with its meta,
 // so loading snapshots in any order, or into a non-empty engine, converges to
 // the same state. Users the engine's retention has expired are skipped, and
-// WithMaxUsers keeps the most recently seen.
+// WithMaxUsers keeps the most recently seen (users of one time in the
+// index's own order, so that under a cap, too, the order files are read in
+// does not matter).
 //
 // The whole snapshot is read and checked before anything is merged: on any
 // error, wrapping [ErrCorruptSnapshot] or [ErrSnapshotVersion], the engine
@@ -283,22 +285,30 @@ func (e *Engine) merge(f *snapFile) {
 	now := e.clock(unread)
 	floor := e.floor(now)
 	if e.maxUsers > 0 && uint64(e.held())+f.total > uint64(e.maxUsers) {
-		// The file may not fit under the cap: newest first, so the cap
-		// keeps the newest users rather than evicting them for older ones
-		// that come later. (One goroutine, and a copy of every record: a
-		// file that fits takes the parallel path below, where the cap
-		// still holds, as for any insert.)
-		recs := make([]snapRecord, 0, f.total)
-		f.inSlotOrder(floor, func(r snapRecord) { recs = append(recs, r) })
-		slices.SortFunc(recs, func(a, b snapRecord) int { return cmp.Compare(b.ns, a.ns) })
-		for _, rec := range recs {
-			ent, known := e.users.Load(rec.id)
+		// The file may not fit under the cap: newest first, in the index's
+		// own order, so that the cap keeps the newest users rather than
+		// evicting them for older ones that come later, and so that which
+		// users of one time fill the last places does not depend on the
+		// order files are read in. (One goroutine, and a copy of every
+		// record: a file that fits takes the parallel path below, where
+		// the cap still holds, as for any insert.)
+		type keyed struct {
+			key int64 // as the record's user would be filed
+			rec snapRecord
+		}
+		recs := make([]keyed, 0, f.total)
+		f.inSlotOrder(floor, func(r snapRecord) { recs = append(recs, keyed{e.lay.key(r.ns, r.id), r}) })
+		slices.SortFunc(recs, func(a, b keyed) int {
+			return cmp.Or(cmp.Compare(b.key, a.key), strings.Compare(b.rec.id, a.rec.id))
+		})
+		for _, k := range recs {
+			ent, known := e.users.Load(k.rec.id)
 			if !known && e.n.Load() >= e.maxUsers {
-				if oldest, ok := e.oldestSlot(); ok && slotOf(rec.ns, e.lay.res) <= oldest {
-					break // full of users as recent as every record left
+				if _, first, ok := e.oldest(); ok && (first.key > k.key || first.key == k.key && first.id() >= k.rec.id) {
+					break // full of users newer than every record left
 				}
 			}
-			e.mergeOne(rec, ent, known, now) // evicts the least recently seen if full
+			e.mergeOne(k.rec, ent, known, now) // evicts the least recently seen if full
 		}
 		return
 	}
@@ -418,19 +428,6 @@ func (c *runCursor) advance() bool {
 	c.slot = slotOf(c.head.ns, c.res)
 	c.n--
 	return true
-}
-
-// oldestSlot returns the slot of the least recently seen user held.
-func (e *Engine) oldestSlot() (int64, bool) {
-	oldest, found := int64(0), false
-	for _, s := range e.shards {
-		s.mu.RLock()
-		if it, ok := s.tree.Min(); ok && (!found || e.lay.slot(it) < oldest) {
-			oldest, found = e.lay.slot(it), true
-		}
-		s.mu.RUnlock()
-	}
-	return oldest, found
 }
 
 // mergeOne merges one record: the newer time wins, and its meta with it.

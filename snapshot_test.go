@@ -244,6 +244,18 @@ func TestSnapshotMergeCommutes(t *testing.T) {
 	_, err = ba.ReadFrom(bytes.NewReader(sa))
 	require.NoError(t, err)
 	assert.Equal(t, everything(ab), everything(ba))
+	// Under a cap, too, where about 20 users share each second and the
+	// cap falls among users of one time.
+	for _, limit := range []int{1, 7, 1000} {
+		ab := loaded(t, sa, presence.WithMaxUsers(limit))
+		_, err := ab.ReadFrom(bytes.NewReader(sb))
+		require.NoError(t, err)
+		ba := loaded(t, sb, presence.WithMaxUsers(limit))
+		_, err = ba.ReadFrom(bytes.NewReader(sa))
+		require.NoError(t, err)
+		assert.Equal(t, everything(ab), everything(ba), "WithMaxUsers(%d)", limit)
+		assert.Equal(t, limit, ab.Len())
+	}
 	// And the merge holds each user's newest time.
 	for _, u := range everything(ab) {
 		la, oka := a.LastSeen(u.ID)
