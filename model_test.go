@@ -256,6 +256,7 @@ type modelOp struct {
 	id   string
 	d    time.Duration // opTouchAt: from now (negative: the past); opPrune: back from now; opAdvance: forward
 	meta string
+	n    int // opPage: the page's size
 }
 
 type opKind uint8
@@ -270,6 +271,7 @@ const (
 	opRestart
 	opSave  // a snapshot kept for opMerge
 	opMerge // the kept snapshot read into the engine in use
+	opPage  // the next page of a walk that goes on across operations
 	opKinds
 )
 
@@ -281,6 +283,13 @@ type modelRun struct {
 	fresh func() *presence.Engine // a new engine with the run's options
 	saved []byte                  // opSave's snapshot
 	kept  map[string]modelUser    // and the users it holds
+	cur   presence.Cursor         // opPage's walk: where it is
+	last  *pageMark               // and the user it returned last, as then filed
+}
+
+type pageMark struct {
+	id    string
+	filed int64
 }
 
 func newModelRun(res, retention time.Duration, shards, maxUsers int) *modelRun {
@@ -353,6 +362,29 @@ func (r *modelRun) apply(t *testing.T, op modelOp) {
 				r.kept[id] = *u
 			}
 		}
+	case opPage:
+		want := m.since(time.Time{}, now)
+		if r.last != nil { // strictly after the last user returned
+			want = slices.DeleteFunc(want, func(a presence.Activity) bool {
+				return m.inSlot(a.ID, m.users[a.ID], r.last.id, &modelUser{filed: r.last.filed}) >= 0
+			})
+		}
+		more := len(want) > op.n
+		want = want[:min(len(want), op.n)]
+		page, next := e.Page(time.Time{}, r.cur, op.n)
+		if len(want) == 0 {
+			want = nil
+		}
+		if len(page) == 0 {
+			page = nil
+		}
+		require.Equal(t, want, page, "Page(%d) after %+v", op.n, r.last)
+		require.Equal(t, more, !next.IsZero(), "Page(%d): a next page", op.n)
+		r.cur, r.last = next, nil
+		if more {
+			id := page[len(page)-1].ID
+			r.last = &pageMark{id, m.users[id].filed}
+		}
 	case opMerge:
 		if r.saved == nil {
 			return
@@ -403,6 +435,8 @@ func TestAgainstModel(t *testing.T) {
 					op.kind, op.d = opPrune, time.Duration(rng.Int64N(int64(time.Hour)))
 				case r < 90:
 					op.kind = []opKind{opRestart, opSave, opMerge}[rng.IntN(3)]
+				case r < 93:
+					op.kind, op.n = opPage, 1+rng.IntN(10)
 				default:
 					op.kind, op.d = opAdvance, time.Duration(rng.Int64N(int64(tc.step)*20))
 				}
@@ -454,6 +488,8 @@ func FuzzAgainstModel(f *testing.F) {
 				op.meta = fmt.Sprint("m", ops[2]%3)
 			case opAdvance:
 				op.d = arg * arg * res / 8
+			case opPage:
+				op.n = 1 + int(ops[2]%8)
 			}
 			run.apply(t, op)
 			checkAll(t, run.e, run.m, run.clk.ns.Load(), rng, true)
