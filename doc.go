@@ -85,9 +85,11 @@
 //
 // # Caveats
 //
-// A TouchAt far in the future moves a shard's counter horizon with it, after
-// which counts of the present walk the index (correct, but O(k)) until those
-// users are removed. Presence per room or topic and online/offline events
-// are not built yet; the index keeps each shard's oldest users at the front
-// of its B-tree so that a sweeper can find them in O(log n).
+// A TouchAt far ahead of the clock (a skewed clock, bad input) does not
+// move the counters' horizon: such users are counted apart, by slot, until
+// the clock nears them, so counts of the present stay O(shards x 300).
+//
+// Presence per room or topic and online/offline events are not built yet;
+// the index keeps each shard's oldest users at the front of its B-tree so
+// that a sweeper can find them in O(log n).
 package presence

@@ -3,6 +3,7 @@ package presence
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"time"
 	"unsafe"
@@ -70,8 +71,11 @@ func CheckInvariants(e *Engine) error {
 			return err == nil
 		})
 		n := s.tree.Len()
-		if c := s.counts.old + s.counts.inRing; err == nil && c != n {
+		if c := s.counts.old + s.counts.inRing + s.counts.ahead.n; err == nil && c != n {
 			err = fmt.Errorf("shard %d counts %d users, its tree holds %d", i, c, n)
+		}
+		if err == nil {
+			err = checkCounts(e, s)
 		}
 		if h := s.held.Load(); err == nil && h != int64(n) {
 			err = fmt.Errorf("shard %d holds %d users by its count, %d by its tree", i, h, n)
@@ -102,6 +106,104 @@ func CheckInvariants(e *Engine) error {
 	}
 	if e.n.Load() != want {
 		return fmt.Errorf("%d reservations for %d users at a cap of %d", e.n.Load(), m, e.maxUsers)
+	}
+	return nil
+}
+
+// CountWalks reports whether counting the users seen since t walks some
+// shard's tree, its counters' ring not reaching back to t.
+func CountWalks(e *Engine, t time.Time) bool {
+	from := slotOf(t.UnixNano(), e.lay.res)
+	for _, s := range e.shards {
+		s.mu.RLock()
+		_, complete := s.counts.since(from)
+		s.mu.RUnlock()
+		if !complete {
+			return true
+		}
+	}
+	return false
+}
+
+// UsersAhead is how many users the shards count beyond their rings' heads.
+func UsersAhead(e *Engine) int {
+	n := 0
+	for _, s := range e.shards {
+		s.mu.RLock()
+		n += s.counts.ahead.n
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// checkCounts checks a shard's counters slot by slot against its tree. It
+// reads the sums over 4096 and 64 slots whole, and the per-slot counters
+// where a sum or the tree says there are users, so that fuzzing can call it
+// after every operation.
+func checkCounts(e *Engine, s *shard) error {
+	c := &s.counts
+	if !c.started {
+		return nil
+	}
+	mask := c.horizon - 1
+	ring, ahead := map[int64]int32{}, map[int64]int{}
+	old := 0
+	s.tree.Ascend(func(it item) bool {
+		switch slot := e.lay.slot(it); {
+		case slot > c.head:
+			ahead[slot]++
+		case slot <= c.head-c.horizon:
+			old++
+		default:
+			ring[slot&mask]++
+		}
+		return true
+	})
+	if old != c.old {
+		return fmt.Errorf("%d users before the ring, counted %d", old, c.old)
+	}
+	inRing := 0
+	for b, v := range c.by4096 {
+		var sum int32
+		for _, w := range c.by64[b*64 : b*64+64] {
+			sum += w
+		}
+		if sum != v {
+			return fmt.Errorf("ring block %d: by64 adds up to %d, by4096 says %d", b, sum, v)
+		}
+		inRing += int(v)
+	}
+	for b, v := range c.by64 {
+		var want int32
+		for p := int64(b * 64); p < int64(b*64+64); p++ {
+			want += ring[p]
+		}
+		if v == 0 && want == 0 {
+			continue
+		}
+		var sum int32
+		for p, w := range c.per[b*64 : b*64+64] {
+			if w != ring[int64(b*64+p)] {
+				return fmt.Errorf("ring position %d: %d users, counted %d", b*64+p, ring[int64(b*64+p)], w)
+			}
+			sum += w
+		}
+		if sum != v {
+			return fmt.Errorf("ring positions %d..%d: %d users, by64 says %d", b*64, b*64+63, sum, v)
+		}
+	}
+	if inRing != c.inRing || inRing != s.tree.Len()-old-c.ahead.n {
+		return fmt.Errorf("%d users in the ring by its sums, counted %d", inRing, c.inRing)
+	}
+	counted := map[int64]int{}
+	if c.ahead.tree != nil {
+		c.ahead.tree.Ascend(func(sc slotCount) bool {
+			counted[sc.slot] = sc.n
+			return true
+		})
+	}
+	if !maps.Equal(ahead, counted) || c.ahead.n != s.tree.Len()-old-inRing {
+		return fmt.Errorf("users beyond head by slot %v, counted %v (%d)", ahead, counted, c.ahead.n)
 	}
 	return nil
 }

@@ -91,7 +91,10 @@ func WithMaxUsers(n int) Option { return func(c *config) { c.maxUsers = n } }
 func WithExpectedUsers(n int) Option { return func(c *config) { c.expected = n } }
 
 // WithClock sets the clock Touch and the window queries read; nil selects
-// time.Now. Tests use it to move time by hand.
+// time.Now. Tests use it to move time by hand. Retention counts from it,
+// and the slot counters follow it: a time TouchAt gives more than 1/64 of
+// the counters' horizon ahead of it (34 minutes at the default resolution)
+// is counted apart until the clock comes near.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
 // Activity is one user's presence: when they were last seen and the meta an
@@ -286,7 +289,7 @@ func (e *Engine) move(ent *entry, id string, ns, now int64) {
 	}
 	if slotOf(ls, e.lay.res) != e.lay.slot(old) {
 		s.unfile(old)
-		s.add(ent, len(id), ls)
+		s.add(ent, len(id), ls, func() int64 { return e.slotNow(&now) })
 		s.moved++
 		e.expire(s, floor)
 	}
@@ -317,7 +320,7 @@ func (e *Engine) insert(id string, ns, now int64) (old int64, known bool) {
 	ent := newEntry(id)
 	id = ent.id(len(id))
 	ent.lastSeen.Store(ns)
-	s.add(ent, len(id), ns)
+	s.add(ent, len(id), ns, func() int64 { return e.slotNow(&now) })
 	e.users.Store(id, ent)
 	s.inserted++
 	s.held.Add(1)
@@ -435,6 +438,17 @@ func (e *Engine) clock(now int64) int64 {
 		return e.now().UnixNano()
 	}
 	return now
+}
+
+// slotNow returns the slot of *now, reading the clock into it first if it is
+// unread. The counters ask for it when a user is filed beyond the newest
+// slot a shard has counted: once per slot and shard, or for times ahead of
+// the clock.
+func (e *Engine) slotNow(now *int64) int64 {
+	if *now == unread {
+		*now = e.now().UnixNano()
+	}
+	return slotOf(*now, e.lay.res)
 }
 
 // floorNow returns the oldest slot a query may see now.

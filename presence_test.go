@@ -508,16 +508,18 @@ func TestWindowPastIndexHorizon(t *testing.T) {
 	// counted by walking the index. Both paths must agree with the truth.
 	clk := newClock()
 	e := presence.New(presence.WithClock(clk.Now), presence.WithResolution(time.Millisecond), presence.WithShards(2))
-	for i := range 600 { // one user per second over 10 minutes
-		e.TouchAt(fmt.Sprint(i), t0.Add(time.Duration(i)*time.Second))
+	for i := range 600 { // one user per second over 10 minutes, the clock along
+		clk.ns.Store(t0.Add(time.Duration(i) * time.Second).UnixNano())
+		e.Touch(fmt.Sprint(i))
 	}
-	clk.Advance(600 * time.Second)
+	clk.Advance(time.Second)
 	for _, w := range []time.Duration{time.Second, 100 * time.Second, 200 * time.Second, 599 * time.Second, time.Hour} {
 		want := min(int(w/time.Second), 600)
 		assert.Equal(t, want, e.Count(w), w)
 	}
 	// A jump far beyond the horizon folds the whole ring into the old count.
-	e.TouchAt("future", t0.Add(24*time.Hour))
+	clk.ns.Store(t0.Add(24 * time.Hour).UnixNano())
+	e.Touch("future")
 	assert.Equal(t, 601, e.CountSince(t0))
 	assert.Equal(t, 301, e.CountSince(t0.Add(300*time.Second)))
 }
@@ -643,14 +645,60 @@ func TestItemLayout(t *testing.T) {
 // by just under its length again and again, as a hostile snapshot could. The
 // counts must stay exact; each move now skips the empty ring in blocks instead
 // of walking it slot by slot (this test: 0.02s, against 2.2s before).
+// TestTimesAheadOfTheClock: users seen at times far ahead of the clock (a
+// skewed clock, bad input) are counted exactly, and do not push the present
+// off the counters' ring: counting the last 15 minutes still reads counters
+// rather than walking the index, before and after they are forgotten. When
+// the clock reaches them they join the ring.
+func TestTimesAheadOfTheClock(t *testing.T) {
+	clk := newClock()
+	e := presence.New(presence.WithClock(clk.Now), presence.WithShards(4))
+	ahead := func(i int) string { return fmt.Sprint("ahead", i) }
+	e.TouchAt(ahead(0), t0.Add(48*time.Hour)) // the first user some shard files
+	for i := range 1000 {
+		e.TouchAt(fmt.Sprint("u", i), t0.Add(-time.Duration(i)*time.Second))
+	}
+	for i := 1; i < 16; i++ {
+		e.TouchAt(ahead(i), t0.Add(48*time.Hour+time.Duration(i)*time.Hour))
+	}
+	check := func(stage string, present, later int) {
+		t.Helper()
+		assert.Equal(t, present+later, e.Count(15*time.Minute), stage)
+		assert.False(t, presence.CountWalks(e, clk.Now().Add(-15*time.Minute)), stage)
+		assert.Equal(t, later, e.CountSince(clk.Now().Add(time.Hour)), stage)
+		assert.Equal(t, 1000+later, e.Len(), stage)
+		require.NoError(t, presence.CheckInvariants(e), stage)
+	}
+	check("ahead", 901, 16)
+	for i := 8; i < 16; i++ {
+		e.Forget(ahead(i))
+	}
+	check("some forgotten", 901, 8)
+
+	// The clock reaches 55h30m, past the users left ahead (48h to 55h): they
+	// join the ring as the shards count touches of the present.
+	clk.Advance(55*time.Hour + 30*time.Minute)
+	for i := range 100 { // every shard counts one, but for odds of 1e-12
+		e.Touch(fmt.Sprint("now", i))
+	}
+	assert.Equal(t, 100, e.Count(15*time.Minute))
+	assert.Equal(t, 108, e.CountSince(t0.Add(48*time.Hour)))
+	assert.Zero(t, e.CountSince(clk.Now().Add(time.Minute)))
+	assert.False(t, presence.CountWalks(e, t0.Add(47*time.Hour)))
+	require.NoError(t, presence.CheckInvariants(e))
+	assert.Zero(t, presence.UsersAhead(e), "none left ahead")
+}
+
 func TestCountsExactAcrossHeadJumps(t *testing.T) {
 	clk := newClock()
 	e := presence.New(presence.WithClock(clk.Now), presence.WithShards(1), presence.WithResolution(time.Millisecond))
 	const n, step = 20_000, 131 * time.Second // the ring covers 131.072s
+	// Each touch at the clock's time, so that every one moves the head.
 	for i := range n {
-		e.TouchAt(fmt.Sprint(i), t0.Add(time.Duration(i)*step))
+		clk.ns.Store(t0.Add(time.Duration(i) * step).UnixNano())
+		e.Touch(fmt.Sprint(i))
 	}
-	clk.Advance(time.Duration(n) * step)
+	clk.Advance(step)
 	assert.Equal(t, n, e.CountSince(time.Time{}))
 	assert.Equal(t, 2, e.CountSince(t0.Add(time.Duration(n-2)*step)))
 	assert.Equal(t, n/2, e.CountSince(t0.Add(time.Duration(n/2)*step)))

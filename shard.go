@@ -79,12 +79,13 @@ func newShard(horizon int, lay layout) *shard {
 	}
 }
 
-// add files ent, whose ID is n bytes long, at time ns. Has to be called with
-// the lock held.
-func (s *shard) add(ent *entry, n int, ns int64) {
+// add files ent, whose ID is n bytes long, at time ns. clock returns the
+// slot of now; it is called only when ns is beyond the newest slot the
+// counters have seen. Has to be called with the lock held.
+func (s *shard) add(ent *entry, n int, ns int64, clock func() int64) {
 	it := item{key: s.lay.key(ns, ent.id(n)), ent: ent}
 	s.tree.ReplaceOrInsert(it)
-	s.counts.add(s.lay.slot(it), 1)
+	s.counts.add(s.lay.slot(it), 1, clock)
 	ent.filed.Store(it.key)
 }
 
@@ -96,7 +97,7 @@ func itemOf(ent *entry) item { return item{key: ent.filed.Load(), ent: ent} }
 // held. The slot's counter goes first, so that its cache miss (an old
 // slot's line, likely cold) can overlap the tree's search.
 func (s *shard) unfile(it item) {
-	s.counts.add(s.lay.slot(it), -1)
+	s.counts.add(s.lay.slot(it), -1, nil)
 	s.tree.Delete(it)
 }
 
@@ -112,11 +113,17 @@ func (s *shard) remove(it item) {
 // instead of a walk over the users.
 //
 // The counters form a ring of horizon slots ending at head, the newest slot
-// ever counted: slot s lives at s & (horizon-1). Sums over 64 and 4096 slots
+// counted: slot s lives at s & (horizon-1). Sums over 64 and 4096 slots
 // are kept beside the per-slot counters, so a range sum reads at most ~300
 // words. Users filed under slots that have fallen off the ring (head-horizon
 // or older) are only counted in old; a count reaching that far back walks the
 // tree for them.
+//
+// head follows the newest slot filed, but never to more than horizon/64
+// slots ahead of the clock: users filed further ahead (a skewed clock, bad
+// input) are counted by slot in ahead until head reaches them. Otherwise
+// one time a day ahead would push the present off the ring, and every
+// count of it would walk the tree until the clock caught up.
 //
 // Not safe for concurrent use: the shard's lock guards it.
 type slotCounts struct {
@@ -125,19 +132,29 @@ type slotCounts struct {
 	started bool
 	old     int // users filed at head-horizon or older
 	inRing  int // users filed in the ring
+	ahead   aheadCounts
 	per     []int32
 	by64    []int32
 	by4096  []int32
 }
 
-func (c *slotCounts) add(slot int64, d int) {
+// add counts d more users at slot. clock returns the slot of now; add calls
+// it only for d > 0 beyond head (or for the first user), to decide whether
+// head may move there.
+func (c *slotCounts) add(slot int64, d int, clock func() int64) {
 	if !c.started {
 		c.per = make([]int32, c.horizon)
 		c.by64 = make([]int32, c.horizon/64)
 		c.by4096 = make([]int32, c.horizon/4096)
-		c.head, c.started = slot, true
+		c.head, c.started = min(slot, clock()+c.horizon/64), true
 	}
 	if slot > c.head {
+		// Users beyond head are exactly those counted ahead, so one that
+		// leaves is taken from there without asking the clock.
+		if d < 0 || slot > clock()+c.horizon/64 {
+			c.ahead.add(slot, d)
+			return
+		}
 		c.advance(slot)
 	}
 	if slot <= c.head-c.horizon {
@@ -159,8 +176,22 @@ func (c *slotCounts) bump(p int, d int32) {
 // the users it folds plus the distance over 64, not by the distance: a head
 // that jumps far ahead again and again (a hostile snapshot) stays cheap.
 func (c *slotCounts) advance(slot int64) {
+	c.fold(slot)
+	c.head = slot
+	// Users counted ahead that head has now reached join the ring (or old).
+	for c.ahead.n > 0 {
+		first, _ := c.ahead.tree.Min()
+		if first.slot > slot {
+			break
+		}
+		c.ahead.add(first.slot, -first.n)
+		c.add(first.slot, first.n, nil)
+	}
+}
+
+// fold folds the slots that leave the ring as head moves to slot into old.
+func (c *slotCounts) fold(slot int64) {
 	if c.inRing == 0 {
-		c.head = slot
 		return
 	}
 	if slot-c.head >= c.horizon {
@@ -169,7 +200,6 @@ func (c *slotCounts) advance(slot int64) {
 		clear(c.per)
 		clear(c.by64)
 		clear(c.by4096)
-		c.head = slot
 		return
 	}
 	mask := c.horizon - 1
@@ -189,24 +219,27 @@ func (c *slotCounts) advance(slot int64) {
 			s++
 		}
 	}
-	c.head = slot
 }
 
 // since returns how many users are filed at slot from or newer, counting
-// only the ring, and whether the ring covers from entirely (if not, the
+// the ring and ahead, and whether the ring covers from entirely (if not, the
 // caller adds the old users at from or newer).
 func (c *slotCounts) since(from int64) (n int, complete bool) {
-	if !c.started || from > c.head {
+	if !c.started {
 		return 0, true
 	}
+	if from > c.head {
+		return c.ahead.since(from), true
+	}
+	n = c.ahead.n // all of them are beyond head
 	if from <= c.head-c.horizon {
-		return c.inRing, c.old == 0
+		return n + c.inRing, c.old == 0
 	}
 	lo, hi := int(from&(c.horizon-1)), int(c.head&(c.horizon-1))+1
 	if lo < hi {
-		return c.sum(lo, hi), true
+		return n + c.sum(lo, hi), true
 	}
-	return c.sum(lo, int(c.horizon)) + c.sum(0, hi), true
+	return n + c.sum(lo, int(c.horizon)) + c.sum(0, hi), true
 }
 
 // sum adds the counters at ring positions [lo, hi).
@@ -226,6 +259,44 @@ func (c *slotCounts) sum(lo, hi int) int {
 	}
 	for ; lo < hi; lo++ {
 		n += int(c.per[lo])
+	}
+	return n
+}
+
+// aheadCounts counts by slot the users filed beyond the head of a shard's
+// ring (see slotCounts). It is empty, and costs nothing, unless times come
+// from further ahead of the clock than the ring lets its head run.
+type aheadCounts struct {
+	tree *btree.BTreeG[slotCount]
+	n    int
+}
+
+type slotCount struct {
+	slot int64
+	n    int
+}
+
+func (a *aheadCounts) add(slot int64, d int) {
+	if a.tree == nil {
+		a.tree = btree.NewG(8, func(x, y slotCount) bool { return x.slot < y.slot })
+	}
+	a.n += d
+	sc, _ := a.tree.Get(slotCount{slot: slot})
+	if sc.slot, sc.n = slot, sc.n+d; sc.n == 0 {
+		a.tree.Delete(sc)
+	} else {
+		a.tree.ReplaceOrInsert(sc)
+	}
+}
+
+// since returns how many users are counted at slot from or newer.
+func (a *aheadCounts) since(from int64) int {
+	n := 0
+	if a.n > 0 {
+		a.tree.AscendGreaterOrEqual(slotCount{slot: from}, func(sc slotCount) bool {
+			n += sc.n
+			return true
+		})
 	}
 	return n
 }

@@ -282,7 +282,7 @@ func (e *Engine) merge(f *snapFile) {
 	// Records retention has expired are passed over. The clock is read
 	// once: read per record, it cost a merge of millions about a tenth of
 	// its time.
-	now := e.clock(unread)
+	now := e.now().UnixNano()
 	floor := e.floor(now)
 	if e.maxUsers > 0 && uint64(e.held())+f.total > uint64(e.maxUsers) {
 		// The file may not fit under the cap: newest first, in the index's
