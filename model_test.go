@@ -87,14 +87,12 @@ func (m *model) merge(users map[string]modelUser, now int64) {
 		if !ok && m.cap > 0 && len(m.users) >= m.cap {
 			first := m.oldest()
 			if m.order(first, m.users[first], id, &modelUser{ls: rec.ls, filed: rec.ls}) >= 0 {
-				break
+				break // full of users newer than every record left
 			}
+			delete(m.users, first)
 		}
 		switch {
 		case !ok || !m.visible(u, math.MinInt64, now):
-			if !ok && m.cap > 0 && len(m.users) >= m.cap {
-				delete(m.users, m.oldest())
-			}
 			m.users[id] = &modelUser{ls: rec.ls, filed: rec.ls, meta: rec.meta}
 		case rec.ls > u.ls:
 			m.touch(id, rec.ls, now)
@@ -164,16 +162,7 @@ func (m *model) since(t time.Time, now int64) []presence.Activity {
 			in = append(in, held{id, u})
 		}
 	}
-	slices.SortFunc(in, func(a, b held) int {
-		sa, sb := floorDiv(a.u.ls, m.res), floorDiv(b.u.ls, m.res)
-		if sa != sb {
-			if sa > sb {
-				return -1
-			}
-			return 1
-		}
-		return -m.inSlot(a.id, a.u, b.id, b.u)
-	})
+	slices.SortFunc(in, func(a, b held) int { return m.order(b.id, b.u, a.id, a.u) }) // newest first
 	var out []presence.Activity
 	for _, h := range in {
 		out = append(out, presence.Activity{ID: h.id, LastSeen: time.Unix(0, h.u.ls).UTC(), Meta: h.u.meta})
