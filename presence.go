@@ -221,7 +221,7 @@ func (e *Engine) TouchAt(id string, at time.Time) {
 
 // touch is the hot path. For a known user in the same slot it is one map
 // probe, one CAS and one load: no lock, no allocation. now is the clock's
-// reading, or unread (see clock).
+// reading, or unread.
 func (e *Engine) touch(id string, ns, now int64) {
 	ent, ok := e.users.Load(id)
 	if !ok {
@@ -270,8 +270,7 @@ func (e *Engine) raise(ent *entry, id string, ns, now int64) {
 // no write has reclaimed it yet: move removes it and inserts it anew, so
 // that it comes back without its old meta, as a user Forget removed would.
 func (e *Engine) move(ent *entry, id string, ns, now int64) {
-	now = e.clock(now)
-	floor := e.floor(now)
+	floor := e.floorAt(&now)
 	s := e.shardOf(id)
 	s.mu.Lock()
 	if ent.filed.Load() == removedKey { // forgotten, pruned or evicted meanwhile
@@ -289,7 +288,7 @@ func (e *Engine) move(ent *entry, id string, ns, now int64) {
 	}
 	if slotOf(ls, e.lay.res) != e.lay.slot(old) {
 		s.unfile(old)
-		s.add(ent, len(id), ls, func() int64 { return e.slotNow(&now) })
+		s.add(ent, len(id), ls, func() int64 { return slotOf(e.read(&now), e.lay.res) })
 		s.moved++
 		e.expire(s, floor)
 	}
@@ -300,7 +299,6 @@ func (e *Engine) move(ent *entry, id string, ns, now int64) {
 // meanwhile, insert raises it instead and returns its time before that and
 // true.
 func (e *Engine) insert(id string, ns, now int64) (old int64, known bool) {
-	now = e.clock(now)
 	reserved := e.maxUsers > 0
 	if reserved {
 		e.reserve()
@@ -320,12 +318,12 @@ func (e *Engine) insert(id string, ns, now int64) (old int64, known bool) {
 	ent := newEntry(id)
 	id = ent.id(len(id))
 	ent.lastSeen.Store(ns)
-	s.add(ent, len(id), ns, func() int64 { return e.slotNow(&now) })
+	s.add(ent, len(id), ns, func() int64 { return slotOf(e.read(&now), e.lay.res) })
 	e.users.Store(id, ent)
 	s.inserted++
 	s.held.Add(1)
 	e.markDirty()
-	e.expire(s, e.floor(now))
+	e.expire(s, e.floorAt(&now))
 	s.mu.Unlock()
 	return 0, false
 }
@@ -426,33 +424,34 @@ func (e *Engine) floor(ns int64) int64 {
 }
 
 // unread stands for a clock not read yet. Touch passes the time it read
-// down to the paths that need the clock (a move, an insert, SetMeta under
-// retention); TouchAt and SetMeta pass unread, and the clock is read there,
-// once, only if retention needs it, so that fast paths never call it.
+// down to the paths that may need the clock (a move, an insert, SetMeta);
+// TouchAt and SetMeta pass unread, and those paths read the clock, once,
+// only when retention or the counters need it, so that fast paths never
+// call it.
 const unread = math.MaxInt64
 
-// clock returns now, or, if now is unread and retention is on, the clock's
-// reading. (Without retention, floor ignores the time.)
-func (e *Engine) clock(now int64) int64 {
-	if now == unread && e.retention != 0 {
-		return e.now().UnixNano()
-	}
-	return now
-}
-
-// slotNow returns the slot of *now, reading the clock into it first if it is
-// unread. The counters ask for it when a user is filed beyond the newest
-// slot a shard has counted: once per slot and shard, or for times ahead of
-// the clock.
-func (e *Engine) slotNow(now *int64) int64 {
+// read returns *now, reading the clock into it first if it is unread.
+func (e *Engine) read(now *int64) int64 {
 	if *now == unread {
 		*now = e.now().UnixNano()
 	}
-	return slotOf(*now, e.lay.res)
+	return *now
+}
+
+// floorAt returns the oldest slot a query may see at *now; it reads the
+// clock (into *now, if unread) only with retention on.
+func (e *Engine) floorAt(now *int64) int64 {
+	if e.retention == 0 {
+		return math.MinInt64
+	}
+	return e.floor(e.read(now))
 }
 
 // floorNow returns the oldest slot a query may see now.
-func (e *Engine) floorNow() int64 { return e.floor(e.clock(unread)) }
+func (e *Engine) floorNow() int64 {
+	now := int64(unread)
+	return e.floorAt(&now)
+}
 
 // SetMeta attaches meta (for example a client IP or user agent) to a known
 // user; the empty string removes it. It returns false if the user is unknown
@@ -476,12 +475,11 @@ func (e *Engine) setMeta(id, meta string, now int64) bool {
 		// Known by its index slot, as under the lock below: a user that
 		// expired and is being touched again has a new time but has not
 		// yet been re-inserted without its meta.
-		now = e.clock(now)
-		if ent, ok := e.users.Load(id); ok && e.lay.slot(itemOf(ent)) >= e.floor(now) {
+		if ent, ok := e.users.Load(id); ok && e.lay.slot(itemOf(ent)) >= e.floorAt(&now) {
 			return true
 		}
 	}
-	floor := e.floor(e.clock(now))
+	floor := e.floorAt(&now)
 	s := e.shardOf(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
