@@ -640,7 +640,8 @@ func TestMetaNeverOutlivesItsUser(t *testing.T) {
 
 // TestConcurrentChurnKeepsInvariants runs every kind of write at once on a
 // capped engine with retention (inserts that evict, moves, expiry, Forget,
-// Prune, SetMeta, snapshots), then checks the map, index and counters agree.
+// Prune, SetMeta, snapshots, times far ahead of the clock), then checks the
+// map, index and counters agree.
 func TestConcurrentChurnKeepsInvariants(t *testing.T) {
 	const limit = 2000
 	clk := newClock()
@@ -657,8 +658,10 @@ func TestConcurrentChurnKeepsInvariants(t *testing.T) {
 				switch r := rng.IntN(100); {
 				case r < 70:
 					e.Touch(id)
-				case r < 80:
+				case r < 79:
 					e.TouchAt(id, clk.Now().Add(-time.Duration(rng.IntN(20))*time.Minute))
+				case r < 80: // far ahead of the clock: counted apart from the ring
+					e.TouchAt(id, clk.Now().Add(time.Duration(1+rng.IntN(48))*time.Hour))
 				case r < 85:
 					e.SetMeta(id, fmt.Sprint("m", i))
 				case r < 92:
@@ -684,4 +687,5 @@ func TestConcurrentChurnKeepsInvariants(t *testing.T) {
 		st.Inserted, st.Moved, st.Evicted, st.Expired, st.Forgotten, st.Pruned)
 	assert.NotZero(t, st.Evicted)
 	assert.NotZero(t, st.Moved)
+	assert.NotZero(t, presence.UsersAhead(e), "users counted ahead of the ring")
 }
