@@ -461,7 +461,8 @@ func TestSinceIterator(t *testing.T) {
 // same slot does not reorder (the index moves only when the slot changes),
 // one in a new slot does.
 func TestOrderWithinSlot(t *testing.T) {
-	e := presence.New(presence.WithShards(2))
+	clk := newClock() // the windows below end at t0, whenever the test runs
+	e := presence.New(presence.WithShards(2), presence.WithClock(clk.Now))
 	for i, id := range []string{"a", "b", "c", "d"} {
 		e.TouchAt(id, t0.Add(time.Duration(i)*100*time.Millisecond)) // all in t0's second
 	}
@@ -475,7 +476,7 @@ func TestOrderWithinSlot(t *testing.T) {
 
 	// Users filed at the same moment are in a fixed order (by a hash of
 	// the ID), whatever the order of their touches.
-	other := presence.New()
+	other := presence.New(presence.WithClock(clk.Now))
 	for _, id := range []string{"x", "y", "z"} {
 		e.TouchAt(id, t0.Add(2*time.Second))
 	}
