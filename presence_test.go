@@ -667,6 +667,7 @@ func TestTimesAheadOfTheClock(t *testing.T) {
 		assert.Equal(t, present+later, e.Count(15*time.Minute), stage)
 		assert.False(t, presence.CountWalks(e, clk.Now().Add(-15*time.Minute)), stage)
 		assert.Equal(t, later, e.CountSince(clk.Now().Add(time.Hour)), stage)
+		assert.Equal(t, later, e.CountSince(t0.Add(48*time.Hour)), stage+": from the first one's slot")
 		assert.Equal(t, 1000+later, e.Len(), stage)
 		require.NoError(t, presence.CheckInvariants(e), stage)
 	}
