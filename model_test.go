@@ -190,6 +190,8 @@ func checkAll(t *testing.T, e *presence.Engine, m *model, now int64, rng *rand.R
 		want := m.since(since, now)
 		require.Equal(t, len(want), e.Count(w), "Count(%v)", w)
 		require.Equal(t, len(want), e.CountSince(since), "CountSince")
+		later := time.Unix(0, now).Add(w) // users ahead of the clock
+		require.Equal(t, len(m.since(later, now)), e.CountSince(later), "CountSince(now+%v)", w)
 		limit := rng.IntN(20) - 2
 		got := strip(e.Recent(w, limit))
 		if limit > 0 && len(want) > limit {
