@@ -343,6 +343,25 @@ func BenchmarkMemory10M(b *testing.B) {
 	b.ReportMetric(bigBytes, "bytes/user")
 }
 
+// BenchmarkSetMetaUnchanged: SetMeta of the meta a hot user already has,
+// as the middleware's meta recording calls it on every request. With
+// retention it reads the clock, so that an expired user is unknown to it.
+func BenchmarkSetMetaUnchanged(b *testing.B) {
+	for _, retention := range []time.Duration{0, 24 * time.Hour} {
+		b.Run(fmt.Sprint("retention-", retention), func(b *testing.B) {
+			e := presence.New(presence.WithRetention(retention))
+			e.Touch("alice")
+			e.SetMeta("alice", "203.0.113.7 Mozilla/5.0")
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					e.SetMeta("alice", "203.0.113.7 Mozilla/5.0")
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkMixed: 1M users, Zipf, from all procs: one Count and one
 // Recent(15m, 100) every 1,000 touches, on the real clock.
 func BenchmarkMixed(b *testing.B) {

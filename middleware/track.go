@@ -228,28 +228,32 @@ func (t *tracker) record(r *http.Request, status int) {
 	}
 }
 
+// metaOf returns the request's meta: the client IP (or its /64), then the
+// user agent, space-separated, cut at maxMeta bytes. It builds the meta in
+// a buffer on the stack and copies no more of the user agent than fits, so
+// a request costs one allocation, the string, however long its header.
 func (t *tracker) metaOf(r *http.Request) string {
-	var parts []string
+	var buf [256]byte
+	b := buf[:0]
 	if t.metaIP {
 		if ip, ok := ClientIP(r, t.ipHeader, t.proxies); ok {
 			if t.ipv6Prefix64 && ip.Is6() {
 				p, _ := ip.Prefix(64)
-				parts = append(parts, p.String())
+				b = p.AppendTo(b)
 			} else {
-				parts = append(parts, ip.String())
+				b = ip.AppendTo(b)
 			}
 		}
 	}
 	if t.metaUA {
 		if ua := r.UserAgent(); ua != "" {
-			parts = append(parts, ua)
+			if len(b) > 0 {
+				b = append(b, ' ')
+			}
+			b = append(b, ua[:min(len(ua), maxMeta)]...)
 		}
 	}
-	m := strings.Join(parts, " ")
-	if len(m) > maxMeta {
-		m = m[:maxMeta]
-	}
-	return m
+	return string(b[:min(len(b), maxMeta)])
 }
 
 // statusWriter remembers the status a handler sent. Writers are pooled, so

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/onlinenow/presence"
 	"github.com/onlinenow/presence/middleware"
@@ -19,13 +20,17 @@ func (w nopWriter) WriteHeader(int)             {}
 
 // BenchmarkTrack compares a bare handler with the same handler behind
 // Track, for an identified user whose slot does not change (one hot user,
-// the real clock), from all procs.
+// the real clock), from all procs. "tracked-meta" also records the client
+// IP and user agent as meta, into an engine with retention, where SetMeta
+// reads the clock even when the meta is unchanged.
 func BenchmarkTrack(b *testing.B) {
 	empty := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	r := withUser(httptest.NewRequest("GET", "/page", nil), "alice")
-	e := presence.New()
-	tracked := middleware.Track(e, middleware.FromContext(ctxKey{}), middleware.WithSkipPrefix("/static/"))(empty)
-	for name, h := range map[string]http.Handler{"bare": empty, "tracked": tracked} {
+	r.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")
+	tracked := middleware.Track(presence.New(), middleware.FromContext(ctxKey{}), middleware.WithSkipPrefix("/static/"))(empty)
+	withMeta := middleware.Track(presence.New(presence.WithRetention(24*time.Hour)), middleware.FromContext(ctxKey{}),
+		middleware.WithSkipPrefix("/static/"), middleware.WithMetaIP(), middleware.WithMetaUserAgent())(empty)
+	for name, h := range map[string]http.Handler{"bare": empty, "tracked": tracked, "tracked-meta": withMeta} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -222,6 +223,23 @@ func TestMetaRecording(t *testing.T) {
 			a, _ := e.Get("u")
 			assert.Len(t, a.Meta, presence.MaxMetaLen, "a user agent of %d bytes", n)
 		}
+	})
+	t.Run("a huge user agent costs what fits", func(t *testing.T) {
+		e := presence.New()
+		h := middleware.Track(e, middleware.FromContext(ctxKey{}), middleware.WithMetaIP(), middleware.WithMetaUserAgent())(http.HandlerFunc(ok))
+		r := withUser(httptest.NewRequest("GET", "/", nil), "u")
+		r.Header.Set("User-Agent", strings.Repeat("a", 1<<20))
+		serve(h, r)
+		const calls = 10 // averaged, so that other goroutines' allocations do not count
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range calls {
+			serve(h, r)
+		}
+		runtime.ReadMemStats(&after)
+		assert.Less(t, (after.TotalAlloc-before.TotalAlloc)/calls, uint64(16<<10), "bytes allocated per request")
+		a, _ := e.Get("u")
+		assert.Len(t, a.Meta, presence.MaxMetaLen)
 	})
 }
 
