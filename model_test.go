@@ -220,6 +220,8 @@ func checkAll(t *testing.T, e *presence.Engine, m *model, now int64, rng *rand.R
 		all = nil
 	}
 	require.Equal(t, strip(all), strip(paged), "paged walk")
+	streamed := slices.Collect(e.Since(time.Time{}))
+	require.Equal(t, strip(all), strip(streamed), "Since")
 
 	for range 5 {
 		var id string
