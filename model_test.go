@@ -462,7 +462,7 @@ func FuzzAgainstModel(f *testing.F) {
 		if len(in) == 0 || len(in) > 1+3*100 {
 			return
 		}
-		res := []time.Duration{time.Millisecond, time.Second, time.Minute, 10 * time.Millisecond}[in[0]>>2&3]
+		res := []time.Duration{time.Millisecond, time.Second, time.Minute, time.Hour}[in[0]>>2&3]
 		retention := []time.Duration{0, 4 * res, 100 * res, 5000 * res}[in[0]>>4&3]
 		maxUsers := 0
 		if retention == 0 {
