@@ -93,8 +93,9 @@ func WithExpectedUsers(n int) Option { return func(c *config) { c.expected = n }
 // WithClock sets the clock Touch and the window queries read; nil selects
 // time.Now. Tests use it to move time by hand. Retention counts from it,
 // and the slot counters follow it: a time TouchAt gives more than 1/64 of
-// the counters' horizon ahead of it (34 minutes at the default resolution)
-// is counted apart until the clock comes near.
+// the counters' horizon ahead of it (34 minutes at the default resolution
+// without retention; with a short retention, less) is counted apart until
+// the clock comes near.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
 // Activity is one user's presence: when they were last seen and the meta an
