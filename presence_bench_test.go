@@ -169,7 +169,8 @@ func BenchmarkTouchSameSlot(b *testing.B) {
 // of a Zipf stream, 100,000 a second: the moves a Zipf workload makes, where
 // a popular user moves once a second and every other touch of it stays in
 // its slot (in "zipf", popular users move again and again, their items
-// still in cache).
+// still in cache). "-parallel" makes the moves of "uniform" and "zipf" from
+// GOMAXPROCS goroutines at once.
 func BenchmarkTouchMove(b *testing.B) {
 	b.Run("zipf-100k-per-second", func(b *testing.B) {
 		ids := userIDs()
@@ -224,6 +225,34 @@ func BenchmarkTouchMove(b *testing.B) {
 			for i := range b.N {
 				// One resolution (1s) later per op: always a new slot.
 				e.TouchAt(idInto(&buf, seq[i&(len(seq)-1)]), t0.Add(time.Duration(i+1)*time.Second))
+			}
+		})
+		// The same moves from GOMAXPROCS goroutines at once: how many a
+		// server sustains, rather than what one costs. Each goroutine
+		// touches its own users (those whose number it is, modulo the
+		// goroutines) at its own times, a second apart, so that every
+		// touch is a move, as above.
+		b.Run("1M-"+dist+"-parallel", func(b *testing.B) {
+			ids := userIDs()
+			e := filledEngine(ids)
+			procs := runtime.GOMAXPROCS(0)
+			seqs := make([][]int32, procs)
+			for _, u := range sequence(dist, 1<<22, len(ids), 2) {
+				seqs[int(u)%procs] = append(seqs[int(u)%procs], u)
+			}
+			var worker atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				seq := seqs[int(worker.Add(1)-1)%procs]
+				var buf [13]byte
+				for i := 0; pb.Next(); i++ {
+					e.TouchAt(idInto(&buf, seq[i%len(seq)]), t0.Add(time.Duration(i+1)*time.Second))
+				}
+			})
+			b.StopTimer()
+			if moved := e.Stats().Moved; moved < uint64(b.N)*99/100 {
+				b.Fatalf("%d of %d touches moved", moved, b.N)
 			}
 		})
 	}
