@@ -709,15 +709,25 @@ func (e *Engine) Prune(t time.Time) int {
 	removed := 0
 	batch := make([]item, 0, pruneBatch)
 	for _, s := range e.shards {
+		// Each batch resumes where the last one stopped: users of t's slot
+		// seen at t or later are passed over, not removed, and a walk
+		// from the oldest each time would pass over them again and again
+		// (quadratic in a slot of millions, at a coarse resolution).
+		var from item // the last user a full batch removed; none at first
 		for {
 			batch = batch[:0]
 			s.mu.Lock()
-			s.tree.AscendLessThan(limit, func(it item) bool {
+			visit := func(it item) bool {
 				if it.ent.lastSeen.Load() < ns {
 					batch = append(batch, it)
 				}
 				return len(batch) < pruneBatch
-			})
+			}
+			if from.ent == nil {
+				s.tree.AscendLessThan(limit, visit)
+			} else {
+				s.tree.AscendRange(from, limit, visit)
+			}
 			for _, it := range batch {
 				e.drop(s, it)
 				if e.lay.slot(it) < floor {
@@ -731,6 +741,7 @@ func (e *Engine) Prune(t time.Time) int {
 			if len(batch) < pruneBatch {
 				break
 			}
+			from = batch[len(batch)-1]
 		}
 	}
 	return removed

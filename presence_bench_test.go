@@ -420,3 +420,31 @@ func BenchmarkMixed(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPruneWithinSlot prunes a slot of n users (at a one-hour
+// resolution, one shard) in which every other user, seen again after t,
+// stays: Prune has to pass over the users it keeps without walking them
+// once per batch. Each op prunes a fresh engine; building it is not timed.
+func BenchmarkPruneWithinSlot(b *testing.B) {
+	ids := userIDs()
+	for _, n := range []int{100_000, 400_000} {
+		b.Run(fmt.Sprint(n/1000, "k"), func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				b.StopTimer()
+				e := presence.New(presence.WithShards(1), presence.WithResolution(time.Hour))
+				for i, id := range ids[:n] {
+					e.TouchAt(id, t0.Add(time.Duration(i)*time.Microsecond))
+				}
+				for i := 0; i < n; i += 2 {
+					e.TouchAt(ids[i], t0.Add(time.Minute))
+				}
+				b.StartTimer()
+				if got := e.Prune(t0.Add(time.Second)); got != n/2 {
+					b.Fatalf("pruned %d, want %d", got, n/2)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/user")
+		})
+	}
+}

@@ -193,6 +193,22 @@ func TestForgetAndPrune(t *testing.T) {
 		assert.Equal(t, 2000, e3.Len(), "resolution %v", res)
 		assert.Equal(t, 2000, e3.CountSince(time.Time{}), "resolution %v", res)
 	}
+	// Within one slot, users seen since t stay, wherever the batches
+	// stop: here every third user, seen again after t, is filed among
+	// users seen before it.
+	e4 := presence.New(presence.WithShards(1), presence.WithResolution(time.Hour))
+	for i := range 5000 {
+		e4.TouchAt(fmt.Sprint(i), t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	for i := 0; i < 5000; i += 3 {
+		e4.TouchAt(fmt.Sprint(i), t0.Add(10*time.Second))
+	}
+	assert.Equal(t, 3333, e4.Prune(t0.Add(5*time.Second)))
+	for i := range 5000 {
+		_, ok := e4.Get(fmt.Sprint(i))
+		require.Equal(t, i%3 == 0, ok, "user %d", i)
+	}
+	assert.Equal(t, 1667, e4.CountSince(time.Time{}))
 
 	st := e.Stats()
 	assert.Equal(t, uint64(1), st.Forgotten)
