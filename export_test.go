@@ -51,7 +51,8 @@ func MapCapacity(e *Engine) int { return e.users.Stats().Capacity }
 // CheckInvariants checks, on a quiet engine, that the map, the index and the
 // counters agree: every user is in the map and in its shard's tree once,
 // filed under the slot its entry says, the counters and the user count add
-// up, and no meta outlives its user.
+// up, the shards' oldest keys (with a cap) are their trees', and no meta
+// outlives its user.
 func CheckInvariants(e *Engine) error {
 	inTrees := 0
 	for i, s := range e.shards {
@@ -79,6 +80,15 @@ func CheckInvariants(e *Engine) error {
 		}
 		if h := s.held.Load(); err == nil && h != int64(n) {
 			err = fmt.Errorf("shard %d holds %d users by its count, %d by its tree", i, h, n)
+		}
+		if s.oldest != nil && err == nil {
+			want := int64(emptyKey)
+			if first, ok := s.tree.Min(); ok {
+				want = first.key
+			}
+			if got := s.oldest.Load(); got != want {
+				err = fmt.Errorf("shard %d notes its oldest key as %x, its tree's is %x", i, got, want)
+			}
 		}
 		s.mu.RUnlock()
 		if err != nil {

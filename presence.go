@@ -118,8 +118,11 @@ type Engine struct {
 	users  *xsync.MapOf[string, *entry]
 	metas  *xsync.MapOf[string, string] // written under the user's shard lock
 	shards []*shard
-	mask   uint64
-	seed   maphash.Seed
+	// oldestKeys holds each shard's shard.oldest side by side, so a scan of
+	// all of them reads a few cache lines; nil without WithMaxUsers.
+	oldestKeys []atomic.Int64
+	mask       uint64
+	seed       maphash.Seed
 
 	lay       layout
 	retention int64 // ns; 0 keeps users forever
@@ -183,8 +186,15 @@ func New(opts ...Option) *Engine {
 		now:       c.now,
 		cfg:       c,
 	}
+	if e.maxUsers > 0 {
+		e.oldestKeys = make([]atomic.Int64, c.shards)
+	}
 	for i := range e.shards {
 		e.shards[i] = newShard(horizon, e.lay)
+		if e.oldestKeys != nil {
+			e.oldestKeys[i].Store(emptyKey)
+			e.shards[i].oldest = &e.oldestKeys[i]
+		}
 	}
 	return e
 }
@@ -349,12 +359,23 @@ func (e *Engine) reserve() {
 }
 
 // oldest returns the least recently seen user held, first in the index's
-// order, and its shard. It reads each shard's oldest under its read lock in
-// turn, so under concurrent writes it is approximate.
+// order, and its shard; only an engine with WithMaxUsers can tell. It reads
+// each shard's oldest key without a lock (a word each: with hundreds of
+// shards, taking every shard's read lock would cost each insert at the cap
+// microseconds), then the first user of the shards holding the oldest key
+// under their read locks. Under concurrent writes it is approximate.
 func (e *Engine) oldest() (*shard, item, bool) {
+	key := int64(emptyKey)
+	for i := range e.oldestKeys {
+		key = min(key, e.oldestKeys[i].Load())
+	}
 	var victim *shard
 	var oldest item
-	for _, s := range e.shards {
+	for i := range e.oldestKeys {
+		if key == emptyKey || e.oldestKeys[i].Load() != key {
+			continue // rarely more than one shard holds the key
+		}
+		s := e.shards[i]
 		s.mu.RLock()
 		it, ok := s.tree.Min()
 		s.mu.RUnlock()

@@ -278,6 +278,7 @@ func BenchmarkTouchNew(b *testing.B) {
 		{"1k-per-second", time.Millisecond, nil},
 		{"all-in-one-second", time.Microsecond, nil},
 		{"at-cap", time.Millisecond, []presence.Option{presence.WithMaxUsers(benchUsers)}},
+		{"at-cap-256-shards", time.Millisecond, []presence.Option{presence.WithMaxUsers(benchUsers), presence.WithShards(256)}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			e := filledEngine(userIDs(), tc.opts...)

@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -359,6 +360,31 @@ func TestEvictionFlood(t *testing.T) {
 	}
 	assert.Equal(t, uint64(n-limit), e.Stats().Evicted)
 	require.NoError(t, presence.CheckInvariants(e))
+}
+
+// TestEvictionOrderWithTies: users who share one time, and at a 1ms
+// resolution often their whole index key, spread over shards, are evicted
+// in the index's order (by ID within a key), as Page lists them oldest
+// last, whichever shard holds each.
+func TestEvictionOrderWithTies(t *testing.T) {
+	const limit = 64
+	e := presence.New(presence.WithShards(8), presence.WithResolution(time.Millisecond), presence.WithMaxUsers(limit))
+	for i := range limit {
+		e.TouchAt(fmt.Sprintf("u%02d", i), t0)
+	}
+	all, _ := e.Page(time.Time{}, presence.Cursor{}, 0)
+	order := ids(all)
+	slices.Reverse(order) // oldest first: the order of eviction
+	for i := range limit {
+		e.TouchAt(fmt.Sprintf("n%02d", i), t0.Add(time.Second))
+		_, ok := e.Get(order[i])
+		require.False(t, ok, "new user %d should have evicted %s", i, order[i])
+		if i+1 < limit {
+			_, ok = e.Get(order[i+1])
+			require.True(t, ok, "new user %d evicted %s, which is not the oldest", i, order[i+1])
+		}
+		require.NoError(t, presence.CheckInvariants(e))
+	}
 }
 
 func TestPagingSharedTimestamps(t *testing.T) {

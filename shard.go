@@ -30,6 +30,7 @@ type entry struct {
 
 const (
 	removedKey = math.MinInt64
+	emptyKey   = math.MaxInt64 // beyond every item's key (see layout)
 	entrySize  = unsafe.Sizeof(entry{})
 )
 
@@ -66,6 +67,13 @@ type shard struct {
 	// without it by Engine.Len.
 	held atomic.Int64
 
+	// oldest, for an engine with WithMaxUsers, mirrors the key of the
+	// tree's first item (emptyKey when there is none), so that finding the
+	// least recently seen user, which every insert at the cap does, reads
+	// one word per shard instead of taking every shard's lock. Written
+	// under mu; nil without a cap, where nothing asks.
+	oldest *atomic.Int64
+
 	inserted, moved, evicted, expired, forgotten, pruned uint64
 
 	_ [64]byte // keep neighbouring shards' locks off this cache line
@@ -87,6 +95,9 @@ func (s *shard) add(ent *entry, n int, ns int64, clock func() int64) {
 	s.tree.ReplaceOrInsert(it)
 	s.counts.add(s.lay.slot(it), 1, clock)
 	ent.filed.Store(it.key)
+	if s.oldest != nil && it.key < s.oldest.Load() {
+		s.oldest.Store(it.key)
+	}
 }
 
 // itemOf returns the item filing ent, which has to be in the index. Has to be
@@ -99,6 +110,13 @@ func itemOf(ent *entry) item { return item{key: ent.filed.Load(), ent: ent} }
 func (s *shard) unfile(it item) {
 	s.counts.add(s.lay.slot(it), -1, nil)
 	s.tree.Delete(it)
+	if s.oldest != nil && it.key == s.oldest.Load() {
+		key := int64(emptyKey)
+		if first, ok := s.tree.Min(); ok {
+			key = first.key
+		}
+		s.oldest.Store(key)
+	}
 }
 
 // remove takes the item out of the index and marks its entry removed. Has to
