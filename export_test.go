@@ -146,6 +146,21 @@ func UsersAhead(e *Engine) int {
 	return n
 }
 
+// CounterBlocks is how many blocks of per-slot counters the shards hold.
+func CounterBlocks(e *Engine) int {
+	n := 0
+	for _, s := range e.shards {
+		s.mu.RLock()
+		for _, b := range s.counts.per {
+			if b != nil {
+				n++
+			}
+		}
+		s.mu.RUnlock()
+	}
+	return n
+}
+
 // checkCounts checks a shard's counters slot by slot against its tree. It
 // reads the sums over 4096 and 64 slots whole, and the per-slot counters
 // where a sum or the tree says there are users, so that fuzzing can call it
@@ -192,14 +207,20 @@ func checkCounts(e *Engine, s *shard) error {
 			continue
 		}
 		var sum int32
-		for p, w := range c.per[b*64 : b*64+64] {
-			if w != ring[int64(b*64+p)] {
-				return fmt.Errorf("ring position %d: %d users, counted %d", b*64+p, ring[int64(b*64+p)], w)
+		for p := b * 64; p < b*64+64; p++ {
+			w := c.at(p)
+			if w != ring[int64(p)] {
+				return fmt.Errorf("ring position %d: %d users, counted %d", p, ring[int64(p)], w)
 			}
 			sum += w
 		}
 		if sum != v {
 			return fmt.Errorf("ring positions %d..%d: %d users, by64 says %d", b*64, b*64+63, sum, v)
+		}
+	}
+	for b, blk := range c.per {
+		if blk == nil && c.by4096[b] != 0 || blk != nil && c.by4096[b] == 0 && b != c.headBlock() {
+			return fmt.Errorf("ring block %d: counters allocated %v, %d users", b, blk != nil, c.by4096[b])
 		}
 	}
 	if inRing != c.inRing || inRing != s.tree.Len()-old-c.ahead.n {

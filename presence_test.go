@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -385,6 +386,48 @@ func TestEvictionOrderWithTies(t *testing.T) {
 		}
 		require.NoError(t, presence.CheckInvariants(e))
 	}
+}
+
+// TestCounterMemory: the per-slot counters take memory for the blocks of
+// slots that hold users, not for the whole ring in every shard (512 KiB a
+// shard; 256 shards are the default at 64 cores), and give it back when
+// the users move on.
+func TestCounterMemory(t *testing.T) {
+	clk := newClock()
+	const shards = 64
+	e := presence.New(presence.WithShards(shards), presence.WithClock(clk.Now))
+	for i := range 10_000 {
+		e.Touch(fmt.Sprint("u", i))
+	}
+	assert.Equal(t, shards, presence.CounterBlocks(e), "one block a shard: every user is in one slot")
+	clk.Advance(3 * time.Hour) // 10,800 slots: past the next block
+	for i := range 10_000 {
+		e.Touch(fmt.Sprint("u", i))
+	}
+	assert.Equal(t, shards, presence.CounterBlocks(e), "the old blocks are given back")
+	assert.Equal(t, 10_000, e.Count(time.Minute))
+	require.NoError(t, presence.CheckInvariants(e))
+
+	// A lone user moving ahead within a block does not free and allocate
+	// its counters on every move.
+	solo := presence.New(presence.WithShards(1), presence.WithClock(clk.Now))
+	solo.Touch("solo")
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		clk.Advance(time.Second)
+		solo.Touch("solo")
+	}))
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	big := presence.New(presence.WithShards(256))
+	for i := range 1000 {
+		big.Touch(fmt.Sprint("u", i))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	assert.Less(t, after.HeapAlloc-before.HeapAlloc, uint64(16<<20), "1,000 users in 256 shards")
+	runtime.KeepAlive(big)
 }
 
 func TestPagingSharedTimestamps(t *testing.T) {

@@ -133,7 +133,10 @@ func (s *shard) remove(it item) {
 // The counters form a ring of horizon slots ending at head, the newest slot
 // counted: slot s lives at s & (horizon-1). Sums over 64 and 4096 slots
 // are kept beside the per-slot counters, so a range sum reads at most ~300
-// words. Users filed under slots that have fallen off the ring (head-horizon
+// words. The per-slot counters are allocated 4096 at a time, for blocks
+// that count someone (and head's): a full ring is 512 KiB a shard, which
+// a small engine on a machine of many cores (256 shards at 64 cores)
+// would otherwise pay for every shard. Users filed under slots that have fallen off the ring (head-horizon
 // or older) are only counted in old; a count reaching that far back walks the
 // tree for them.
 //
@@ -151,17 +154,21 @@ type slotCounts struct {
 	old     int // users filed at head-horizon or older
 	inRing  int // users filed in the ring
 	ahead   aheadCounts
-	per     []int32
+	per     [][]int32 // horizon/4096 blocks of 4096; nil while a block's by4096 is 0, but head's
 	by64    []int32
 	by4096  []int32
 }
+
+// blockSlots is how many slots a block of per-slot counters holds: a
+// by4096 sum each.
+const blockSlots = 4096
 
 // add counts d more users at slot. clock returns the slot of now; add calls
 // it only for d > 0 beyond head (or for the first user), to decide whether
 // head may move there.
 func (c *slotCounts) add(slot int64, d int, clock func() int64) {
 	if !c.started {
-		c.per = make([]int32, c.horizon)
+		c.per = make([][]int32, c.horizon/blockSlots)
 		c.by64 = make([]int32, c.horizon/64)
 		c.by4096 = make([]int32, c.horizon/4096)
 		c.head, c.started = min(slot, clock()+c.horizon/64), true
@@ -184,18 +191,41 @@ func (c *slotCounts) add(slot int64, d int, clock func() int64) {
 }
 
 func (c *slotCounts) bump(p int, d int32) {
-	c.per[p] += d
+	b := p >> 12
+	if c.per[b] == nil {
+		c.per[b] = make([]int32, blockSlots)
+	}
+	c.per[b][p&(blockSlots-1)] += d
 	c.by64[p>>6] += d
-	c.by4096[p>>12] += d
+	if c.by4096[b] += d; c.by4096[b] == 0 && b != c.headBlock() {
+		// Nobody left. Head's block is kept: users moving ahead within
+		// it would otherwise free and allocate it over and over.
+		c.per[b] = nil
+	}
 }
+
+// at returns the counter at ring position p.
+func (c *slotCounts) at(p int) int32 {
+	if b := c.per[p>>12]; b != nil {
+		return b[p&(blockSlots-1)]
+	}
+	return 0
+}
+
+// headBlock is the block of per-slot counters holding head.
+func (c *slotCounts) headBlock() int { return int(c.head&(c.horizon-1)) >> 12 }
 
 // advance moves head to slot, folding the slots that leave the ring into old.
 // It skips empty 4096- and 64-slot blocks whole, so its cost is bounded by
 // the users it folds plus the distance over 64, not by the distance: a head
 // that jumps far ahead again and again (a hostile snapshot) stays cheap.
 func (c *slotCounts) advance(slot int64) {
+	prev := c.headBlock()
 	c.fold(slot)
 	c.head = slot
+	if c.headBlock() != prev && c.by4096[prev] == 0 {
+		c.per[prev] = nil
+	}
 	// Users counted ahead that head has now reached join the ring (or old).
 	for c.ahead.n > 0 {
 		first, _ := c.ahead.tree.Min()
@@ -229,7 +259,7 @@ func (c *slotCounts) fold(slot int64) {
 		case p&63 == 0 && s+63 <= end && c.by64[p>>6] == 0:
 			s += 64
 		default:
-			if v := c.per[p]; v != 0 {
+			if v := c.at(p); v != 0 {
 				c.bump(p, -v)
 				c.old += int(v)
 				c.inRing -= int(v)
@@ -264,7 +294,7 @@ func (c *slotCounts) since(from int64) (n int, complete bool) {
 func (c *slotCounts) sum(lo, hi int) int {
 	n := 0
 	for ; lo < hi && lo&63 != 0; lo++ {
-		n += int(c.per[lo])
+		n += int(c.at(lo))
 	}
 	for ; lo+64 <= hi && lo&4095 != 0; lo += 64 {
 		n += int(c.by64[lo>>6])
@@ -276,7 +306,7 @@ func (c *slotCounts) sum(lo, hi int) int {
 		n += int(c.by64[lo>>6])
 	}
 	for ; lo < hi; lo++ {
-		n += int(c.per[lo])
+		n += int(c.at(lo))
 	}
 	return n
 }
