@@ -41,7 +41,9 @@
 // number of them in the window.
 //
 // [Engine.Recent] and [Engine.Page] walk each shard's B-tree from the newest
-// end and merge: O(shards x (log n + k)). The order is newest slot first,
+// end and merge, reading from each shard about twice its share of the k
+// users asked for, and more only from the shards the merge runs through:
+// O(shards x (log n + k/shards) + k x log shards). The order is newest slot first,
 // and within a slot newest first by the time each user entered it, in steps
 // of 1/512 of a slot at the default resolution (2ms), then by a hash of the
 // ID. A later touch in the same slot updates the user's time but not its
@@ -54,9 +56,13 @@
 // # Concurrency
 //
 // Every method of [Engine] is safe for concurrent use. Queries take each
-// shard's read lock in turn: a result is consistent within each shard but
-// not one atomic cut across shards. A user touched during a query may be
-// reported with its newer time.
+// shard's read lock in turn: a result is not one atomic cut across shards.
+// A user touched during a query may be reported with its newer time. A
+// page may read a shard again, after the last user it read there, when
+// that shard holds more of the page than its share; a user of that shard
+// touched in between has moved ahead of the walk, as between pages, and
+// may be missing from that page (counts read each shard once).
+// Once writes stop, every query is exact.
 //
 // # Snapshots
 //

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"container/heap"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -200,30 +201,82 @@ func (s *shard) collect(w window, buf []item) []item {
 	return buf
 }
 
-// merge appends to sc.merged up to limit items (limit <= 0: all), newest
-// first, from the per-shard lists, each newest first. Linear in limit x
-// shards, which the per-shard walks already cost.
-func (sc *scratch) merge(limit int) {
+// walk appends to sc.merged up to w.limit items of the window (w.limit <=
+// 0: all), newest first, merged across shards. It reads each shard a
+// chunk at a time: a first chunk of about twice the shard's share of the
+// limit, and another, after the last item it read there, only when the
+// merge has taken every item read from that shard. So a page of k users
+// costs O(shards x (log n + k/shards) + k x log shards), not the
+// O(shards x k) of reading k from every shard, which at 256 shards (the
+// default at 64 cores) read 25,600 items for a page of 100.
+func (sc *scratch) walk(shards []*shard, w window) {
+	per := w.limit // every item, in one read per shard, without a limit
+	if w.limit > 0 {
+		per = min(w.limit, 2*w.limit/len(shards)+4)
+	}
+	for len(sc.lists) < len(shards) {
+		sc.lists = append(sc.lists, nil)
+	}
 	sc.heads = sc.heads[:0]
-	total := 0
-	for _, l := range sc.lists {
-		total += len(l)
-		sc.heads = append(sc.heads, 0)
+	for i, s := range shards {
+		part := w
+		part.limit = per
+		sc.lists[i] = s.collect(part, sc.lists[i][:0])
+		if len(sc.lists[i]) > 0 {
+			sc.heads = append(sc.heads, head{shard: i, more: per > 0 && len(sc.lists[i]) == per, per: per})
+		}
 	}
-	if limit <= 0 || limit > total {
-		limit = total
-	}
-	for range limit {
-		best := -1
-		for i, l := range sc.lists {
-			h := sc.heads[i]
-			if h < len(l) && (best < 0 || itemLess(sc.lists[best][sc.heads[best]], l[h])) {
-				best = i
+	heap.Init(sc)
+	for len(sc.heads) > 0 && (w.limit <= 0 || len(sc.merged) < w.limit) {
+		h := &sc.heads[0]
+		list := sc.lists[h.shard]
+		sc.merged = append(sc.merged, list[h.next])
+		if h.next++; h.next == len(list) {
+			if !h.more {
+				heap.Pop(sc)
+				continue
+			}
+			if len(sc.merged) == w.limit {
+				break // (more implies a limit)
+			}
+			// The shard's next chunk starts strictly after its last item
+			// read, as the next page would: twice as long, but no longer
+			// than the merge still needs.
+			part := w
+			part.after, part.has = list[len(list)-1], true
+			h.per = min(2*h.per, w.limit-len(sc.merged))
+			part.limit = h.per
+			list = shards[h.shard].collect(part, list[:0])
+			sc.lists[h.shard], h.next, h.more = list, 0, len(list) == h.per
+			if len(list) == 0 {
+				heap.Pop(sc)
+				continue
 			}
 		}
-		sc.merged = append(sc.merged, sc.lists[best][sc.heads[best]])
-		sc.heads[best]++
+		heap.Fix(sc, 0)
 	}
+}
+
+// head is a shard's place in a walk: the next item of its list to merge.
+type head struct {
+	shard int
+	next  int  // in sc.lists[shard]
+	more  bool // the list was read up to its limit: the shard may hold more
+	per   int  // the limit the list was read with
+}
+
+// The heap of a walk's heads, newest head item first (container/heap).
+func (sc *scratch) Len() int { return len(sc.heads) }
+func (sc *scratch) Less(i, j int) bool {
+	a, b := sc.heads[i], sc.heads[j]
+	return itemLess(sc.lists[b.shard][b.next], sc.lists[a.shard][a.next])
+}
+func (sc *scratch) Swap(i, j int) { sc.heads[i], sc.heads[j] = sc.heads[j], sc.heads[i] }
+func (sc *scratch) Push(x any)    { sc.heads = append(sc.heads, x.(head)) }
+func (sc *scratch) Pop() any {
+	h := sc.heads[len(sc.heads)-1]
+	sc.heads = sc.heads[:len(sc.heads)-1]
+	return h
 }
 
 // scratch holds a page walk's buffers between calls, so that a dashboard
@@ -231,7 +284,7 @@ func (sc *scratch) merge(limit int) {
 // heap) for every call.
 type scratch struct {
 	lists  [][]item // one per shard
-	heads  []int    // merge position in each list
+	heads  []head   // the heap of shards with items left to merge
 	merged []item
 }
 
@@ -242,14 +295,15 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 const maxPooledItems = 1 << 14
 
 func (sc *scratch) release() {
-	n := len(sc.merged)
+	n := cap(sc.merged)
 	for i, l := range sc.lists {
-		n += len(l)
-		clear(l) // drop the pointers into users
+		n += cap(l)
+		clear(l[:cap(l)]) // drop the pointers into users, from longer reads too
 		sc.lists[i] = l[:0]
 	}
 	clear(sc.merged)
 	sc.merged = sc.merged[:0]
+	sc.heads = sc.heads[:0]
 	if n <= maxPooledItems {
 		scratchPool.Put(sc)
 	}

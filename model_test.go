@@ -406,6 +406,7 @@ func TestAgainstModel(t *testing.T) {
 		{4, time.Second, 20 * time.Minute, 20 * time.Second, 4000, 6, 0},
 		{1, time.Millisecond, time.Second, 50 * time.Millisecond, 3000, 7, 0},
 		{4, time.Second, 0, 30 * time.Second, 3000, 8, 100}, // full: new users evict
+		{64, time.Second, 0, 5 * time.Second, 3000, 9, 0},   // pages read shards in several chunks
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("shards=%d/res=%v/ret=%v/max=%d", tc.shards, tc.res, tc.retention, tc.maxUsers), func(t *testing.T) {
@@ -563,6 +564,13 @@ func TestConcurrentAgainstModel(t *testing.T) {
 					assert.GreaterOrEqual(t, n, 0)
 					recent := e.Recent(time.Hour, 50)
 					assert.LessOrEqual(t, len(recent), 50)
+					once := map[string]bool{}
+					for _, a := range recent {
+						if !assert.False(t, once[a.ID], "Recent returned %s twice", a.ID) {
+							return
+						}
+						once[a.ID] = true
+					}
 					continue
 				}
 				seen := map[string]bool{}

@@ -114,8 +114,8 @@ type Activity struct {
 // An Engine is safe for concurrent use by multiple goroutines without extra
 // locking, and must not be copied. Touch of a known user whose index slot
 // does not change takes no lock and allocates nothing; queries take each
-// shard's read lock in turn, so a query is consistent per shard but not
-// atomic across shards.
+// shard's read lock in turn, so a query is not atomic across shards (see
+// the package doc's Concurrency section).
 type Engine struct {
 	users  *xsync.MapOf[string, *entry]
 	metas  *xsync.MapOf[string, string] // written under the user's shard lock
@@ -620,7 +620,8 @@ func (e *Engine) countFrom(from int64) int {
 }
 
 // Recent returns the users seen within window of now, newest first, at most
-// limit of them (limit <= 0: all). It costs O(shards x (log n + limit)).
+// limit of them (limit <= 0: all). It costs O(shards x (log n +
+// limit/shards) + limit x log shards).
 func (e *Engine) Recent(window time.Duration, limit int) []Activity {
 	page, _ := e.Page(e.now().Add(-window), Cursor{}, limit)
 	return page
@@ -655,14 +656,7 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 	}
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	for len(sc.lists) < len(e.shards) {
-		sc.lists = append(sc.lists, nil)
-	}
-	sc.lists = sc.lists[:len(e.shards)]
-	for i, s := range e.shards {
-		sc.lists[i] = s.collect(w, sc.lists[i])
-	}
-	sc.merge(w.limit)
+	sc.walk(e.shards, w)
 	items := sc.merged
 	var next Cursor
 	if limit > 0 && len(items) > limit {

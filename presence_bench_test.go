@@ -366,6 +366,24 @@ func BenchmarkRecent10M(b *testing.B) {
 	}
 }
 
+// BenchmarkRecentShards: Recent(15m, 100) over 1M users (900,000 of them in
+// the window) at shard counts from this machine's default (8) to the
+// default of a 64-core (256) and a 256-core machine (1024).
+func BenchmarkRecentShards(b *testing.B) {
+	for _, shards := range []int{8, 256, 1024} {
+		b.Run(fmt.Sprint(shards), func(b *testing.B) {
+			e := filledEngine(userIDs(), presence.WithShards(shards), presence.WithClock(fixedClock()))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if len(e.Recent(15*time.Minute, 100)) != 100 {
+					b.Fatal("short page")
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkMemory10M(b *testing.B) {
 	big(b)
 	for range b.N {
