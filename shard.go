@@ -136,9 +136,9 @@ func (s *shard) remove(it item) {
 // words. The per-slot counters are allocated 4096 at a time, for blocks
 // that count someone (and head's): a full ring is 512 KiB a shard, which
 // a small engine on a machine of many cores (256 shards at 64 cores)
-// would otherwise pay for every shard. Users filed under slots that have fallen off the ring (head-horizon
-// or older) are only counted in old; a count reaching that far back walks the
-// tree for them.
+// would otherwise pay for every shard. Users filed under slots that have
+// fallen off the ring (head-horizon or older) are only counted in old; a
+// count reaching that far back walks the tree for them.
 //
 // head follows the newest slot filed, but never to more than horizon/64
 // slots ahead of the clock: users filed further ahead (a skewed clock, bad
