@@ -43,10 +43,10 @@
 // [Engine.Recent] and [Engine.Page] walk each shard's B-tree from the newest
 // end and merge, reading from each shard about twice its share of the k
 // users asked for, and more only from the shards the merge runs through:
-// O(shards x (log n + k/shards) + k x log shards). The order is newest slot first,
-// and within a slot newest first by the time each user entered it, in steps
-// of 1/512 of a slot at the default resolution (2ms), then by a hash of the
-// ID. A later touch in the same slot updates the user's time but not its
+// O(shards x (log n + k/shards) + k x log shards). The order is newest
+// slot first, and within a slot newest first by the time each user entered
+// it, in steps of 1/512 of a slot at the default resolution (2ms), then by
+// a hash of the ID. A later touch in the same slot updates the user's time but not its
 // place, which is what keeps that touch lock-free; so within one slot the
 // order is by first touch, not last. Filing in time order also keeps B-tree
 // inserts near the newest end, in cache. Paging resumes strictly after a
