@@ -514,8 +514,13 @@ func (c cursor) before(score int64, member string) bool {
 
 // Page returns up to limit users seen since t, newest first, after the
 // cursor ("" for the first page), and the next page's cursor ("" after the
-// last). It asks each set for the next limit users in one pipeline (and
-// again for a set whose answer was all ties with the cursor) and merges.
+// last). It asks each set for about twice its share of the page in one
+// pipeline, and again, for twice as many, each set all of whose users made
+// the page, then merges. A page starts at the cursor's microsecond, so the
+// users of that microsecond on earlier pages are fetched again and passed
+// over: walking T users who share one microsecond costs O(T) per page
+// (8,000 of them took 0.5 s to walk 50 at a time). Times from a clock of
+// microseconds or finer rarely tie; TouchAt of whole seconds can.
 func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
