@@ -633,8 +633,9 @@ func (e *Engine) Recent(window time.Duration, limit int) []Activity {
 // which is the zero Cursor when this page was the last.
 //
 // Walking all pages yields every user that stays in the window exactly once,
-// however many share one timestamp. A user touched between pages moves ahead
-// of the cursor: it is not returned again, and is not returned at all if the
+// however many share one timestamp. A user touched between pages (or during
+// a page that reads its shard twice; see the package doc) moves ahead of
+// the cursor: it is not returned again, and is not returned at all if the
 // walk had not reached it yet. A user removed (Forget, Prune, eviction,
 // expiry) and then seen again is a new user to the walk. Users are ordered
 // by index slot, newest first, and within a slot by the time each user
