@@ -223,7 +223,7 @@ func (sc *scratch) walk(shards []*shard, w window) {
 		part.limit = per
 		sc.lists[i] = s.collect(part, sc.lists[i][:0])
 		if len(sc.lists[i]) > 0 {
-			sc.heads = append(sc.heads, head{shard: i, more: per > 0 && len(sc.lists[i]) == per, per: per})
+			sc.heads = append(sc.heads, walkHead{shard: i, more: per > 0 && len(sc.lists[i]) == per, per: per})
 		}
 	}
 	heap.Init(sc)
@@ -257,8 +257,8 @@ func (sc *scratch) walk(shards []*shard, w window) {
 	}
 }
 
-// head is a shard's place in a walk: the next item of its list to merge.
-type head struct {
+// walkHead is a shard's place in a walk: the next item of its list to merge.
+type walkHead struct {
 	shard int
 	next  int  // in sc.lists[shard]
 	more  bool // the list was read up to its limit: the shard may hold more
@@ -272,7 +272,7 @@ func (sc *scratch) Less(i, j int) bool {
 	return itemLess(sc.lists[b.shard][b.next], sc.lists[a.shard][a.next])
 }
 func (sc *scratch) Swap(i, j int) { sc.heads[i], sc.heads[j] = sc.heads[j], sc.heads[i] }
-func (sc *scratch) Push(x any)    { sc.heads = append(sc.heads, x.(head)) }
+func (sc *scratch) Push(x any)    { sc.heads = append(sc.heads, x.(walkHead)) }
 func (sc *scratch) Pop() any {
 	h := sc.heads[len(sc.heads)-1]
 	sc.heads = sc.heads[:len(sc.heads)-1]
@@ -283,8 +283,8 @@ func (sc *scratch) Pop() any {
 // polling Recent does not allocate (and make the collector scan a large
 // heap) for every call.
 type scratch struct {
-	lists  [][]item // one per shard
-	heads  []head   // the heap of shards with items left to merge
+	lists  [][]item   // one per shard
+	heads  []walkHead // the heap of shards with items left to merge
 	merged []item
 }
 
