@@ -211,6 +211,21 @@ func TestForgetAndPrune(t *testing.T) {
 		require.Equal(t, i%3 == 0, ok, "user %d", i)
 	}
 	assert.Equal(t, 1667, e4.CountSince(time.Time{}))
+	// The same where users share whole index keys (one instant, IDs of one
+	// length, 16 tie values at 1ms): a batch ends among users of its last
+	// key, and the next must start right after that user, not its key.
+	e5 := presence.New(presence.WithShards(1), presence.WithResolution(time.Millisecond))
+	for i := range 5000 {
+		e5.TouchAt(fmt.Sprintf("u%04d", i), t0)
+	}
+	for i := 0; i < 5000; i += 3 {
+		e5.TouchAt(fmt.Sprintf("u%04d", i), t0.Add(500*time.Microsecond))
+	}
+	assert.Equal(t, 3333, e5.Prune(t0.Add(250*time.Microsecond)))
+	for i := range 5000 {
+		_, ok := e5.Get(fmt.Sprintf("u%04d", i))
+		require.Equal(t, i%3 == 0, ok, "user %d", i)
+	}
 
 	st := e.Stats()
 	assert.Equal(t, uint64(1), st.Forgotten)
