@@ -47,8 +47,8 @@ func BenchmarkTouchAt(b *testing.B) {
 	})
 }
 
-// BenchmarkQueries: CountSince and one page of 50 from 16 sets holding 50k
-// users, on loopback; reports p50 and p99 of each.
+// BenchmarkQueries: CountSince, one page of 50 and the page after it from
+// 16 sets holding 50k users, on loopback; reports p50 and p99 of each.
 func BenchmarkQueries(b *testing.B) {
 	s := benchStore(b)
 	ctx := context.Background()
@@ -58,7 +58,7 @@ func BenchmarkQueries(b *testing.B) {
 	if err := s.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	var counts, pages []time.Duration
+	var counts, pages, nexts []time.Duration
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
@@ -66,10 +66,15 @@ func BenchmarkQueries(b *testing.B) {
 			b.Fatal(err)
 		}
 		mid := time.Now()
-		if _, _, err := s.Page(ctx, t0.Add(-15*time.Minute), "", 50); err != nil {
+		_, cur, err := s.Page(ctx, t0.Add(-15*time.Minute), "", 50)
+		if err != nil || cur == "" {
+			b.Fatal(err, "or no next page")
+		}
+		third := time.Now()
+		if _, _, err := s.Page(ctx, t0.Add(-15*time.Minute), cur, 50); err != nil {
 			b.Fatal(err)
 		}
-		counts, pages = append(counts, mid.Sub(start)), append(pages, time.Since(mid))
+		counts, pages, nexts = append(counts, mid.Sub(start)), append(pages, third.Sub(mid)), append(nexts, time.Since(third))
 	}
 	pct := func(ds []time.Duration, q float64) float64 {
 		slices.Sort(ds)
@@ -79,4 +84,39 @@ func BenchmarkQueries(b *testing.B) {
 	b.ReportMetric(pct(counts, 0.99), "count-p99-µs")
 	b.ReportMetric(pct(pages, 0.5), "page-p50-µs")
 	b.ReportMetric(pct(pages, 0.99), "page-p99-µs")
+	b.ReportMetric(pct(nexts, 0.5), "next-page-p50-µs")
+	b.ReportMetric(pct(nexts, 0.99), "next-page-p99-µs")
+}
+
+// BenchmarkPageTies walks 8,000 users who share one microsecond (as
+// TouchAt of whole seconds makes them) 50 at a time, from 16 sets: one op is
+// the whole walk of 161 pages.
+func BenchmarkPageTies(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	const users = 8000
+	for i := range users {
+		s.TouchAt(fmt.Sprint("user-", i), t0)
+	}
+	if err := s.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		n := 0
+		for cur := ""; ; {
+			page, next, err := s.Page(ctx, t0.Add(-time.Minute), cur, 50)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(page)
+			if next == "" {
+				break
+			}
+			cur = next
+		}
+		if n != users {
+			b.Fatalf("walked %d users, want %d", n, users)
+		}
+	}
 }

@@ -547,3 +547,74 @@ func TestSlowRedisBoundedByTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestPagingWhileSetsChange touches a user between two fetches of one page
+// from one set: the page's second fetch must go on after the first one's
+// last user, wherever the touch moved others in the set. A fetch that went
+// on by offset returned a user twice (first page) or skipped one (later
+// pages), as the touched user moved into or out of the fetched range.
+func TestPagingWhileSetsChange(t *testing.T) {
+	_, rdb := connect(t)
+	ctx := context.Background()
+	// Which page's fetches the touch falls between, and which user, by its
+	// place in set 0 newest first: on the first page one its first fetch
+	// did not reach (it moves into the range before the second fetch), on
+	// the second one its first fetch took (it moves out of the range).
+	for _, tc := range []struct{ page, user int }{{0, 16}, {1, 25}} {
+		page := tc.page
+		t.Run(fmt.Sprint("page-", page), func(t *testing.T) {
+			prefix := fmt.Sprint("change", page)
+			s := newStore(t, rdb, redispresence.WithPrefix(prefix), redispresence.WithKeys(4))
+			for i := range 400 {
+				s.TouchAt(fmt.Sprint("user-", i), t0.Add(-time.Hour-time.Duration(i)*time.Second))
+			}
+			require.NoError(t, s.Flush(ctx))
+			// The newest 40 users are all in set 0, so a page of 20 takes
+			// set 0's first fetch (14 users) whole and fetches from it again.
+			crowded, err := rdb.ZRange(ctx, prefix+":{0}", 0, 39).Result()
+			require.NoError(t, err)
+			require.Len(t, crowded, 40)
+			for i, id := range crowded { // the last is the newest
+				s.TouchAt(id, t0.Add(-time.Duration(len(crowded)-i)*time.Second))
+			}
+			require.NoError(t, s.Flush(ctx))
+
+			var touched string
+			seen := map[string]int{}
+			cur := ""
+			for n := 0; ; n++ {
+				require.Less(t, n, 100)
+				if n == page {
+					fired := false
+					redispresence.SetPageRoundHook(func() {
+						if !fired {
+							fired = true
+							touched = crowded[len(crowded)-1-tc.user]
+							s.TouchAt(touched, t0.Add(time.Minute))
+							require.NoError(t, s.Flush(ctx))
+						}
+					})
+				}
+				got, next, err := s.Page(ctx, t0.Add(-48*time.Hour), cur, 20)
+				redispresence.SetPageRoundHook(nil)
+				require.NoError(t, err)
+				for _, u := range got {
+					seen[u.ID]++
+				}
+				if next == "" {
+					break
+				}
+				cur = next
+			}
+			require.NotEmpty(t, touched, "the page fetched from a set twice")
+			for i := range 400 {
+				id := fmt.Sprint("user-", i)
+				if id == touched {
+					assert.LessOrEqual(t, seen[id], 1, id)
+					continue
+				}
+				assert.Equal(t, 1, seen[id], "%s: an untouched user appears exactly once", id)
+			}
+		})
+	}
+}
