@@ -618,3 +618,70 @@ func TestPagingWhileSetsChange(t *testing.T) {
 		})
 	}
 }
+
+// TestPagingUnderConcurrentTouches walks pages of random sizes over users
+// who share a few microseconds (so that asks go through ties and the
+// script) while another goroutine touches random users and flushes: no
+// user appears twice in a walk, and every user not touched during it
+// appears exactly once.
+func TestPagingUnderConcurrentTouches(t *testing.T) {
+	_, rdb := connect(t)
+	ctx := context.Background()
+	s := newStore(t, rdb, redispresence.WithKeys(5))
+	const users = 1500
+	at := func(r *rand.Rand) time.Time { return t0.Add(time.Duration(r.IntN(12)) * time.Microsecond) }
+	seed := rand.New(rand.NewPCG(1, 2))
+	for i := range users {
+		s.TouchAt(fmt.Sprint("user-", i), at(seed))
+	}
+	require.NoError(t, s.Flush(ctx))
+	for walk := range 12 {
+		r := rand.New(rand.NewPCG(uint64(walk), 3))
+		touched := map[string]bool{}
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { // touches, each a bit later than the ones before
+			defer close(done)
+			tr := rand.New(rand.NewPCG(uint64(walk), 4))
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprint("user-", tr.IntN(users))
+				touched[id] = true
+				s.TouchAt(id, at(tr).Add(time.Duration(walk*20+i/10)*time.Microsecond))
+				if i%5 == 4 {
+					if err := s.Flush(ctx); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+		seen := map[string]int{}
+		cur := ""
+		for pages := 0; ; pages++ {
+			require.Less(t, pages, users+1)
+			page, next, err := s.Page(ctx, t0.Add(-time.Minute), cur, 1+r.IntN(60))
+			require.NoError(t, err)
+			for _, u := range page {
+				seen[u.ID]++
+			}
+			if next == "" {
+				break
+			}
+			cur = next
+		}
+		close(stop)
+		<-done
+		for i := range users {
+			id := fmt.Sprint("user-", i)
+			require.LessOrEqual(t, seen[id], 1, "walk %d: %s twice", walk, id)
+			if !touched[id] {
+				require.Equal(t, 1, seen[id], "walk %d: untouched %s", walk, id)
+			}
+		}
+		require.NoError(t, s.Flush(ctx))
+	}
+}
