@@ -312,45 +312,84 @@ func (e *Engine) merge(f *snapFile) {
 		}
 		return
 	}
-	// Each worker decodes every block (cheap) and merges the records of
-	// its own shards, so workers never wait on each other's locks.
+	// One goroutine (this one) walks the records in slot order and hands
+	// them, a batch at a time, to the worker that owns their shard, so
+	// workers never wait on each other's locks, and the file is decoded
+	// once, not once per worker.
 	workers := uint64(min(runtime.GOMAXPROCS(0), len(e.shards)))
+	queues := make([]chan *recBatch, workers)
+	free := make(chan *recBatch, 4*workers) // enough for every batch in flight
 	var wg sync.WaitGroup
 	for w := range workers {
+		queues[w] = make(chan *recBatch, 2)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var batch [mergeBatch]pending
-			n := 0
-			flush := func() {
-				// The map probes first, back to back: they are independent
-				// cache misses, which the CPU overlaps, where one probe per
-				// merge would wait for each in turn.
-				for i := range batch[:n] {
-					batch[i].ent, batch[i].known = e.users.Load(batch[i].rec.id)
-				}
-				for _, p := range batch[:n] {
-					e.mergeOne(p.rec, p.ent, p.known, now)
-				}
-				n = 0
-			}
-			f.inSlotOrder(floor, func(r snapRecord) {
-				if maphash.String(e.seed, r.id)&e.mask%workers == w {
-					batch[n].rec = r
-					if n++; n == mergeBatch {
-						flush()
+			for b := range queues[w] {
+				for recs := b.recs[:b.n]; len(recs) > 0; {
+					n := min(len(recs), mergeBatch)
+					for i, r := range recs[:n] {
+						batch[i].rec = r
+					}
+					recs = recs[n:]
+					// The map probes first, back to back: they are
+					// independent cache misses, which the CPU overlaps,
+					// where one probe per merge would wait for each in turn.
+					for i := range batch[:n] {
+						batch[i].ent, batch[i].known = e.users.Load(batch[i].rec.id)
+					}
+					for _, p := range batch[:n] {
+						e.mergeOne(p.rec, p.ent, p.known, now)
 					}
 				}
-			})
-			flush()
+				select {
+				case free <- b:
+				default:
+				}
+			}
 		}()
 	}
+	filling := make([]*recBatch, workers)
+	f.inSlotOrder(floor, func(r snapRecord) {
+		w := maphash.String(e.seed, r.id) & e.mask % workers
+		b := filling[w]
+		if b == nil {
+			select {
+			case b = <-free:
+				b.n = 0
+			default:
+				b = new(recBatch)
+			}
+			filling[w] = b
+		}
+		b.recs[b.n] = r
+		if b.n++; b.n == len(b.recs) {
+			queues[w] <- b
+			filling[w] = nil
+		}
+	})
+	for w, b := range filling {
+		if b != nil {
+			queues[w] <- b
+		}
+		close(queues[w])
+	}
 	wg.Wait()
+}
+
+// recBatch is records handed to a merge worker at once, so that channel
+// operations are rare.
+type recBatch struct {
+	n    int
+	recs [1024]snapRecord
 }
 
 // mergeBatch is how many records a merge worker probes the map for at once.
 const mergeBatch = 16
 
+// pending is a record in a merge worker's batch, with what the map held
+// for its ID.
 type pending struct {
 	rec   snapRecord
 	ent   *entry
