@@ -224,7 +224,8 @@ func (sw *snapWriter) flush() {
 // The whole snapshot is read and checked before anything is merged: on any
 // error, wrapping [ErrCorruptSnapshot] or [ErrSnapshotVersion], the engine
 // is unchanged. Merging runs on up to GOMAXPROCS goroutines, each taking a
-// disjoint set of shards.
+// disjoint set of shards, fed by the calling goroutine, which decodes the
+// records once.
 func (e *Engine) ReadFrom(r io.Reader) (int64, error) {
 	return e.readFrom(r, false)
 }
