@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/onlinenow/presence"
 	"github.com/onlinenow/presence/presencehttp"
 	"github.com/onlinenow/presence/redispresence"
 	"github.com/redis/go-redis/v9"
@@ -660,6 +661,7 @@ func TestPagingUnderConcurrentTouches(t *testing.T) {
 			}
 		}()
 		seen := map[string]int{}
+		var walked []presence.Activity
 		cur := ""
 		for pages := 0; ; pages++ {
 			require.Less(t, pages, users+1)
@@ -668,6 +670,7 @@ func TestPagingUnderConcurrentTouches(t *testing.T) {
 			for _, u := range page {
 				seen[u.ID]++
 			}
+			walked = append(walked, page...)
 			if next == "" {
 				break
 			}
@@ -681,6 +684,19 @@ func TestPagingUnderConcurrentTouches(t *testing.T) {
 			if !touched[id] {
 				require.Equal(t, 1, seen[id], "walk %d: untouched %s", walk, id)
 			}
+		}
+		// Untouched users come newest first, ties by descending ID, as in
+		// Redis's reverse order.
+		var prev *presence.Activity
+		for i, u := range walked {
+			if touched[u.ID] {
+				continue
+			}
+			if prev != nil {
+				require.True(t, u.LastSeen.Before(prev.LastSeen) || u.LastSeen.Equal(prev.LastSeen) && u.ID < prev.ID,
+					"walk %d: %v after %v", walk, u, *prev)
+			}
+			prev = &walked[i]
 		}
 		require.NoError(t, s.Flush(ctx))
 	}
