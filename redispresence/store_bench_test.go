@@ -103,19 +103,7 @@ func BenchmarkPageTies(b *testing.B) {
 	}
 	b.ResetTimer()
 	for range b.N {
-		n := 0
-		for cur := ""; ; {
-			page, next, err := s.Page(ctx, t0.Add(-time.Minute), cur, 50)
-			if err != nil {
-				b.Fatal(err)
-			}
-			n += len(page)
-			if next == "" {
-				break
-			}
-			cur = next
-		}
-		if n != users {
+		if n := len(slices.Concat(walk(b, s, t0.Add(-time.Minute), pagesOf(50))...)); n != users {
 			b.Fatalf("walked %d users, want %d", n, users)
 		}
 	}

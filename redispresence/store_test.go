@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -109,6 +110,26 @@ func newStore(t *testing.T, rdb redis.UniversalClient, opts ...redispresence.Opt
 	return s
 }
 
+// walk pages through the users s saw since t, newest first, page n asking
+// for size(n) users, until Page returns no cursor, and returns the pages.
+func walk(t testing.TB, s *redispresence.Store, since time.Time, size func(n int) int) [][]presence.Activity {
+	t.Helper()
+	var pages [][]presence.Activity
+	for n, cur := 0, ""; ; n++ {
+		require.Less(t, n, 10_000, "the walk does not end")
+		page, next, err := s.Page(context.Background(), since, cur, size(n))
+		require.NoError(t, err)
+		pages = append(pages, page)
+		if next == "" {
+			return pages
+		}
+		cur = next
+	}
+}
+
+// pagesOf is a walk's page size function for pages of k.
+func pagesOf(k int) func(int) int { return func(int) int { return k } }
+
 func TestTwoNodesOneView(t *testing.T) {
 	_, rdb := connect(t)
 	a, b := newStore(t, rdb), newStore(t, rdb)
@@ -156,18 +177,8 @@ func TestPagingEveryUserOnce(t *testing.T) {
 	}
 	require.NoError(t, s.Flush(ctx))
 	seen := map[string]int{}
-	cur := ""
-	for pages := 0; ; pages++ {
-		require.Less(t, pages, n)
-		page, next, err := s.Page(ctx, t0.Add(-time.Hour), cur, 97)
-		require.NoError(t, err)
-		for _, u := range page {
-			seen[u.ID]++
-		}
-		if next == "" {
-			break
-		}
-		cur = next
+	for _, u := range slices.Concat(walk(t, s, t0.Add(-time.Hour), pagesOf(97))...) {
+		seen[u.ID]++
 	}
 	require.Len(t, seen, n)
 	for id, c := range seen {
@@ -190,14 +201,8 @@ func TestPagingEndsWithTheLastUser(t *testing.T) {
 		}
 		require.NoError(t, s.Flush(ctx))
 		var sizes []int
-		for cur := ""; ; {
-			page, next, err := s.Page(ctx, t0, cur, 3)
-			require.NoError(t, err)
+		for _, page := range walk(t, s, t0, pagesOf(3)) {
 			sizes = append(sizes, len(page))
-			if next == "" {
-				break
-			}
-			cur = next
 		}
 		assert.Equal(t, want, sizes, "%d users, pages of 3", n)
 	}
@@ -491,21 +496,11 @@ func TestPagingWhenOneSetHoldsTheNewest(t *testing.T) {
 
 	var got []string
 	var prev int64 = math.MaxInt64
-	cur := ""
-	for pages := 0; ; pages++ {
-		require.Less(t, pages, 100)
-		page, next, err := s.Page(ctx, t0.Add(-2*time.Hour), cur, 30)
-		require.NoError(t, err)
-		for _, u := range page {
-			us := u.LastSeen.UnixMicro()
-			require.LessOrEqual(t, us, prev, "newest first")
-			prev = us
-			got = append(got, u.ID)
-		}
-		if next == "" {
-			break
-		}
-		cur = next
+	for _, u := range slices.Concat(walk(t, s, t0.Add(-2*time.Hour), pagesOf(30))...) {
+		us := u.LastSeen.UnixMicro()
+		require.LessOrEqual(t, us, prev, "newest first")
+		prev = us
+		got = append(got, u.ID)
 	}
 	require.Len(t, got, 2000)
 	assert.Equal(t, newest, got[:100], "the crowded set's newest users lead, in order")
@@ -581,31 +576,27 @@ func TestPagingWhileSetsChange(t *testing.T) {
 			require.NoError(t, s.Flush(ctx))
 
 			var touched string
+			fired := false
+			touch := func() {
+				if !fired {
+					fired = true
+					touched = crowded[len(crowded)-1-tc.user]
+					s.TouchAt(touched, t0.Add(time.Minute))
+					require.NoError(t, s.Flush(ctx))
+				}
+			}
+			defer redispresence.SetPageRoundHook(nil)
 			seen := map[string]int{}
-			cur := ""
-			for n := 0; ; n++ {
-				require.Less(t, n, 100)
-				if n == page {
-					fired := false
-					redispresence.SetPageRoundHook(func() {
-						if !fired {
-							fired = true
-							touched = crowded[len(crowded)-1-tc.user]
-							s.TouchAt(touched, t0.Add(time.Minute))
-							require.NoError(t, s.Flush(ctx))
-						}
-					})
+			pages := walk(t, s, t0.Add(-48*time.Hour), func(n int) int {
+				if n == tc.page { // the touch falls between this page's asks only
+					redispresence.SetPageRoundHook(touch)
+				} else {
+					redispresence.SetPageRoundHook(nil)
 				}
-				got, next, err := s.Page(ctx, t0.Add(-48*time.Hour), cur, 20)
-				redispresence.SetPageRoundHook(nil)
-				require.NoError(t, err)
-				for _, u := range got {
-					seen[u.ID]++
-				}
-				if next == "" {
-					break
-				}
-				cur = next
+				return 20
+			})
+			for _, u := range slices.Concat(pages...) {
+				seen[u.ID]++
 			}
 			require.NotEmpty(t, touched, "the page fetched from a set twice")
 			for i := range 400 {
@@ -636,13 +627,13 @@ func TestPagingUnderConcurrentTouches(t *testing.T) {
 		s.TouchAt(fmt.Sprint("user-", i), at(seed))
 	}
 	require.NoError(t, s.Flush(ctx))
-	for walk := range 12 {
-		r := rand.New(rand.NewPCG(uint64(walk), 3))
+	for round := range 12 {
+		r := rand.New(rand.NewPCG(uint64(round), 3))
 		touched := map[string]bool{}
 		stop, done := make(chan struct{}), make(chan struct{})
 		go func() { // touches, each a bit later than the ones before
 			defer close(done)
-			tr := rand.New(rand.NewPCG(uint64(walk), 4))
+			tr := rand.New(rand.NewPCG(uint64(round), 4))
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -651,7 +642,7 @@ func TestPagingUnderConcurrentTouches(t *testing.T) {
 				}
 				id := fmt.Sprint("user-", tr.IntN(users))
 				touched[id] = true
-				s.TouchAt(id, at(tr).Add(time.Duration(walk*20+i/10)*time.Microsecond))
+				s.TouchAt(id, at(tr).Add(time.Duration(round*20+i/10)*time.Microsecond))
 				if i%5 == 4 {
 					if err := s.Flush(ctx); err != nil {
 						t.Error(err)
@@ -660,29 +651,18 @@ func TestPagingUnderConcurrentTouches(t *testing.T) {
 				}
 			}
 		}()
-		seen := map[string]int{}
-		var walked []presence.Activity
-		cur := ""
-		for pages := 0; ; pages++ {
-			require.Less(t, pages, users+1)
-			page, next, err := s.Page(ctx, t0.Add(-time.Minute), cur, 1+r.IntN(60))
-			require.NoError(t, err)
-			for _, u := range page {
-				seen[u.ID]++
-			}
-			walked = append(walked, page...)
-			if next == "" {
-				break
-			}
-			cur = next
-		}
+		walked := slices.Concat(walk(t, s, t0.Add(-time.Minute), func(int) int { return 1 + r.IntN(60) })...)
 		close(stop)
 		<-done
+		seen := map[string]int{}
+		for _, u := range walked {
+			seen[u.ID]++
+		}
 		for i := range users {
 			id := fmt.Sprint("user-", i)
-			require.LessOrEqual(t, seen[id], 1, "walk %d: %s twice", walk, id)
+			require.LessOrEqual(t, seen[id], 1, "walk %d: %s twice", round, id)
 			if !touched[id] {
-				require.Equal(t, 1, seen[id], "walk %d: untouched %s", walk, id)
+				require.Equal(t, 1, seen[id], "walk %d: untouched %s", round, id)
 			}
 		}
 		// Untouched users come newest first, ties by descending ID, as in
@@ -694,7 +674,7 @@ func TestPagingUnderConcurrentTouches(t *testing.T) {
 			}
 			if prev != nil {
 				require.True(t, u.LastSeen.Before(prev.LastSeen) || u.LastSeen.Equal(prev.LastSeen) && u.ID < prev.ID,
-					"walk %d: %v after %v", walk, u, *prev)
+					"walk %d: %v after %v", round, u, *prev)
 			}
 			prev = &walked[i]
 		}
