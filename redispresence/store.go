@@ -622,8 +622,8 @@ func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([
 //
 // An ask after a cursor is a range read by score from the cursor's time,
 // less the users tied with it that came before it: as cheap as the first
-// page's. When those fill a whole ask (thousands of users sharing one
-// microsecond), reading them again on every page would cost O(T) per page,
+// page's. When those fill a whole ask (many users sharing one microsecond,
+// as TouchAt of whole seconds makes them), reading them again on every page would cost O(T) per page,
 // so the set's next ask runs pageScript instead, which skips them in
 // O(log T) (through a script, a read of 16 sets took 40% longer).
 func (s *Store) fetch(ctx context.Context, todo []int, lo string, after cursor, has bool, want int64, lists [][]redis.Z, batch []int64, more, tied []bool) error {
@@ -637,8 +637,8 @@ func (s *Store) fetch(ctx context.Context, todo []int, lo string, after cursor, 
 	run := func(eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd) error {
 		pipe := s.rdb.Pipeline()
 		for i, k := range todo {
+			asks[i] = ask{c: after, has: has}
 			a := &asks[i]
-			a.c, a.has = after, has
 			if l := lists[k]; len(l) > 0 {
 				a.c, a.has = cursor{int64(l[len(l)-1].Score), l[len(l)-1].Member.(string)}, true
 			}
