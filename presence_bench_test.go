@@ -384,6 +384,24 @@ func BenchmarkRecentShards(b *testing.B) {
 	}
 }
 
+// BenchmarkCountShards: Count(15m) over 1M users (900,000 of them in the
+// window) at the same shard counts as BenchmarkRecentShards.
+func BenchmarkCountShards(b *testing.B) {
+	for _, shards := range []int{8, 256, 1024} {
+		b.Run(fmt.Sprint(shards), func(b *testing.B) {
+			e := filledEngine(userIDs(), presence.WithShards(shards), presence.WithClock(fixedClock()))
+			if n := e.Count(15 * time.Minute); n != 900_000 {
+				b.Fatalf("window holds %d users, want 900,000", n)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				e.Count(15 * time.Minute)
+			}
+		})
+	}
+}
+
 func BenchmarkMemory10M(b *testing.B) {
 	big(b)
 	for range b.N {
