@@ -46,12 +46,12 @@
 // O(shards x (log n + k/shards) + k x log shards). The order is newest
 // slot first, and within a slot newest first by the time each user entered
 // it, in steps of 1/512 of a slot at the default resolution (2ms), then by
-// a hash of the ID. A later touch in the same slot updates the user's time but not its
-// place, which is what keeps that touch lock-free; so within one slot the
-// order is by first touch, not last. Filing in time order also keeps B-tree
-// inserts near the newest end, in cache. Paging resumes strictly after a
-// [Cursor], so a user touched between pages is not returned twice; a cursor
-// stays valid across restarts.
+// a hash of the ID. A later touch in the same slot updates the user's time
+// but not its place, which is what keeps that touch lock-free; so within
+// one slot the order is by first touch, not last. Filing in time order also
+// keeps B-tree inserts near the newest end, in cache. Paging resumes
+// strictly after a [Cursor], so a user touched between pages is not
+// returned twice; a cursor stays valid across restarts.
 //
 // # Concurrency
 //

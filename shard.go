@@ -133,9 +133,9 @@ func (s *shard) remove(it item) {
 // The counters form a ring of horizon slots ending at head, the newest slot
 // counted: slot s lives at s & (horizon-1). Sums over 64 and 4096 slots
 // are kept beside the per-slot counters, so a range sum reads at most ~170
-// words (see sum). The per-slot counters are allocated 4096 at a time, for blocks
-// that count someone (and head's): a full ring is 512 KiB a shard, which
-// a small engine on a machine of many cores (256 shards at 64 cores)
+// words (see sum). The per-slot counters are allocated 4096 at a time, for
+// blocks that count someone (and head's): a full ring is 512 KiB a shard,
+// which a small engine on a machine of many cores (256 shards at 64 cores)
 // would otherwise pay for every shard. Users filed under slots that have
 // fallen off the ring (head-horizon or older) are only counted in old; a
 // count reaching that far back walks the tree for them.
@@ -318,29 +318,30 @@ func (c *slotCounts) sum(lo, hi int) int {
 }
 
 // slots adds the per-slot counters at [lo, hi), within one 64-slot block.
-// When that is most of the block, it takes the block's sum less the rest:
-// fewer reads, which matter when a count reads hundreds of shards.
 func (c *slotCounts) slots(lo, hi int) int {
 	b := c.per[lo>>12]
 	if b == nil {
 		return 0
 	}
 	start := lo &^ 63
-	blk := b[start&4095:][:64]
-	if hi-lo <= 32 {
-		return sum32(blk[lo-start : hi-start])
-	}
-	return int(c.by64[lo>>6]) - sum32(blk[:lo-start]) - sum32(blk[hi-start:])
+	return partSum(b[start&4095:][:64], int(c.by64[lo>>6]), lo-start, hi-start)
 }
 
 // sixtyFours adds the 64-slot sums at [lo, hi), which are multiples of 64
-// within one 4096-slot block, the same way.
+// within one 4096-slot block.
 func (c *slotCounts) sixtyFours(lo, hi int) int {
-	if hi-lo <= 32*64 {
-		return sum32(c.by64[lo>>6 : hi>>6])
-	}
 	start := lo &^ 4095
-	return int(c.by4096[lo>>12]) - sum32(c.by64[start>>6:lo>>6]) - sum32(c.by64[hi>>6:(start+4096)>>6])
+	return partSum(c.by64[start>>6:][:64], int(c.by4096[lo>>12]), (lo-start)>>6, (hi-start)>>6)
+}
+
+// partSum adds block[from:to], a block of 64 counters that add up to total.
+// When that is most of the block, it takes total less the rest: fewer
+// reads, which matter when a count reads hundreds of shards.
+func partSum(block []int32, total, from, to int) int {
+	if to-from <= 32 {
+		return sum32(block[from:to])
+	}
+	return total - sum32(block[:from]) - sum32(block[to:])
 }
 
 func sum32(s []int32) int {
