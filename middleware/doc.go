@@ -21,8 +21,8 @@
 // Track records after the handler has run, and only for the status classes
 // chosen with [WithStatusClasses] (by default every response but 5xx).
 // Recording is one TouchAt; with meta recording on, also building the meta
-// (one allocation) and a SetMeta, which takes no lock when the meta has not
-// changed. It never writes to the response and never fails a request.
+// (one allocation up to 256 bytes, two beyond) and a SetMeta, which takes
+// no lock when the meta has not changed. It never writes to the response and never fails a request.
 // Skip rules ([WithSkipPrefix], [WithSkipPattern], [WithSkipMethod],
 // [WithSkip]) are checked before the handler, and a skipped request costs
 // nothing more.

@@ -230,8 +230,9 @@ func (t *tracker) record(r *http.Request, status int) {
 
 // metaOf returns the request's meta: the client IP (or its /64), then the
 // user agent, space-separated, cut at maxMeta bytes. It builds the meta in
-// a buffer on the stack and copies no more of the user agent than fits, so
-// a request costs one allocation, the string, however long its header.
+// a buffer on the stack, so a meta of up to 256 bytes (common user agents)
+// costs one allocation, the string, and a longer one two; it copies no more
+// of the user agent than fits, however long the header.
 func (t *tracker) metaOf(r *http.Request) string {
 	var buf [256]byte
 	b := buf[:0]
