@@ -12,6 +12,10 @@ import (
 // ItemSize is the size of one index item; TestItemLayout pins it.
 const ItemSize = unsafe.Sizeof(item{})
 
+// TreeDegree is the degree of the engine's B-trees, for the floor
+// benchmarks, which build their trees alike.
+const TreeDegree = treeDegree
+
 // RingSlots is how many slots the counters of an engine without retention
 // hold: the oldest is RingSlots-1 behind the newest.
 const RingSlots = maxHorizon

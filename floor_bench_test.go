@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/google/btree"
+	"github.com/onlinenow/presence"
 	"github.com/puzpuzpuz/xsync/v3"
 )
 
@@ -37,8 +38,8 @@ type floorItem struct {
 // the moves of BenchmarkTouchMove/1M-*, with the same users, sequences and
 // times: "probe" is an xsync map probe of the ID and a store of its time;
 // "index" deletes the user's old item and inserts its new one in one of 8
-// google/btree trees (degree 32, 16-byte items ordered by one int64), as the
-// engine's 8 shards on a 2-core machine, taking the user from a slice
+// google/btree trees (the engine's degree, 16-byte items ordered by one
+// int64), as the engine's 8 shards on a 2-core machine, taking the user from a slice
 // instead of the map; "probe+index" does both, as a move must. Everything
 // else a move does is left out: no lock, no per-slot counters, no clock, no
 // tie hash, no checks. An engine built from these parts cannot move a user
@@ -59,7 +60,7 @@ func benchMoveFloor(b *testing.B, dist string, probe, index bool) {
 	users := make([]*floorUser, len(ids))
 	var trees [8]*btree.BTreeG[floorItem]
 	for i := range trees {
-		trees[i] = btree.NewG(32, func(a, b floorItem) bool { return a.key < b.key })
+		trees[i] = btree.NewG(presence.TreeDegree, func(a, b floorItem) bool { return a.key < b.key })
 	}
 	seed := maphash.MakeSeed()
 	treeOf := func(id string) *btree.BTreeG[floorItem] {
@@ -156,7 +157,7 @@ func BenchmarkReadFloor(b *testing.B) {
 						defer wg.Done()
 						var ts [trees]*btree.BTreeG[floorItem]
 						for i := range ts {
-							ts[i] = btree.NewG(32, func(a, b floorItem) bool { return a.key < b.key })
+							ts[i] = btree.NewG(presence.TreeDegree, func(a, b floorItem) bool { return a.key < b.key })
 						}
 						defer func() {
 							for _, t := range ts {
