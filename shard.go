@@ -80,11 +80,11 @@ type shard struct {
 }
 
 // treeDegree is the degree of a shard's B-tree: nodes of up to 255 items
-// (4 KiB). A move deletes a user's item from a cold part of the tree, and
-// google/btree refills or merges a half-full node on the way down; nodes
-// left half full by inserts in time order (as the index's are) cost fewer
-// levels and rebalances at 128 than at 32: moves 12-15% faster, memory
-// 104 bytes a user instead of 111 (BENCHMARKS.md, "B-tree degree").
+// (4 KiB). A move deletes a user's item from a cold part of the tree, where
+// google/btree refills or merges half-full nodes on the way down (inserts
+// in time order leave the index's nodes half full); at 128 rather than 32
+// moves are 11-15% faster and a user takes 104 bytes instead of 111
+// (BENCHMARKS.md, "B-tree degree").
 const treeDegree = 128
 
 func newShard(horizon int, lay layout) *shard {
