@@ -39,11 +39,11 @@ type floorItem struct {
 // times: "probe" is an xsync map probe of the ID and a store of its time;
 // "index" deletes the user's old item and inserts its new one in one of 8
 // google/btree trees (the engine's degree, 16-byte items ordered by one
-// int64), as the engine's 8 shards on a 2-core machine, taking the user from a slice
-// instead of the map; "probe+index" does both, as a move must. Everything
-// else a move does is left out: no lock, no per-slot counters, no clock, no
-// tie hash, no checks. An engine built from these parts cannot move a user
-// for less than "probe+index".
+// int64), as the engine's 8 shards on a 2-core machine, taking the user
+// from a slice instead of the map; "probe+index" does both, as a move
+// must. Everything else a move does is left out: no lock, no per-slot
+// counters, no clock, no tie hash, no checks. An engine built from these
+// parts cannot move a user for less than "probe+index".
 func BenchmarkMoveFloor(b *testing.B) {
 	for _, dist := range []string{"uniform", "zipf"} {
 		for _, part := range []string{"probe", "index", "probe+index"} {
