@@ -2,6 +2,7 @@ package presence
 
 import (
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -51,15 +52,23 @@ func (ent *entry) id(n int) string {
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(ent), entrySize)), n)
 }
 
+// itemOf returns the item filing ent, which has to be in the index. Has to be
+// called with the lock of its shard held.
+func itemOf(ent *entry) item { return item{key: ent.filed.Load(), ent: ent} }
+
 // shard is one lock's worth of the index: a B-tree of (time, id) items and
-// per-slot counters. The users map is shared by all shards (xsync shards it
-// internally); a user's shard is chosen by a hash of its ID, so every insert
-// and delete of one ID is serialized by one shard lock.
+// per-slot counters. The users map is the engine's, shared by all shards
+// (xsync shards it internally); a user's shard is chosen by a hash of its
+// ID, so every insert and removal of one ID is serialized by one shard lock.
 //
-// All fields are guarded by mu unless noted.
+// The engine uses a shard only through the methods below, each of which
+// takes the lock itself and says what it guarantees; the unexported helpers
+// after them have to be called with the lock held. All fields are guarded
+// by mu unless noted.
 type shard struct {
 	mu     sync.RWMutex
-	lay    layout // the engine's; immutable
+	e      *Engine // the owner: its maps, layout, retention and cap; immutable
+	lay    layout  // the engine's; immutable
 	tree   *btree.BTreeG[item]
 	counts slotCounts
 
@@ -82,39 +91,251 @@ type shard struct {
 // treeDegree is the degree of a shard's B-tree: nodes of up to 255 items
 // (4 KiB). A move deletes a user's item from a cold part of the tree, where
 // google/btree refills or merges half-full nodes on the way down (inserts
-// in time order leave the index's nodes half full); at 128 rather than 32
-// moves are 11-15% faster and a user takes 104 bytes instead of 111
-// (BENCHMARKS.md, "B-tree degree").
+// in time order leave the index's nodes half full); degree 128 moves faster
+// than 32 and takes fewer bytes a user (BENCHMARKS.md, "B-tree degree").
 const treeDegree = 128
 
-func newShard(horizon int, lay layout) *shard {
+func newShard(e *Engine, horizon int) *shard {
 	return &shard{
-		lay:    lay,
+		e:      e,
+		lay:    e.lay,
 		tree:   btree.NewG(treeDegree, itemLess),
-		counts: slotCounts{horizon: int64(horizon)},
+		counts: slotCounts{horizon: int64(horizon), res: e.lay.res},
 	}
 }
 
-// add files ent, whose ID is n bytes long, at time ns. clock returns the
-// slot of now; it is called only when ns is beyond the newest slot the
-// counters have seen. Has to be called with the lock held.
-func (s *shard) add(ent *entry, n int, ns int64, clock func() int64) {
+// insert adds id, last seen at ns, to the map and the index, and returns
+// its entry and false. If the map already holds id, it changes nothing and
+// returns that entry and true. The caller has reserved room under the cap.
+func (s *shard) insert(id string, ns int64, now *reading) (*entry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ent, ok := s.e.users.Load(id); ok {
+		return ent, true
+	}
+	// A copy: the caller's string may point into a large request buffer.
+	ent := newEntry(id)
+	id = ent.id(len(id))
+	ent.lastSeen.Store(ns)
+	s.file(ent, len(id), ns, now)
+	s.e.users.Store(id, ent)
+	s.inserted++
+	s.held.Add(1)
+	s.e.markDirty()
+	s.expire(now)
+	return ent, false
+}
+
+// move files ent, an n-byte ID of this shard, under the slot of its current
+// last-seen time, and reports true. Whoever raises lastSeen last checks
+// filed after its CAS, and filed is only written here from a fresh load of
+// lastSeen, so once touches stop every entry sits in the slot of its final
+// time. It reports false, for the caller to insert the user anew, if the
+// user has left the engine: forgotten, pruned or evicted meanwhile, or
+// filed in an expired slot, which makes it gone as if forgotten (move
+// removes it, so that it comes back without its old meta).
+func (s *shard) move(ent *entry, n int, now *reading) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ent.filed.Load() == removedKey {
+		return false
+	}
+	old, ls := itemOf(ent), ent.lastSeen.Load()
+	if s.e.expired(old, now) {
+		s.drop(old)
+		s.expired++
+		return false
+	}
+	if slotOf(ls, s.lay.res) != s.lay.slot(old) {
+		s.unfile(old)
+		s.file(ent, n, ls, now)
+		s.moved++
+		s.expire(now)
+	}
+	return true
+}
+
+// setMeta stores meta ("" removes it) for id and reports true, unless id is
+// unknown or expired (an expired user is removed). Holding the lock keeps
+// meta from outliving its user.
+func (s *shard) setMeta(id, meta string, now *reading) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ent, ok := s.e.users.Load(id)
+	if !ok {
+		return false
+	}
+	if it := itemOf(ent); s.e.expired(it, now) {
+		s.drop(it)
+		s.expired++
+		return false
+	}
+	if meta == "" {
+		s.e.metas.Delete(id)
+	} else {
+		s.e.metas.Store(ent.id(len(id)), strings.Clone(meta))
+	}
+	s.e.markDirty()
+	return true
+}
+
+// forget removes id and reports whether it was held and not expired.
+func (s *shard) forget(id string, now *reading) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ent, ok := s.e.users.Load(id)
+	if !ok {
+		return false
+	}
+	it := itemOf(ent)
+	s.drop(it)
+	if s.e.expired(it, now) { // gone already
+		s.expired++
+		return false
+	}
+	s.forgotten++
+	return true
+}
+
+// prune removes every user last seen before ns and returns how many it
+// removed, not counting expired ones. It holds the lock for at most
+// pruneBatch removals at a time.
+func (s *shard) prune(ns int64, now *reading) int {
+	floor := s.e.floor(now)
+	limit := s.lay.bound(slotOf(ns, s.lay.res) + 1)
+	removed := 0
+	batch := make([]item, 0, pruneBatch)
+	// Each batch resumes where the last one stopped: users of ns's slot
+	// seen at ns or later are passed over, not removed, and a walk from the
+	// oldest each time would pass over them again and again (quadratic in
+	// a slot of millions, at a coarse resolution).
+	var from item // the last user a full batch removed; none at first
+	for {
+		batch = batch[:0]
+		s.mu.Lock()
+		visit := func(it item) bool {
+			if it.ent.lastSeen.Load() < ns {
+				batch = append(batch, it)
+			}
+			return len(batch) < pruneBatch
+		}
+		if from.ent == nil {
+			s.tree.AscendLessThan(limit, visit)
+		} else {
+			s.tree.AscendRange(from, limit, visit)
+		}
+		for _, it := range batch {
+			s.drop(it)
+			if s.lay.slot(it) < floor {
+				s.expired++
+			} else {
+				s.pruned++
+				removed++
+			}
+		}
+		s.mu.Unlock()
+		if len(batch) < pruneBatch {
+			return removed
+		}
+		from = batch[len(batch)-1]
+	}
+}
+
+// min returns the shard's least recently seen user, first in the index's
+// order, or false if it holds none.
+func (s *shard) min() (item, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.tree.Min()
+}
+
+// evictMin removes the shard's least recently seen user for the cap, and
+// reports false if it holds none.
+func (s *shard) evictMin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.tree.Min()
+	if ok {
+		s.drop(it)
+		s.evicted++
+	}
+	return ok
+}
+
+// count returns how many users the shard files at slot from or newer: its
+// counters' sum, plus a walk of the users older than their ring if the
+// window reaches past it.
+func (s *shard) count(from int64) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n, complete := s.counts.since(from)
+	if !complete {
+		end := s.lay.bound(s.counts.head - s.counts.horizon + 1)
+		s.tree.AscendRange(s.lay.bound(from), end, func(item) bool {
+			n++
+			return true
+		})
+	}
+	return n
+}
+
+// collect appends to buf up to w.limit items of the window, newest first.
+// It holds the read lock for O(log n + k).
+func (s *shard) collect(w window, buf []item) []item {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	visit := func(it item) bool {
+		if s.lay.slot(it) < w.from {
+			return false
+		}
+		if w.has && !itemLess(it, w.after) {
+			return true // the cursor itself
+		}
+		buf = append(buf, it)
+		return w.limit <= 0 || len(buf) < w.limit
+	}
+	if w.has {
+		s.tree.DescendLessOrEqual(w.after, visit)
+	} else {
+		s.tree.Descend(visit)
+	}
+	return buf
+}
+
+// clone returns a copy-on-write clone of the index, in O(1): the shard
+// goes on changing while the clone is read.
+func (s *shard) clone() *btree.BTreeG[item] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tree.Clone()
+}
+
+// addStats adds the shard's counters to st.
+func (s *shard) addStats(st *Stats) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st.Inserted += s.inserted
+	st.Moved += s.moved
+	st.Evicted += s.evicted
+	st.Expired += s.expired
+	st.Forgotten += s.forgotten
+	st.Pruned += s.pruned
+}
+
+// file indexes ent, whose ID is n bytes long, at time ns.
+func (s *shard) file(ent *entry, n int, ns int64, now *reading) {
 	it := item{key: s.lay.key(ns, ent.id(n)), ent: ent}
 	s.tree.ReplaceOrInsert(it)
-	s.counts.add(s.lay.slot(it), 1, clock)
+	s.counts.add(s.lay.slot(it), 1, now)
 	ent.filed.Store(it.key)
 	if s.oldest != nil && it.key < s.oldest.Load() {
 		s.oldest.Store(it.key)
 	}
 }
 
-// itemOf returns the item filing ent, which has to be in the index. Has to be
-// called with the lock held.
-func itemOf(ent *entry) item { return item{key: ent.filed.Load(), ent: ent} }
-
-// unfile takes the item out of the index. Has to be called with the lock
-// held. The slot's counter goes first, so that its cache miss (an old
-// slot's line, likely cold) can overlap the tree's search.
+// unfile takes the item out of the index. The slot's counter goes first, so
+// that its cache miss (an old slot's line, likely cold) can overlap the
+// tree's search.
 func (s *shard) unfile(it item) {
 	s.counts.add(s.lay.slot(it), -1, nil)
 	s.tree.Delete(it)
@@ -127,273 +348,35 @@ func (s *shard) unfile(it item) {
 	}
 }
 
-// remove takes the item out of the index and marks its entry removed. Has to
-// be called with the lock held.
-func (s *shard) remove(it item) {
+// drop removes a user from the index and the engine's maps, and marks its
+// entry removed.
+func (s *shard) drop(it item) {
 	s.unfile(it)
 	it.ent.filed.Store(removedKey)
-}
-
-// slotCounts counts a shard's users per index slot, so that "how many users
-// since slot x" costs a few hundred array reads whatever the window holds,
-// instead of a walk over the users.
-//
-// The counters form a ring of horizon slots ending at head, the newest slot
-// counted: slot s lives at s & (horizon-1). Sums over 64 and 4096 slots
-// are kept beside the per-slot counters, so a range sum reads at most ~170
-// words (see sum). The per-slot counters are allocated 4096 at a time, for
-// blocks that count someone (and head's): a full ring is 512 KiB a shard,
-// which a small engine on a machine of many cores (256 shards at 64 cores)
-// would otherwise pay for every shard. Users filed under slots that have
-// fallen off the ring (head-horizon or older) are only counted in old; a
-// count reaching that far back walks the tree for them.
-//
-// head follows the newest slot filed, but never to more than horizon/64
-// slots ahead of the clock: users filed further ahead (a skewed clock, bad
-// input) are counted by slot in ahead until head reaches them. Otherwise
-// one time a day ahead would push the present off the ring, and every
-// count of it would walk the tree until the clock caught up.
-//
-// Not safe for concurrent use: the shard's lock guards it.
-type slotCounts struct {
-	horizon int64 // power of two, >= 4096
-	head    int64
-	started bool
-	old     int // users filed at head-horizon or older
-	inRing  int // users filed in the ring
-	ahead   aheadCounts
-	per     [][]int32 // horizon/4096 blocks of 4096; nil while a block's by4096 is 0, but head's
-	by64    []int32
-	by4096  []int32
-}
-
-// blockSlots is how many slots a block of per-slot counters holds: a
-// by4096 sum each.
-const blockSlots = 4096
-
-// add counts d more users at slot. clock returns the slot of now; add calls
-// it only for d > 0 beyond head (or for the first user), to decide whether
-// head may move there.
-func (c *slotCounts) add(slot int64, d int, clock func() int64) {
-	if !c.started {
-		c.per = make([][]int32, c.horizon/blockSlots)
-		c.by64 = make([]int32, c.horizon/64)
-		c.by4096 = make([]int32, c.horizon/4096)
-		c.head, c.started = min(slot, clock()+c.horizon/64), true
+	s.e.users.Delete(it.id())
+	s.e.metas.Delete(it.id())
+	s.held.Add(-1)
+	if s.e.maxUsers > 0 {
+		s.e.n.Add(-1)
 	}
-	if slot > c.head {
-		// Users beyond head are exactly those counted ahead, so one that
-		// leaves is taken from there without asking the clock.
-		if d < 0 || slot > clock()+c.horizon/64 {
-			c.ahead.add(slot, d)
+	s.e.markDirty()
+}
+
+// expire removes up to expireBudget users that retention has expired.
+// Their floor comes from the clock, as the queries' does, not from the
+// newest time the shard was given: one TouchAt far ahead of the clock must
+// not expire the users the clock still calls recent.
+func (s *shard) expire(now *reading) {
+	if s.e.retention == 0 {
+		return
+	}
+	floor := s.e.floor(now)
+	for range expireBudget {
+		it, ok := s.tree.Min()
+		if !ok || s.lay.slot(it) >= floor {
 			return
 		}
-		c.advance(slot)
+		s.drop(it)
+		s.expired++
 	}
-	if slot <= c.head-c.horizon {
-		c.old += d
-		return
-	}
-	c.bump(int(slot&(c.horizon-1)), int32(d))
-	c.inRing += d
-}
-
-func (c *slotCounts) bump(p int, d int32) {
-	b := p >> 12
-	if c.per[b] == nil {
-		c.per[b] = make([]int32, blockSlots)
-	}
-	c.per[b][p&(blockSlots-1)] += d
-	c.by64[p>>6] += d
-	if c.by4096[b] += d; c.by4096[b] == 0 && b != c.headBlock() {
-		// Nobody left. Head's block is kept: users moving ahead within
-		// it would otherwise free and allocate it over and over.
-		c.per[b] = nil
-	}
-}
-
-// at returns the counter at ring position p.
-func (c *slotCounts) at(p int) int32 {
-	if b := c.per[p>>12]; b != nil {
-		return b[p&(blockSlots-1)]
-	}
-	return 0
-}
-
-// headBlock is the block of per-slot counters holding head.
-func (c *slotCounts) headBlock() int { return int(c.head&(c.horizon-1)) >> 12 }
-
-// advance moves head to slot, folding the slots that leave the ring into old.
-// It skips empty 4096- and 64-slot blocks whole, so its cost is bounded by
-// the users it folds plus the distance over 64, not by the distance: a head
-// that jumps far ahead again and again (a hostile snapshot) stays cheap.
-func (c *slotCounts) advance(slot int64) {
-	prev := c.headBlock()
-	c.fold(slot)
-	c.head = slot
-	if c.headBlock() != prev && c.by4096[prev] == 0 {
-		c.per[prev] = nil
-	}
-	// Users counted ahead that head has now reached join the ring (or old).
-	for c.ahead.n > 0 {
-		first, _ := c.ahead.tree.Min()
-		if first.slot > slot {
-			break
-		}
-		c.ahead.add(first.slot, -first.n)
-		c.add(first.slot, first.n, nil)
-	}
-}
-
-// fold folds the slots that leave the ring as head moves to slot into old.
-func (c *slotCounts) fold(slot int64) {
-	if c.inRing == 0 {
-		return
-	}
-	if slot-c.head >= c.horizon {
-		c.old += c.inRing
-		c.inRing = 0
-		clear(c.per)
-		clear(c.by64)
-		clear(c.by4096)
-		return
-	}
-	mask := c.horizon - 1
-	for s, end := c.head-c.horizon+1, slot-c.horizon; s <= end; {
-		p := int(s & mask)
-		switch {
-		case p&4095 == 0 && s+4095 <= end && c.by4096[p>>12] == 0:
-			s += 4096
-		case p&63 == 0 && s+63 <= end && c.by64[p>>6] == 0:
-			s += 64
-		default:
-			if v := c.at(p); v != 0 {
-				c.bump(p, -v)
-				c.old += int(v)
-				c.inRing -= int(v)
-			}
-			s++
-		}
-	}
-}
-
-// since returns how many users are filed at slot from or newer, counting
-// the ring and ahead, and whether the ring covers from entirely (if not, the
-// caller adds the old users at from or newer).
-func (c *slotCounts) since(from int64) (n int, complete bool) {
-	if !c.started {
-		return 0, true
-	}
-	if from > c.head {
-		return c.ahead.since(from), true
-	}
-	n = c.ahead.n // all of them are beyond head
-	if from <= c.head-c.horizon {
-		return n + c.inRing, c.old == 0
-	}
-	lo, hi := int(from&(c.horizon-1)), int(c.head&(c.horizon-1))+1
-	if lo < hi {
-		return n + c.sum(lo, hi), true
-	}
-	return n + c.sum(lo, int(c.horizon)) + c.sum(0, hi), true
-}
-
-// sum adds the counters at ring positions [lo, hi): whole 4096-slot blocks
-// by their sums, whole 64-slot blocks by theirs, and what is left over at
-// each end one by one, or as its block's sum less the rest of the block,
-// whichever reads less (at most 32 words for each of the four ends).
-func (c *slotCounts) sum(lo, hi int) int {
-	n := 0
-	if end := min(hi, (lo+63)&^63); lo < end {
-		n += c.slots(lo, end)
-		lo = end
-	}
-	if end := min(hi&^63, (lo+4095)&^4095); lo < end {
-		n += c.sixtyFours(lo, end)
-		lo = end
-	}
-	for ; lo+4096 <= hi; lo += 4096 {
-		n += int(c.by4096[lo>>12])
-	}
-	if end := hi &^ 63; lo < end {
-		n += c.sixtyFours(lo, end)
-		lo = end
-	}
-	if lo < hi {
-		n += c.slots(lo, hi)
-	}
-	return n
-}
-
-// slots adds the per-slot counters at [lo, hi), within one 64-slot block.
-func (c *slotCounts) slots(lo, hi int) int {
-	b := c.per[lo>>12]
-	if b == nil {
-		return 0
-	}
-	start := lo &^ 63
-	return partSum(b[start&4095:][:64], int(c.by64[lo>>6]), lo-start, hi-start)
-}
-
-// sixtyFours adds the 64-slot sums at [lo, hi), which are multiples of 64
-// within one 4096-slot block.
-func (c *slotCounts) sixtyFours(lo, hi int) int {
-	start := lo &^ 4095
-	return partSum(c.by64[start>>6:][:64], int(c.by4096[lo>>12]), (lo-start)>>6, (hi-start)>>6)
-}
-
-// partSum adds block[from:to], a block of 64 counters that add up to total.
-// When that is most of the block, it takes total less the rest: fewer
-// reads, which matter when a count reads hundreds of shards.
-func partSum(block []int32, total, from, to int) int {
-	if to-from <= 32 {
-		return sum32(block[from:to])
-	}
-	return total - sum32(block[:from]) - sum32(block[to:])
-}
-
-func sum32(s []int32) int {
-	n := 0
-	for _, v := range s {
-		n += int(v)
-	}
-	return n
-}
-
-// aheadCounts counts by slot the users filed beyond the head of a shard's
-// ring (see slotCounts). It is empty, and costs nothing, unless times come
-// from further ahead of the clock than the ring lets its head run.
-type aheadCounts struct {
-	tree *btree.BTreeG[slotCount]
-	n    int
-}
-
-type slotCount struct {
-	slot int64
-	n    int
-}
-
-func (a *aheadCounts) add(slot int64, d int) {
-	if a.tree == nil {
-		a.tree = btree.NewG(8, func(x, y slotCount) bool { return x.slot < y.slot })
-	}
-	a.n += d
-	sc, _ := a.tree.Get(slotCount{slot: slot})
-	if sc.slot, sc.n = slot, sc.n+d; sc.n == 0 {
-		a.tree.Delete(sc)
-	} else {
-		a.tree.ReplaceOrInsert(sc)
-	}
-}
-
-// since returns how many users are counted at slot from or newer.
-func (a *aheadCounts) since(from int64) int {
-	n := 0
-	if a.n > 0 {
-		a.tree.AscendGreaterOrEqual(slotCount{slot: from}, func(sc slotCount) bool {
-			n += sc.n
-			return true
-		})
-	}
-	return n
 }

@@ -82,8 +82,8 @@ func BenchmarkSnapshotRead10M(b *testing.B) {
 	// quick start configures an engine.
 	for _, tc := range []struct {
 		name string
-		opts []presence.Option
-	}{{"open", nil}, {"open-capped", []presence.Option{presence.WithMaxUsers(2 * bigUsers)}}} {
+		opts []presence.OpenOption
+	}{{"open", nil}, {"open-capped", []presence.OpenOption{presence.WithMaxUsers(2 * bigUsers)}}} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for range b.N {

@@ -1,0 +1,74 @@
+package presence
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+)
+
+// Cursor is a position in a newest-first walk of the index: the place of
+// the last user a page returned. The next page starts strictly after it, so
+// a user touched between pages moves ahead of the cursor and is not
+// returned twice, and a user left alone is not skipped.
+//
+// The zero Cursor is the start of a walk. A Cursor is a plain value, safe to
+// copy and to use from several goroutines. Its text form (MarshalText) is
+// opaque and URL-safe; it names an ID, so do not hand it to clients that may
+// not see that ID. A cursor belongs to engines of the resolution that made
+// it; after a restart it still never repeats a user, but, as for users
+// touched meanwhile, one restored at a newer place within its slot is
+// skipped.
+type Cursor struct {
+	key int64 // the item's key
+	id  string
+	set bool
+}
+
+// IsZero reports whether c is the start of a walk, which is also what
+// [Engine.Page] returns when there is nothing after the page.
+func (c Cursor) IsZero() bool { return !c.set }
+
+// MarshalText encodes c as unpadded base64url text. The zero Cursor encodes
+// as the empty string.
+func (c Cursor) MarshalText() ([]byte, error) {
+	if !c.set {
+		return []byte{}, nil
+	}
+	raw := binary.AppendVarint(nil, c.key)
+	raw = append(raw, c.id...)
+	out := make([]byte, base64.RawURLEncoding.EncodedLen(len(raw)))
+	base64.RawURLEncoding.Encode(out, raw)
+	return out, nil
+}
+
+// UnmarshalText decodes text made by MarshalText. Anything else gives an
+// error wrapping [ErrInvalidCursor], and c is left unchanged.
+func (c *Cursor) UnmarshalText(text []byte) error {
+	if len(text) == 0 {
+		*c = Cursor{}
+		return nil
+	}
+	if len(text) > base64.RawURLEncoding.EncodedLen(binary.MaxVarintLen64+MaxIDLen) {
+		return fmt.Errorf("%w: %d bytes is too long", ErrInvalidCursor, len(text))
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(string(text))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidCursor, err)
+	}
+	key, n := binary.Varint(raw)
+	if n <= 0 {
+		return fmt.Errorf("%w: bad position", ErrInvalidCursor)
+	}
+	id := string(raw[n:])
+	if !validID(id) || key&(1<<idLenBits-1) != int64(len(id)) {
+		return fmt.Errorf("%w: bad id", ErrInvalidCursor)
+	}
+	*c = Cursor{key: key, id: id, set: true}
+	return nil
+}
+
+// String returns the text form of c.
+func (c Cursor) String() string {
+	b, _ := c.MarshalText()
+	return string(b)
+}

@@ -1,0 +1,153 @@
+package presence
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// SaveFile writes a snapshot to path atomically: to a new temporary file in
+// the same directory (mode 0600 whatever the umask), synced, then renamed over
+// path, and the directory synced. On any error the temporary file is removed
+// and the previous file at path is left as it was.
+func (e *Engine) SaveFile(path string) (err error) {
+	defer func() {
+		if err != nil {
+			e.snapErrors.Add(1)
+		} else {
+			e.snapSaves.Add(1)
+		}
+	}()
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, tmp, err := createTemp(dir, base)
+	if err != nil {
+		return fmt.Errorf("presence: save %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(0o600); err != nil {
+		return fmt.Errorf("presence: save %s: %w", path, err)
+	}
+	bw := bufio.NewWriterSize(f, 256<<10)
+	if _, err = e.WriteTo(bw); err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("presence: save %s: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("presence: save %s: %w", path, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("presence: save %s: %w", path, err)
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		derr = d.Sync()
+		d.Close()
+		if derr != nil {
+			return fmt.Errorf("presence: save %s: sync directory: %w", path, derr)
+		}
+	}
+	return nil
+}
+
+// tempPrefix names a save's temporary file: "<name>.tmp-<random>".
+func tempPrefix(base string) string { return base + ".tmp-" }
+
+func createTemp(dir, base string) (*os.File, string, error) {
+	for range 100 {
+		name := filepath.Join(dir, fmt.Sprintf("%s%d", tempPrefix(base), time.Now().UnixNano()))
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, name, err
+	}
+	return nil, "", errors.New("cannot create a temporary file")
+}
+
+// LoadFile merges the snapshot at path into the engine, as ReadFrom.
+func (e *Engine) LoadFile(path string) error { return e.loadFile(path, false) }
+
+func (e *Engine) loadFile(path string, unpublished bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("presence: load: %w", err)
+	}
+	defer f.Close()
+	if _, err := e.readFrom(f, unpublished); err != nil {
+		return fmt.Errorf("presence: load %s: %w", path, err)
+	}
+	return nil
+}
+
+// Open returns an engine configured by opts that persists itself at path. It
+// removes temporary files left by an interrupted save, loads path if it
+// exists (a missing file is a fresh start), then saves every
+// [WithSnapshotInterval] in the background, skipping saves when nothing
+// changed. [Engine.Close] stops the saver and writes a final snapshot.
+//
+// A corrupt file is renamed to "<path>.corrupt-<unix seconds>" and Open
+// returns the error wrapping [ErrCorruptSnapshot], unless
+// [WithStartEmptyOnCorrupt] was given. A file of an unknown version is left
+// in place and Open returns the error wrapping [ErrSnapshotVersion]: saving
+// over it would destroy data a newer build wrote.
+func Open(path string, opts ...OpenOption) (*Engine, error) {
+	var c openConfig
+	for _, o := range opts {
+		o.applyOpen(&c)
+	}
+	e := newEngine(c.config)
+	e.saver = &saver{path: path, onError: c.onError, stop: make(chan struct{}), done: make(chan struct{})}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if stale, err := filepath.Glob(filepath.Join(dir, globEscape(tempPrefix(base))+"*")); err == nil {
+		for _, name := range stale {
+			os.Remove(name)
+		}
+	}
+	err := e.loadFile(path, true)
+	switch {
+	case err == nil, errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, ErrCorruptSnapshot):
+		aside := fmt.Sprintf("%s.corrupt-%d", path, e.now().Unix())
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("%w (and moving it aside failed: %v)", err, rerr)
+		}
+		err = fmt.Errorf("%w; moved to %s", err, aside)
+		if !c.startEmptyOnCorrupt {
+			return nil, err
+		}
+		e.saver.report(err)
+	default:
+		return nil, err
+	}
+	if c.every <= 0 {
+		c.every = defaultEvery
+	}
+	e.dirty.Store(false)
+	go e.saveLoop(c.every)
+	return e, nil
+}
+
+func globEscape(s string) string {
+	r := strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `\`, `\\`)
+	return r.Replace(s)
+}

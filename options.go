@@ -1,0 +1,115 @@
+package presence
+
+import (
+	"math/bits"
+	"runtime"
+	"time"
+)
+
+// Limits on what the engine stores. Longer IDs are rejected by Touch and
+// TouchAt (and counted in [Stats].RejectedIDs); longer meta by SetMeta.
+const (
+	MaxIDLen   = 512
+	MaxMetaLen = 1024
+)
+
+const (
+	defaultResolution = time.Second
+	minResolution     = time.Millisecond
+	maxResolution     = 24 * time.Hour
+	maxShards         = 1024
+	minHorizon        = 4096    // slots; the counters' coarsest block
+	maxHorizon        = 1 << 17 // slots: 36 hours at the default resolution
+	expireBudget      = 32      // users a write may expire while it holds a lock
+	pruneBatch        = 1024    // users Prune removes per lock hold
+	pageBatch         = 256     // users Since reads per lock hold
+	maxExpected       = 1 << 30 // the largest map WithExpectedUsers or a snapshot sizes
+)
+
+// Option configures an [Engine], for [New] and [Open]. Options are applied
+// in order; values out of range are corrected as each option documents.
+type Option func(*config)
+
+func (o Option) applyOpen(c *openConfig) { o(&c.config) }
+
+// OpenOption configures [Open]: every [Option] is one, and so are the
+// options of the snapshot file, which New does not accept
+// ([WithSnapshotInterval], [WithStartEmptyOnCorrupt],
+// [WithSnapshotErrorHandler]).
+type OpenOption interface{ applyOpen(*openConfig) }
+
+type config struct {
+	shards     int
+	resolution time.Duration
+	retention  time.Duration
+	maxUsers   int
+	expected   int
+	now        func() time.Time
+}
+
+// fill applies the defaults and corrections, after the options.
+func (c *config) fill() {
+	if c.shards <= 0 {
+		c.shards = 4 * runtime.GOMAXPROCS(0)
+	}
+	c.shards = min(1<<bits.Len(uint(c.shards-1)), maxShards)
+	if c.resolution <= 0 {
+		c.resolution = defaultResolution
+	}
+	c.resolution = min(max(c.resolution, minResolution), maxResolution)
+	c.retention = max(c.retention, 0)
+	c.maxUsers = max(c.maxUsers, 0)
+	c.expected = min(max(c.expected, 0), maxExpected)
+	if c.now == nil {
+		c.now = time.Now
+	}
+}
+
+// WithShards sets the number of index shards, rounded up to a power of two
+// (at most 1024). Each shard has its own lock, B-tree and slot counters; more
+// shards mean less contention on index moves and a little more work per
+// query. A shard costs about 9 KiB, and 16 KiB more for each block of 4096
+// index slots (68 minutes at the default resolution) in which it holds
+// users. n <= 0 selects the default, 4 x GOMAXPROCS rounded up.
+func WithShards(n int) Option { return func(c *config) { c.shards = n } }
+
+// WithResolution sets the granularity of the time index (default 1s; at
+// least 1ms and at most 24h; d <= 0 selects the default). A user's index
+// entry moves at most once per resolution, so a coarser resolution makes
+// Touch cheaper; window queries are exact to the resolution.
+func WithResolution(d time.Duration) Option { return func(c *config) { c.resolution = d } }
+
+// WithRetention makes the engine forget users idle for longer than d, to
+// the resolution: a user stays while the slot of its last-seen time is no
+// older than the slot of now minus d. Zero (the default) or a negative d
+// keeps users until Forget, Prune or eviction. Retention counts from the
+// engine's clock, not from the newest time TouchAt was given.
+// Expired users vanish from every query at once, and are gone as if
+// forgotten: SetMeta and Forget return false for them, and a later Touch
+// brings one back as a new user, without its meta. Their memory is
+// reclaimed a few at a time by later inserts and index moves, or at once by
+// [Engine.Prune].
+func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
+
+// WithMaxUsers caps the number of users held. A new user beyond the cap
+// evicts the least recently seen users first. Zero (the default) or a
+// negative n means no cap.
+func WithMaxUsers(n int) Option { return func(c *config) { c.maxUsers = n } }
+
+// WithExpectedUsers sizes the engine's user map for n users up front, as
+// make(map, n) does, instead of letting it double its way there: each
+// doubling rehashes every user, and while it runs, inserts wait. Loading a
+// snapshot into an engine made by New gains most (see BENCHMARKS.md);
+// [Open] sizes the map for the snapshot it loads by itself. The map never
+// shrinks below n, and costs 17 to 34 bytes per expected user at once (its
+// table's length is a power of two). Zero (the default) or a negative n
+// sizes nothing; n is capped at 2^30.
+func WithExpectedUsers(n int) Option { return func(c *config) { c.expected = n } }
+
+// WithClock sets the clock Touch and the window queries read; nil selects
+// time.Now. Tests use it to move time by hand. Retention counts from it,
+// and the slot counters follow it: a time TouchAt gives more than 1/64 of
+// the counters' horizon ahead of it (34 minutes at the default resolution
+// without retention; with a short retention, less) is counted apart until
+// the clock comes near.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }

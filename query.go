@@ -1,0 +1,163 @@
+package presence
+
+import (
+	"iter"
+	"math"
+	"time"
+)
+
+// Get returns a user's activity, or false if the user is unknown or expired.
+// Its LastSeen is exact.
+func (e *Engine) Get(id string) (Activity, bool) {
+	ent, ok := e.users.Load(id)
+	if !ok {
+		return Activity{}, false
+	}
+	ls := ent.lastSeen.Load()
+	if e.retention > 0 {
+		now := e.clock(unread)
+		if slotOf(ls, e.lay.res) < e.floor(&now) {
+			return Activity{}, false
+		}
+	}
+	return e.activity(id, ls), true
+}
+
+func (e *Engine) activity(id string, ls int64) Activity {
+	meta, _ := e.metas.Load(id)
+	return Activity{ID: id, LastSeen: time.Unix(0, ls).UTC(), Meta: meta}
+}
+
+// LastSeen returns a user's exact last-seen time, or false if the user is
+// unknown or expired.
+func (e *Engine) LastSeen(id string) (time.Time, bool) {
+	a, ok := e.Get(id)
+	return a.LastSeen, ok
+}
+
+// Len returns the number of users held, not counting expired ones. Without
+// retention it adds one counter per shard, takes no lock, and is never above
+// WithMaxUsers. With retention, it is a count over the retention window,
+// which reads the shards one after the other: a user evicted from one shard
+// while another is added to the next could be seen twice, so the count is
+// capped by the users held.
+func (e *Engine) Len() int {
+	if e.retention == 0 {
+		return e.held()
+	}
+	return min(e.countFrom(e.from(time.Time{})), e.held())
+}
+
+// held returns the number of users the shards hold, expired ones included
+// until they are removed. Added up shard by shard while users come and go,
+// it can pass the cap by a user or two; it is clamped to it.
+func (e *Engine) held() int {
+	n := int64(0)
+	for _, s := range e.shards {
+		n += s.held.Load()
+	}
+	if e.maxUsers > 0 {
+		n = min(n, e.maxUsers)
+	}
+	return int(n)
+}
+
+// from is the oldest slot a query of the users seen since t reads: t's,
+// or the retention's floor if that is newer. The zero t reads everyone.
+func (e *Engine) from(t time.Time) int64 {
+	from := int64(math.MinInt64)
+	if ns, ok := unixNano(t); ok {
+		from = slotOf(ns, e.lay.res)
+	}
+	now := e.clock(unread)
+	return max(from, e.floor(&now))
+}
+
+// Count returns the number of users seen within window of now:
+// CountSince(now - window).
+func (e *Engine) Count(window time.Duration) int {
+	return e.CountSince(e.now().Add(-window))
+}
+
+// CountSince returns the number of users whose last-seen time is t or later,
+// at the resolution: users seen in t's resolution slot before t count too.
+// It reads per-slot counters, not users: O(shards x 300) word reads whatever
+// the window holds, as long as t is within the index horizon (36h at the
+// default resolution; see the package doc). The zero t counts everyone.
+func (e *Engine) CountSince(t time.Time) int { return e.countFrom(e.from(t)) }
+
+func (e *Engine) countFrom(from int64) int {
+	total := 0
+	for _, s := range e.shards {
+		total += s.count(from)
+	}
+	return total
+}
+
+// Recent returns the users seen within window of now, newest first, at most
+// limit of them (limit <= 0: all). It costs O(shards x (log n +
+// limit/shards) + limit x log shards).
+func (e *Engine) Recent(window time.Duration, limit int) []Activity {
+	page, _ := e.Page(e.now().Add(-window), Cursor{}, limit)
+	return page
+}
+
+// Page returns up to limit users seen since t (as in [Engine.CountSince]),
+// newest first, starting strictly after the cursor after (the zero Cursor
+// starts at the newest user). It also returns the cursor of the next page,
+// which is the zero Cursor when this page was the last.
+//
+// Walking all pages yields every user that stays in the window exactly once,
+// however many share one timestamp. A user touched between pages (or during
+// a page that reads its shard twice; see the package doc) moves ahead of
+// the cursor: it is not returned again, and is not returned at all if the
+// walk had not reached it yet. A user removed (Forget, Prune, eviction,
+// expiry) and then seen again is a new user to the walk. Users are ordered
+// by index slot, newest first, and within a slot by the time each user
+// entered it (in steps of 2ms at the default resolution, then by a hash of
+// the ID), newest first. limit <= 0 returns all the rest.
+func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
+	w := window{from: e.from(t), limit: limit}
+	if after.set {
+		w.after, w.has = item{key: after.key, ent: newEntry(after.id)}, true
+	}
+	if limit > 0 {
+		w.limit = limit + 1 // one more, to know whether a next page exists
+	}
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	sc.walk(e.shards, w)
+	items := sc.merged
+	var next Cursor
+	if limit > 0 && len(items) > limit {
+		items = items[:limit]
+		last := items[limit-1]
+		next = Cursor{key: last.key, id: last.id(), set: true}
+	}
+	out := make([]Activity, len(items))
+	for i, it := range items {
+		out[i] = e.activity(it.id(), it.ent.lastSeen.Load())
+	}
+	return out, next
+}
+
+// Since returns an iterator over the users seen since t, newest first, in
+// the order of [Engine.Page]. It reads the index a page at a time and holds
+// no lock while the loop body runs, with the same guarantees as paging.
+func (e *Engine) Since(t time.Time) iter.Seq[Activity] {
+	return func(yield func(Activity) bool) {
+		var cur Cursor
+		for {
+			page, next := e.Page(t, cur, pageBatch)
+			for _, a := range page {
+				if !yield(a) {
+					return
+				}
+			}
+			if next.IsZero() {
+				return
+			}
+			cur = next
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package presence
+
+import (
+	"sync"
+	"time"
+)
+
+const defaultEvery = time.Minute
+
+// openConfig is what [Open] is configured with: the engine's options and
+// the snapshot file's.
+type openConfig struct {
+	config
+	every               time.Duration
+	startEmptyOnCorrupt bool
+	onError             func(error)
+}
+
+// fileOption is an option of the snapshot file, which only Open takes.
+type fileOption func(*openConfig)
+
+func (o fileOption) applyOpen(c *openConfig) { o(c) }
+
+// WithSnapshotInterval sets how often an engine made by [Open] saves its
+// snapshot (default one minute; d <= 0 selects the default). A save is
+// skipped when nothing changed since the last one.
+func WithSnapshotInterval(d time.Duration) OpenOption {
+	return fileOption(func(c *openConfig) { c.every = d })
+}
+
+// WithStartEmptyOnCorrupt makes [Open] start with an empty engine when the
+// snapshot file is corrupt, instead of returning the error. Either way the
+// corrupt file is first renamed to "<path>.corrupt-<unix seconds>", so that
+// the next save does not destroy what an operator may want to inspect.
+func WithStartEmptyOnCorrupt() OpenOption {
+	return fileOption(func(c *openConfig) { c.startEmptyOnCorrupt = true })
+}
+
+// WithSnapshotErrorHandler sets a function that [Open]'s background saver
+// calls with each failed save (and with the corrupt-file error that
+// WithStartEmptyOnCorrupt passed over). It must not block for long. Errors
+// are counted in [Stats] either way; the engine keeps serving.
+func WithSnapshotErrorHandler(f func(error)) OpenOption {
+	return fileOption(func(c *openConfig) { c.onError = f })
+}
+
+// saver is the background work of an engine made by Open: a goroutine that
+// saves the snapshot every interval while anything changed.
+type saver struct {
+	path      string
+	onError   func(error)
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (e *Engine) saveLoop(every time.Duration) {
+	defer close(e.saver.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.saver.stop:
+			return
+		case <-t.C:
+			e.saveIfDirty()
+		}
+	}
+}
+
+// close stops the loop and saves what changed since its last save; only its
+// first call does anything.
+func (sv *saver) close(e *Engine) error {
+	var err error
+	sv.closeOnce.Do(func() {
+		close(sv.stop)
+		<-sv.done
+		err = e.saveIfDirty()
+	})
+	return err
+}
+
+// saveIfDirty saves when anything changed since the last save. The flag is
+// cleared before the save starts, so a change made during it is saved next
+// time.
+func (e *Engine) saveIfDirty() error {
+	if !e.dirty.Swap(false) {
+		return nil
+	}
+	err := e.SaveFile(e.saver.path)
+	if err != nil {
+		e.dirty.Store(true)
+		e.saver.report(err)
+	}
+	return err
+}
+
+func (sv *saver) report(err error) {
+	if sv.onError != nil {
+		sv.onError(err)
+	}
+}
