@@ -3,24 +3,20 @@ package presence
 import "github.com/google/btree"
 
 // slotCounts counts a shard's users per index slot, so that "how many users
-// since slot x" costs a few hundred array reads whatever the window holds,
-// instead of a walk over the users.
+// since slot x" costs a few hundred array reads, not a walk over the users.
 //
 // The counters form a ring of horizon slots ending at head, the newest slot
-// counted: slot s lives at s & (horizon-1). Sums over 64 and 4096 slots
-// are kept beside the per-slot counters, so a range sum reads at most ~170
-// words (see sum). The per-slot counters are allocated 4096 at a time, for
-// blocks that count someone (and head's): a full ring is 512 KiB a shard,
-// which a small engine on a machine of many cores (256 shards at 64 cores)
-// would otherwise pay for every shard. Users filed under slots that have
-// fallen off the ring (head-horizon or older) are only counted in old; a
-// count reaching that far back walks the tree for them.
+// counted: slot s lives at s & (horizon-1). Sums over 64 and 4096 slots sit
+// beside them, so a range sum reads at most ~170 words. Per-slot counters
+// are allocated 4096 at a time, for blocks that count someone (and head's):
+// a full ring is 512 KiB, too much for each of 256 small shards. Users of
+// slots that left the ring are only counted in old; a count reaching that
+// far back walks the tree for them.
 //
-// head follows the newest slot filed, but never to more than horizon/64
-// slots ahead of the clock: users filed further ahead (a skewed clock, bad
-// input) are counted by slot in ahead until head reaches them. Otherwise
-// one time a day ahead would push the present off the ring, and every
-// count of it would walk the tree until the clock caught up.
+// head follows the newest slot filed, but never beyond horizon/64 slots
+// ahead of the clock: users filed further ahead are counted by slot in
+// ahead until head reaches them, so that one time a day ahead cannot push
+// the present off the ring.
 //
 // Not safe for concurrent use: the shard's lock guards it.
 type slotCounts struct {
@@ -41,7 +37,7 @@ type slotCounts struct {
 const blockSlots = 4096
 
 // add counts d more users at slot. It reads now only for d > 0 beyond head
-// (or for the first user), to decide whether head may move there.
+// (or the first user), to decide whether head may move there.
 func (c *slotCounts) add(slot int64, d int, now *reading) {
 	if !c.started {
 		c.per = make([][]int32, c.horizon/blockSlots)
@@ -74,8 +70,7 @@ func (c *slotCounts) bump(p int, d int32) {
 	c.per[b][p&(blockSlots-1)] += d
 	c.by64[p>>6] += d
 	if c.by4096[b] += d; c.by4096[b] == 0 && b != c.headBlock() {
-		// Nobody left. Head's block is kept: users moving ahead within
-		// it would otherwise free and allocate it over and over.
+		// Empty. Head's block stays, or moves within it would churn it.
 		c.per[b] = nil
 	}
 }
@@ -91,10 +86,8 @@ func (c *slotCounts) at(p int) int32 {
 // headBlock is the block of per-slot counters holding head.
 func (c *slotCounts) headBlock() int { return int(c.head&(c.horizon-1)) >> 12 }
 
-// advance moves head to slot, folding the slots that leave the ring into old.
-// It skips empty 4096- and 64-slot blocks whole, so its cost is bounded by
-// the users it folds plus the distance over 64, not by the distance: a head
-// that jumps far ahead again and again (a hostile snapshot) stays cheap.
+// advance moves head to slot, folding the slots that leave the ring into
+// old, then takes in the users counted ahead that head has reached.
 func (c *slotCounts) advance(slot int64) {
 	prev := c.headBlock()
 	c.fold(slot)
@@ -102,7 +95,6 @@ func (c *slotCounts) advance(slot int64) {
 	if c.headBlock() != prev && c.by4096[prev] == 0 {
 		c.per[prev] = nil
 	}
-	// Users counted ahead that head has now reached join the ring (or old).
 	for c.ahead.n > 0 {
 		first, _ := c.ahead.tree.Min()
 		if first.slot > slot {
@@ -114,6 +106,8 @@ func (c *slotCounts) advance(slot int64) {
 }
 
 // fold folds the slots that leave the ring as head moves to slot into old.
+// It skips empty 4096- and 64-slot blocks whole, so its cost follows the
+// users it folds, not the distance: a head jumping far ahead stays cheap.
 func (c *slotCounts) fold(slot int64) {
 	if c.inRing == 0 {
 		return
@@ -166,10 +160,9 @@ func (c *slotCounts) since(from int64) (n int, complete bool) {
 	return n + c.sum(lo, int(c.horizon)) + c.sum(0, hi), true
 }
 
-// sum adds the counters at ring positions [lo, hi): whole 4096-slot blocks
-// by their sums, whole 64-slot blocks by theirs, and what is left over at
-// each end one by one, or as its block's sum less the rest of the block,
-// whichever reads less (at most 32 words for each of the four ends).
+// sum adds the counters at ring positions [lo, hi): whole blocks by their
+// sums, and each end's remainder as the fewer reads of itself or its
+// block's sum less the rest (partSum).
 func (c *slotCounts) sum(lo, hi int) int {
 	n := 0
 	if end := min(hi, (lo+63)&^63); lo < end {
@@ -210,9 +203,8 @@ func (c *slotCounts) sixtyFours(lo, hi int) int {
 	return partSum(c.by64[start>>6:][:64], int(c.by4096[lo>>12]), (lo-start)>>6, (hi-start)>>6)
 }
 
-// partSum adds block[from:to], a block of 64 counters that add up to total.
-// When that is most of the block, it takes total less the rest: fewer
-// reads, which matter when a count reads hundreds of shards.
+// partSum adds block[from:to] of 64 counters that add up to total, as total
+// less the rest when that reads fewer words.
 func partSum(block []int32, total, from, to int) int {
 	if to-from <= 32 {
 		return sum32(block[from:to])
@@ -228,9 +220,9 @@ func sum32(s []int32) int {
 	return n
 }
 
-// aheadCounts counts by slot the users filed beyond the head of a shard's
-// ring (see slotCounts). It is empty, and costs nothing, unless times come
-// from further ahead of the clock than the ring lets its head run.
+// aheadCounts counts by slot the users filed beyond a ring's head; empty
+// unless times come from far ahead of the clock.
+
 type aheadCounts struct {
 	tree *btree.BTreeG[slotCount]
 	n    int

@@ -6,18 +6,17 @@ import (
 	"fmt"
 )
 
-// Cursor is a position in a newest-first walk of the index: the place of
-// the last user a page returned. The next page starts strictly after it, so
-// a user touched between pages moves ahead of the cursor and is not
-// returned twice, and a user left alone is not skipped.
+// Cursor is a position in a newest-first walk of the index: the place of the
+// last user a page returned. The next page starts strictly after it, so a
+// user touched between pages is not returned twice, and one left alone is
+// not skipped. The zero Cursor is the start of a walk.
 //
-// The zero Cursor is the start of a walk. A Cursor is a plain value, safe to
-// copy and to use from several goroutines. Its text form (MarshalText) is
-// opaque and URL-safe; it names an ID, so do not hand it to clients that may
-// not see that ID. A cursor belongs to engines of the resolution that made
-// it; after a restart it still never repeats a user, but, as for users
-// touched meanwhile, one restored at a newer place within its slot is
-// skipped.
+// A Cursor is a plain value, safe to copy and to use from several
+// goroutines. Its text form is opaque and URL-safe; it names an ID, so do
+// not hand it to clients that may not see that ID. It belongs to engines of
+// the resolution that made it, and stays valid across restarts (a user
+// restored at a newer place in its slot is skipped, as if touched).
+
 type Cursor struct {
 	key int64 // the item's key
 	id  string

@@ -253,16 +253,15 @@ func EncodeSnapshot(w io.Writer, recs []Activity) (int64, error) {
 	return sw.finish()
 }
 
-// SnapshotMergeOrder decodes a snapshot and returns the times of its
-// records in the order a merge into an engine of resolution res visits
-// them, and the runs it found.
-func SnapshotMergeOrder(r io.Reader, res time.Duration) (times []int64, runs int, err error) {
-	f, _, err := decodeSnapshot(r, int64(res))
+// SnapshotTimes decodes a snapshot and returns the times of its records in
+// file order.
+func SnapshotTimes(r io.Reader) (times []int64, err error) {
+	f, _, err := decodeSnapshot(r)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	f.inSlotOrder(math.MinInt64, func(rec snapRecord) { times = append(times, rec.ns) })
-	return times, len(f.runs), nil
+	f.each(math.MinInt64, 1, func(rec snapRecord) { times = append(times, rec.ns) })
+	return times, nil
 }
 
 // Restore loads a snapshot into a new engine as Open does, without a file

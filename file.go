@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // SaveFile writes a snapshot to path atomically: to a new temporary file in
@@ -16,29 +15,25 @@ import (
 // path, and the directory synced. On any error the temporary file is removed
 // and the previous file at path is left as it was.
 func (e *Engine) SaveFile(path string) (err error) {
+	dir, base := splitPath(path)
+	f, err := os.CreateTemp(dir, base+tempSuffix+"*")
 	defer func() {
 		if err != nil {
+			if f != nil {
+				f.Close()
+				os.Remove(f.Name())
+			}
+			err = fmt.Errorf("presence: save %s: %w", path, err)
 			e.snapErrors.Add(1)
 		} else {
 			e.snapSaves.Add(1)
 		}
 	}()
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, tmp, err := createTemp(dir, base)
 	if err != nil {
-		return fmt.Errorf("presence: save %s: %w", path, err)
+		return err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
 	if err = f.Chmod(0o600); err != nil {
-		return fmt.Errorf("presence: save %s: %w", path, err)
+		return err
 	}
 	bw := bufio.NewWriterSize(f, 256<<10)
 	if _, err = e.WriteTo(bw); err == nil {
@@ -47,38 +42,35 @@ func (e *Engine) SaveFile(path string) (err error) {
 	if err == nil {
 		err = f.Sync()
 	}
+	if err == nil {
+		err = f.Close()
+	}
 	if err != nil {
-		return fmt.Errorf("presence: save %s: %w", path, err)
+		return err
 	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("presence: save %s: %w", path, err)
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
 	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("presence: save %s: %w", path, err)
-	}
+	f = nil // renamed: nothing to remove
 	if d, derr := os.Open(dir); derr == nil {
 		derr = d.Sync()
 		d.Close()
 		if derr != nil {
-			return fmt.Errorf("presence: save %s: sync directory: %w", path, derr)
+			return fmt.Errorf("sync directory: %w", derr)
 		}
 	}
 	return nil
 }
 
-// tempPrefix names a save's temporary file: "<name>.tmp-<random>".
-func tempPrefix(base string) string { return base + ".tmp-" }
+// tempSuffix follows the name of a save's temporary file: "<name>.tmp-<random>".
+const tempSuffix = ".tmp-"
 
-func createTemp(dir, base string) (*os.File, string, error) {
-	for range 100 {
-		name := filepath.Join(dir, fmt.Sprintf("%s%d", tempPrefix(base), time.Now().UnixNano()))
-		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		return f, name, err
+func splitPath(path string) (dir, base string) {
+	dir, base = filepath.Split(path)
+	if dir == "" {
+		dir = "."
 	}
-	return nil, "", errors.New("cannot create a temporary file")
+	return dir, base
 }
 
 // LoadFile merges the snapshot at path into the engine, as ReadFrom.
@@ -108,17 +100,15 @@ func (e *Engine) loadFile(path string, unpublished bool) error {
 // in place and Open returns the error wrapping [ErrSnapshotVersion]: saving
 // over it would destroy data a newer build wrote.
 func Open(path string, opts ...OpenOption) (*Engine, error) {
-	var c openConfig
+	c := openConfig{every: defaultEvery}
 	for _, o := range opts {
 		o.applyOpen(&c)
 	}
 	e := newEngine(c.config)
 	e.saver = &saver{path: path, onError: c.onError, stop: make(chan struct{}), done: make(chan struct{})}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	if stale, err := filepath.Glob(filepath.Join(dir, globEscape(tempPrefix(base))+"*")); err == nil {
+	dir, base := splitPath(path)
+	glob := strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `\`, `\\`).Replace(base + tempSuffix)
+	if stale, err := filepath.Glob(filepath.Join(dir, glob+"*")); err == nil {
 		for _, name := range stale {
 			os.Remove(name)
 		}
@@ -139,15 +129,7 @@ func Open(path string, opts ...OpenOption) (*Engine, error) {
 	default:
 		return nil, err
 	}
-	if c.every <= 0 {
-		c.every = defaultEvery
-	}
 	e.dirty.Store(false)
 	go e.saveLoop(c.every)
 	return e, nil
-}
-
-func globEscape(s string) string {
-	r := strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `\`, `\\`)
-	return r.Replace(s)
 }

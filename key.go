@@ -8,25 +8,17 @@ import (
 	"unsafe"
 )
 
-// item is one user's place in a shard's index. The index orders by key, then
-// by ID: the key packs the slot (high bits), the time at which the user was
-// filed under it (its first touch in the slot, in steps of 1/512 of a slot
-// at the default resolution), a few bits of a hash of the ID, and the ID's
-// length.
+// item is one user's place in a shard's index, ordered by key, then by ID.
+// The key packs the slot (high bits), the time the user entered it (in steps
+// of 1/512 of a slot at the default resolution), a few bits of a hash of the
+// ID, and the ID's length.
 //
-// Filing in time order puts every new item near the newest end of the tree,
-// whose nodes stay in cache, even when hundreds of thousands of users enter
-// one slot at once; ordered only by a hash of the ID, each insert would land
-// anywhere in the tree, a few cache misses per level. The hash settles ties
-// within a step without reading IDs, which are in other cache lines (many
-// users share one step when callers pass times from a coarse clock). The ID
-// breaks the remaining ties and gives paging a total order (a B-tree keeps
-// no two equal items).
-//
-// An item is 16 bytes: the ID is read from the entry, which carries its
-// bytes (newEntry). Index nodes are about half full when users arrive in
-// time order, so each byte of an item costs about two per user;
-// TestItemLayout pins the size.
+// Filing in time order keeps inserts at the newest end of the tree, in
+// cache, even when a whole crowd enters one slot; the hash settles ties
+// within a step without reading IDs from other cache lines; the ID breaks
+// the rest and gives paging a total order. An item is 16 bytes (the ID is
+// read from the entry), and each of its bytes costs about two per user in
+// half-full nodes; TestItemLayout pins the size.
 type item struct {
 	key int64  // slot | step | tie | len(id), high to low; see layout
 	ent *entry // the user's entry and ID; nil in bounds
@@ -35,10 +27,9 @@ type item struct {
 // idLenBits holds MaxIDLen.
 const idLenBits = 10
 
-// layout is how an engine packs item keys, which depends on its resolution:
-// the slot needs enough bits for any accepted time, and the filing step and
-// the tie hash share what is left of 63, the tie getting the odd bit (4 and
-// 4 at 1ms, 9 and 9 at 1s, 17 and 18 at 24h: steps of 62us, 2ms and 0.7s).
+// layout is how an engine of a resolution packs keys: the slot takes enough
+// bits for any accepted time, and the step and the tie share what is left of
+// 63 (steps of 62us at 1ms, 2ms at 1s, 0.7s at 24h).
 type layout struct {
 	res               int64
 	shift             uint // step bits + tie bits + idLenBits
@@ -56,7 +47,7 @@ func newLayout(res int64) layout {
 }
 
 // key is the key of an item for id filed at ns. The tie is a CRC-32C of the
-// ID: stable across processes, like the rest of the key.
+// ID, so keys are stable across processes.
 func (l layout) key(ns int64, id string) int64 {
 	slot := slotOf(ns, l.res)
 	off := uint64(ns - slot*l.res) // [0, res)
@@ -68,18 +59,15 @@ func (l layout) key(ns int64, id string) int64 {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// bound is a search key before every item of slot. Slots beyond the
-// representable range (only bounds for "everything" ask for them) are
-// clamped.
+// bound is a search key before every item of slot, clamped to the range.
 func (l layout) bound(slot int64) item {
 	return item{key: min(max(slot, l.minSlot), l.maxSlot) << l.shift}
 }
 
 func (l layout) slot(it item) int64 { return it.key >> l.shift }
 
-// end is the exclusive end, in Unix nanoseconds, of the slot of a key (it
-// may wrap for the last slot of all, which only sends touches there down
-// the slow path).
+// end is the exclusive end, in Unix ns, of a key's slot (it may wrap for the
+// last slot of all, which only sends touches there down the slow path).
 func (l layout) end(key int64) int64 { return (key>>l.shift + 1) * l.res }
 
 func (it item) id() string {
@@ -106,22 +94,19 @@ func slotOf(ns, res int64) int64 {
 	return s
 }
 
-// Times the engine accepts, in Unix nanoseconds: UnixNano is undefined
-// outside about 1678..2262, and a margin keeps slot arithmetic from
-// overflowing at any resolution.
+// Times the engine accepts, in Unix ns: UnixNano is undefined outside about
+// 1678..2262, and a margin keeps slot arithmetic from overflowing.
 const (
 	minNano = (math.MinInt64/int64(time.Second) + 1) * int64(time.Second)
 	maxNano = (math.MaxInt64/int64(time.Second) - 1) * int64(time.Second)
 )
 
 // unixNano converts t, reporting false for the zero time and for times
-// whose second is not strictly between those of minNano and maxNano: every
-// time it accepts lies in [minNano, maxNano].
+// outside [minNano, maxNano] (checked by second, cheaper than a round trip).
 func unixNano(t time.Time) (int64, bool) {
 	if t.IsZero() {
 		return 0, false
 	}
-	// Seconds rather than a round trip, which would cost the hot path a call.
 	if sec := t.Unix(); sec <= minNano/int64(time.Second) || sec >= maxNano/int64(time.Second) {
 		return 0, false
 	}
@@ -131,11 +116,10 @@ func unixNano(t time.Time) (int64, bool) {
 // unread stands for a clock not read yet (see reading).
 const unread = math.MaxInt64
 
-// reading is an operation's view of the engine's clock, read at most once
-// and only when needed: Touch passes the time it read, TouchAt and the other
-// writes pass it unread, and the paths that need now (retention, a move of
-// the counters' head) read it on first use, so fast paths never call the
-// clock. It is the engine's one clock mechanism.
+// reading is an operation's view of the engine's clock, read at most once,
+// on first use: Touch passes the time it read, other writes pass it unread,
+// and only the paths that need now (retention, the counters' head) read it.
+
 type reading struct {
 	clock func() time.Time
 	at    int64 // Unix ns, or unread

@@ -14,17 +14,14 @@ import (
 
 // ReadFrom merges a snapshot from r into the engine: it implements
 // io.ReaderFrom. For each user the newer last-seen time wins, with its meta,
-// so loading snapshots in any order, or into a non-empty engine, converges to
-// the same state. Users the engine's retention has expired are skipped, and
-// WithMaxUsers keeps the most recently seen (users of one time in the
-// index's own order, so that under a cap, too, the order files are read in
-// does not matter).
+// so loading snapshots in any order, or into a non-empty engine, converges
+// to the same state. Expired users are skipped; WithMaxUsers keeps the most
+// recently seen (ties in the index's order, so order does not matter).
 //
 // The whole snapshot is read and checked before anything is merged: on any
 // error, wrapping [ErrCorruptSnapshot] or [ErrSnapshotVersion], the engine
-// is unchanged. Merging runs on up to GOMAXPROCS goroutines, each taking a
-// disjoint set of shards, fed by the calling goroutine, which decodes the
-// records once.
+// is unchanged. Merging runs on up to GOMAXPROCS goroutines, each owning
+// a disjoint set of shards, fed by the calling goroutine.
 func (e *Engine) ReadFrom(r io.Reader) (int64, error) {
 	return e.readFrom(r, false)
 }
@@ -32,7 +29,7 @@ func (e *Engine) ReadFrom(r io.Reader) (int64, error) {
 // readFrom is ReadFrom; unpublished says no other goroutine can see e yet
 // (Open), so its maps may be replaced by ones sized for the snapshot.
 func (e *Engine) readFrom(r io.Reader, unpublished bool) (int64, error) {
-	f, n, err := decodeSnapshot(r, e.lay.res)
+	f, n, err := decodeSnapshot(r)
 	if err != nil {
 		return n, err
 	}
@@ -46,24 +43,19 @@ func (e *Engine) readFrom(r io.Reader, unpublished bool) (int64, error) {
 }
 
 func (e *Engine) merge(f *snapFile) {
-	// Records retention has expired are passed over. The clock is read
-	// once, not once per record.
-	now := e.clock(e.now().UnixNano())
+	now := e.clock(e.now().UnixNano()) // once, not per record
 	floor := e.floor(&now)
 	if e.maxUsers > 0 && uint64(e.held())+f.total > uint64(e.maxUsers) {
-		// The file may not fit under the cap: newest first, in the index's
-		// own order, so that the cap keeps the newest users rather than
-		// evicting them for older ones that come later, and so that which
-		// users of one time fill the last places does not depend on the
-		// order files are read in. (One goroutine, and a copy of every
-		// record: a file that fits takes the parallel path below, where
-		// the cap still holds, as for any insert.)
+		// The file may not fit: newest first in the index's order, so that
+		// the cap keeps the newest users, whatever order files come in.
+		// (One goroutine and a copy of every record; a file that fits takes
+		// the parallel path, where the cap holds as for any insert.)
 		type keyed struct {
 			key int64 // as the record's user would be filed
 			rec snapRecord
 		}
 		recs := make([]keyed, 0, f.total)
-		f.inSlotOrder(floor, func(r snapRecord) { recs = append(recs, keyed{e.lay.key(r.ns, r.id), r}) })
+		f.each(floor, e.lay.res, func(r snapRecord) { recs = append(recs, keyed{e.lay.key(r.ns, r.id), r}) })
 		slices.SortFunc(recs, func(a, b keyed) int {
 			return cmp.Or(cmp.Compare(b.key, a.key), strings.Compare(b.rec.id, a.rec.id))
 		})
@@ -78,10 +70,9 @@ func (e *Engine) merge(f *snapFile) {
 		}
 		return
 	}
-	// One goroutine (this one) walks the records in slot order and hands
-	// them, a batch at a time, to the worker that owns their shard, so
-	// workers never wait on each other's locks, and the file is decoded
-	// once, not once per worker.
+	// This goroutine walks the records and hands them in
+	// batches to the worker owning their shard, so workers never wait on
+	// each other's locks and the file is decoded once.
 	workers := uint64(min(runtime.GOMAXPROCS(0), len(e.shards)))
 	queues := make([]chan *recBatch, workers)
 	free := make(chan *recBatch, 4*workers) // enough for every batch in flight
@@ -99,9 +90,7 @@ func (e *Engine) merge(f *snapFile) {
 						batch[i].rec = r
 					}
 					recs = recs[n:]
-					// The map probes first, back to back: they are
-					// independent cache misses, which the CPU overlaps,
-					// where one probe per merge would wait for each in turn.
+					// The probes back to back: the CPU overlaps their misses.
 					for i := range batch[:n] {
 						batch[i].ent, batch[i].known = e.users.Load(batch[i].rec.id)
 					}
@@ -117,7 +106,7 @@ func (e *Engine) merge(f *snapFile) {
 		}(now)
 	}
 	filling := make([]*recBatch, workers)
-	f.inSlotOrder(floor, func(r snapRecord) {
+	f.each(floor, e.lay.res, func(r snapRecord) {
 		w := maphash.String(e.seed, r.id) & e.mask % workers
 		b := filling[w]
 		if b == nil {
@@ -144,8 +133,7 @@ func (e *Engine) merge(f *snapFile) {
 	wg.Wait()
 }
 
-// recBatch is records handed to a merge worker at once, so that channel
-// operations are rare.
+// recBatch is records handed to a merge worker at once: channel operations are rare.
 type recBatch struct {
 	n    int
 	recs [1024]snapRecord
@@ -154,72 +142,31 @@ type recBatch struct {
 // mergeBatch is how many records a merge worker probes the map for at once.
 const mergeBatch = 16
 
-// pending is a record in a merge worker's batch, with what the map held
-// for its ID.
+// pending is a record in a merge worker's batch, with what the map held.
 type pending struct {
 	rec   snapRecord
 	ent   *entry
 	known bool
 }
 
-// inSlotOrder calls fn with every record of f in slot from or newer, oldest
-// slot first, merging its runs (in file order if f had too many to note).
-// In slot order, each record lands at the newest end of its shard's B-tree,
-// whose nodes stay in cache; in file order, one run per writer's shard, a
-// record would land anywhere in a tree of millions, a few cache misses per
-// level.
-func (f *snapFile) inSlotOrder(from int64, fn func(snapRecord)) {
-	h := mergeHeap[runCursor]{
-		s:    make([]runCursor, 0, len(f.runs)),
-		less: func(a, b *runCursor) bool { return a.slot < b.slot },
-	}
-	for _, r := range f.runs {
-		c := runCursor{rest: f.blocks[r.block+1:], at: r.at, n: r.n, res: f.res}
-		if c.advance() {
-			h.s = append(h.s, c)
-		}
-	}
-	h.init()
-	for len(h.s) > 0 {
-		if h.s[0].slot >= from {
-			fn(h.s[0].head)
-		}
-		if h.s[0].advance() {
-			h.fix()
-		} else {
-			h.pop()
+// each calls fn with every record of f filed at slot from or newer (at res),
+// in file order.
+func (f *snapFile) each(from, res int64, fn func(snapRecord)) {
+	for _, b := range f.blocks {
+		rs := records{p: b.payload, left: b.count}
+		for rs.left > 0 {
+			rec, _ := rs.next() // checked by decodeSnapshot
+			if slotOf(rec.ns, res) >= from {
+				fn(rec)
+			}
 		}
 	}
 }
 
-// runCursor walks one run of a checked file.
-type runCursor struct {
-	rest []snapBlock // the blocks after the current one
-	at   records
-	n    int // records left in the run, head excluded
-	head snapRecord
-	slot int64 // head's
-	res  int64
-}
+// mergeOne merges one record: the newer time wins, with its meta. ent and
+// known are what the map held a moment ago: insert finds a user added
+// since, and raise re-inserts one removed since.
 
-// advance moves head to the run's next record; false at the run's end.
-func (c *runCursor) advance() bool {
-	if c.n == 0 {
-		return false
-	}
-	if c.at.left == 0 {
-		c.at = records{p: c.rest[0].payload, left: c.rest[0].count}
-		c.rest = c.rest[1:]
-	}
-	c.head, _ = c.at.next() // checked by decodeSnapshot
-	c.slot = slotOf(c.head.ns, c.res)
-	c.n--
-	return true
-}
-
-// mergeOne merges one record: the newer time wins, and its meta with it.
-// ent and known are what the map held for the ID a moment ago: a user added
-// since is found by insert, and one removed since is re-inserted by raise.
 func (e *Engine) mergeOne(rec snapRecord, ent *entry, known bool, now *reading) {
 	var old int64
 	if known {

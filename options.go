@@ -66,11 +66,10 @@ func (c *config) fill() {
 }
 
 // WithShards sets the number of index shards, rounded up to a power of two
-// (at most 1024). Each shard has its own lock, B-tree and slot counters; more
-// shards mean less contention on index moves and a little more work per
-// query. A shard costs about 9 KiB, and 16 KiB more for each block of 4096
-// index slots (68 minutes at the default resolution) in which it holds
-// users. n <= 0 selects the default, 4 x GOMAXPROCS rounded up.
+// (at most 1024; n <= 0 selects 4 x GOMAXPROCS). Each has its own lock,
+// B-tree and slot counters: more shards mean less contention on index moves
+// and more work per query. A shard costs about 9 KiB, and 16 KiB more for
+// each block of 4096 slots (68 minutes at 1s) in which it holds users.
 func WithShards(n int) Option { return func(c *config) { c.shards = n } }
 
 // WithResolution sets the granularity of the time index (default 1s; at
@@ -79,16 +78,12 @@ func WithShards(n int) Option { return func(c *config) { c.shards = n } }
 // Touch cheaper; window queries are exact to the resolution.
 func WithResolution(d time.Duration) Option { return func(c *config) { c.resolution = d } }
 
-// WithRetention makes the engine forget users idle for longer than d, to
-// the resolution: a user stays while the slot of its last-seen time is no
-// older than the slot of now minus d. Zero (the default) or a negative d
-// keeps users until Forget, Prune or eviction. Retention counts from the
-// engine's clock, not from the newest time TouchAt was given.
-// Expired users vanish from every query at once, and are gone as if
-// forgotten: SetMeta and Forget return false for them, and a later Touch
-// brings one back as a new user, without its meta. Their memory is
-// reclaimed a few at a time by later inserts and index moves, or at once by
-// [Engine.Prune].
+// WithRetention makes the engine forget users idle for longer than d, to the
+// resolution: a user stays while its slot is no older than the slot of now
+// minus d, by the engine's clock. d <= 0 (the default) keeps users until
+// Forget, Prune or eviction. Expired users leave every query at once and are
+// gone as if forgotten (a later Touch brings one back without meta); their
+// memory is reclaimed a few at a time by later writes, or by [Engine.Prune].
 func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
 
 // WithMaxUsers caps the number of users held. A new user beyond the cap
@@ -96,20 +91,16 @@ func WithRetention(d time.Duration) Option { return func(c *config) { c.retentio
 // negative n means no cap.
 func WithMaxUsers(n int) Option { return func(c *config) { c.maxUsers = n } }
 
-// WithExpectedUsers sizes the engine's user map for n users up front, as
-// make(map, n) does, instead of letting it double its way there: each
-// doubling rehashes every user, and while it runs, inserts wait. Loading a
-// snapshot into an engine made by New gains most (see BENCHMARKS.md);
-// [Open] sizes the map for the snapshot it loads by itself. The map never
-// shrinks below n, and costs 17 to 34 bytes per expected user at once (its
-// table's length is a power of two). Zero (the default) or a negative n
-// sizes nothing; n is capped at 2^30.
+// WithExpectedUsers sizes the user map for n users up front (at most 2^30;
+// n <= 0, the default, sizes nothing), instead of letting it double its way
+// there, rehashing every user each time while inserts wait. Loading a
+// snapshot into an engine made by New gains most; [Open] sizes the map for
+// its snapshot by itself. The map costs 17 to 34 bytes per expected user.
 func WithExpectedUsers(n int) Option { return func(c *config) { c.expected = n } }
 
-// WithClock sets the clock Touch and the window queries read; nil selects
-// time.Now. Tests use it to move time by hand. Retention counts from it,
-// and the slot counters follow it: a time TouchAt gives more than 1/64 of
-// the counters' horizon ahead of it (34 minutes at the default resolution
-// without retention; with a short retention, less) is counted apart until
-// the clock comes near.
+// WithClock sets the clock Touch, retention and the window queries read; nil
+// selects time.Now. The slot counters follow it: a TouchAt time more than
+// 1/64 of their horizon ahead (34 minutes at 1s without retention) is
+// counted apart until the clock comes near.
+
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }

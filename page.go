@@ -12,13 +12,10 @@ type window struct {
 }
 
 // walk appends to sc.merged up to w.limit items of the window (w.limit <=
-// 0: all), newest first, merged across shards. It reads each shard a
-// chunk at a time: a first chunk of about twice the shard's share of the
-// limit, and another, after the last item it read there, only when the
-// merge has taken every item read from that shard. So a page of k users
-// costs O(shards x (log n + k/shards) + k x log shards), not the
-// O(shards x k) of reading k from every shard, which at 256 shards (the
-// default at 64 cores) would read 25,600 items for a page of 100.
+// 0: all), newest first, merged across shards. It reads a shard's first
+// chunk at about twice its share of the limit, and another, after the last
+// item read there, only when the merge has taken them all: a page of k costs
+// O(shards x (log n + k/shards) + k x log shards), not O(shards x k).
 func (sc *scratch) walk(shards []*shard, w window) {
 	per := w.limit // every item, in one read per shard, without a limit
 	if w.limit > 0 {
@@ -27,32 +24,32 @@ func (sc *scratch) walk(shards []*shard, w window) {
 	for len(sc.lists) < len(shards) {
 		sc.lists = append(sc.lists, nil)
 	}
-	h := &sc.heads
-	h.s = h.s[:0]
+	sc.heads = sc.heads[:0]
 	for i, s := range shards {
 		part := w
 		part.limit = per
 		sc.lists[i] = s.collect(part, sc.lists[i][:0])
 		if len(sc.lists[i]) > 0 {
-			h.s = append(h.s, walkHead{shard: i, more: per > 0 && len(sc.lists[i]) == per, per: per})
+			sc.heads = append(sc.heads, walkHead{shard: i, more: per > 0 && len(sc.lists[i]) == per, per: per})
 		}
 	}
-	h.init()
-	for len(h.s) > 0 && (w.limit <= 0 || len(sc.merged) < w.limit) {
-		top := &h.s[0]
+	for i := len(sc.heads)/2 - 1; i >= 0; i-- {
+		sc.down(i)
+	}
+	for len(sc.heads) > 0 && (w.limit <= 0 || len(sc.merged) < w.limit) {
+		top := &sc.heads[0]
 		list := sc.lists[top.shard]
 		sc.merged = append(sc.merged, list[top.next])
 		if top.next++; top.next == len(list) {
 			if !top.more {
-				h.pop()
+				sc.pop()
 				continue
 			}
 			if len(sc.merged) == w.limit {
 				break // (more implies a limit)
 			}
-			// The shard's next chunk starts strictly after its last item
-			// read, as the next page would: twice as long, but no longer
-			// than the merge still needs.
+			// The next chunk: strictly after the last item read, twice as
+			// long, but no longer than the merge still needs.
 			part := w
 			part.after, part.has = list[len(list)-1], true
 			top.per = min(2*top.per, w.limit-len(sc.merged))
@@ -60,11 +57,11 @@ func (sc *scratch) walk(shards []*shard, w window) {
 			list = shards[top.shard].collect(part, list[:0])
 			sc.lists[top.shard], top.next, top.more = list, 0, len(list) == top.per
 			if len(list) == 0 {
-				h.pop()
+				sc.pop()
 				continue
 			}
 		}
-		h.fix()
+		sc.down(0)
 	}
 }
 
@@ -77,24 +74,49 @@ type walkHead struct {
 }
 
 // scratch holds a page walk's buffers between calls, so that a dashboard
-// polling Recent does not allocate (and make the collector scan a large
-// heap) for every call.
+// polling Recent does not allocate for every call.
 type scratch struct {
 	lists  [][]item            // one per shard
-	heads  mergeHeap[walkHead] // the shards with items left to merge, newest head first
+	heads  []walkHead // a binary heap of the shards with items left, newest head first
 	merged []item
 }
 
-var scratchPool = sync.Pool{New: func() any {
-	sc := new(scratch)
-	sc.heads.less = func(a, b *walkHead) bool {
-		return itemLess(sc.lists[b.shard][b.next], sc.lists[a.shard][a.next])
-	}
-	return sc
-}}
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
-// maxPooledItems bounds what a scratch keeps: a walk of everything is not
-// worth holding on to.
+// before reports whether heads[i]'s next item is newer than heads[j]'s.
+func (sc *scratch) before(i, j int) bool {
+	a, b := &sc.heads[i], &sc.heads[j]
+	return itemLess(sc.lists[b.shard][b.next], sc.lists[a.shard][a.next])
+}
+
+// down restores the heap below i.
+func (sc *scratch) down(i int) {
+	for {
+		m, l, r := i, 2*i+1, 2*i+2
+		if l < len(sc.heads) && sc.before(l, m) {
+			m = l
+		}
+		if r < len(sc.heads) && sc.before(r, m) {
+			m = r
+		}
+		if m == i {
+			return
+		}
+		sc.heads[i], sc.heads[m] = sc.heads[m], sc.heads[i]
+		i = m
+	}
+}
+
+// pop removes the first shard, which has no items left.
+func (sc *scratch) pop() {
+	last := len(sc.heads) - 1
+	sc.heads[0] = sc.heads[last]
+	sc.heads = sc.heads[:last]
+	sc.down(0)
+}
+
+// maxPooledItems bounds what a scratch keeps.
+
 const maxPooledItems = 1 << 14
 
 func (sc *scratch) release() {
@@ -106,7 +128,7 @@ func (sc *scratch) release() {
 	}
 	clear(sc.merged)
 	sc.merged = sc.merged[:0]
-	sc.heads.s = sc.heads.s[:0]
+	sc.heads = sc.heads[:0]
 	if n <= maxPooledItems {
 		scratchPool.Put(sc)
 	}

@@ -36,11 +36,9 @@ func (e *Engine) LastSeen(id string) (time.Time, bool) {
 }
 
 // Len returns the number of users held, not counting expired ones. Without
-// retention it adds one counter per shard, takes no lock, and is never above
-// WithMaxUsers. With retention, it is a count over the retention window,
-// which reads the shards one after the other: a user evicted from one shard
-// while another is added to the next could be seen twice, so the count is
-// capped by the users held.
+// retention it adds one counter per shard and takes no lock; with it, it
+// counts the retention window, capped by the users held. It is never above
+// WithMaxUsers.
 func (e *Engine) Len() int {
 	if e.retention == 0 {
 		return e.held()
@@ -48,9 +46,8 @@ func (e *Engine) Len() int {
 	return min(e.countFrom(e.from(time.Time{})), e.held())
 }
 
-// held returns the number of users the shards hold, expired ones included
-// until they are removed. Added up shard by shard while users come and go,
-// it can pass the cap by a user or two; it is clamped to it.
+// held returns the users the shards hold, expired ones included until
+// removed, clamped to the cap (a sum under writes can pass it by a few).
 func (e *Engine) held() int {
 	n := int64(0)
 	for _, s := range e.shards {
@@ -80,10 +77,9 @@ func (e *Engine) Count(window time.Duration) int {
 }
 
 // CountSince returns the number of users whose last-seen time is t or later,
-// at the resolution: users seen in t's resolution slot before t count too.
-// It reads per-slot counters, not users: O(shards x 300) word reads whatever
-// the window holds, as long as t is within the index horizon (36h at the
-// default resolution; see the package doc). The zero t counts everyone.
+// at the resolution: users seen in t's slot before t count too. It reads
+// per-slot counters, O(shards x 300) words whatever the window holds, while
+// t is within the horizon (see the package doc). The zero t counts everyone.
 func (e *Engine) CountSince(t time.Time) int { return e.countFrom(e.from(t)) }
 
 func (e *Engine) countFrom(from int64) int {
@@ -108,14 +104,12 @@ func (e *Engine) Recent(window time.Duration, limit int) []Activity {
 // which is the zero Cursor when this page was the last.
 //
 // Walking all pages yields every user that stays in the window exactly once,
-// however many share one timestamp. A user touched between pages (or during
-// a page that reads its shard twice; see the package doc) moves ahead of
-// the cursor: it is not returned again, and is not returned at all if the
-// walk had not reached it yet. A user removed (Forget, Prune, eviction,
-// expiry) and then seen again is a new user to the walk. Users are ordered
-// by index slot, newest first, and within a slot by the time each user
-// entered it (in steps of 2ms at the default resolution, then by a hash of
-// the ID), newest first. limit <= 0 returns all the rest.
+// however many share one timestamp. A user touched between pages moves ahead
+// of the cursor: it is not returned again, nor at all if the walk had not
+// reached it yet (see the package doc). A user removed and seen again is new
+// to the walk. The order is by slot, newest first, then by the time each user
+// entered it (see the package doc). limit <= 0 returns all the rest.
+
 func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
 	w := window{from: e.from(t), limit: limit}
 	if after.set {

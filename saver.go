@@ -25,6 +25,9 @@ func (o fileOption) applyOpen(c *openConfig) { o(c) }
 // snapshot (default one minute; d <= 0 selects the default). A save is
 // skipped when nothing changed since the last one.
 func WithSnapshotInterval(d time.Duration) OpenOption {
+	if d <= 0 {
+		d = defaultEvery
+	}
 	return fileOption(func(c *openConfig) { c.every = d })
 }
 
@@ -70,8 +73,7 @@ func (e *Engine) saveLoop(every time.Duration) {
 
 // close stops the loop and saves what changed since its last save; only its
 // first call does anything.
-func (sv *saver) close(e *Engine) error {
-	var err error
+func (sv *saver) close(e *Engine) (err error) {
 	sv.closeOnce.Do(func() {
 		close(sv.stop)
 		<-sv.done
@@ -81,8 +83,7 @@ func (sv *saver) close(e *Engine) error {
 }
 
 // saveIfDirty saves when anything changed since the last save. The flag is
-// cleared before the save starts, so a change made during it is saved next
-// time.
+// cleared first, so a change made during the save is saved next time.
 func (e *Engine) saveIfDirty() error {
 	if !e.dirty.Swap(false) {
 		return nil

@@ -10,23 +10,17 @@ import (
 	"github.com/google/btree"
 )
 
-// entry is one user's state. The map holds a pointer to it, so the hot path
-// updates it in place with atomics and never takes a lock.
+// entry is one user's state, updated in place with atomics by the hot path.
+// The ID's bytes follow it in the same allocation (newEntry). Meta lives in
+// Engine.metas: most engines set none, and a pointer here would cost every
+// user 8 bytes.
 type entry struct {
-	// lastSeen is the exact last activity, in Unix nanoseconds. It only
-	// grows (CAS loop in Engine.raise).
-	lastSeen atomic.Int64
-	// filed is the key of the entry's item in the index (see layout):
-	// the hot path decides "same slot" from it with a shift, a multiply
-	// and a compare, and a move finds the item by it. Written only under
-	// the shard's lock; removedKey once the entry has left the engine,
-	// which sends any late Touch that still holds the pointer down the
-	// slow path, where it re-inserts the user.
+	lastSeen atomic.Int64 // exact, Unix ns; only grows (Engine.raise)
+	// filed is the key of the entry's item in the index: the hot path tells
+	// "same slot" from it, a move finds the item by it. Written under the
+	// shard's lock; removedKey once the user has left the engine, which
+	// sends a late Touch holding the pointer down the slow path.
 	filed atomic.Int64
-	// Meta lives in Engine.metas, not here: most engines set none, and the
-	// 8 bytes of a pointer here would cost every user.
-	//
-	// The ID's bytes follow the entry in the same allocation (newEntry).
 }
 
 const (
@@ -35,36 +29,31 @@ const (
 	entrySize  = unsafe.Sizeof(entry{})
 )
 
-// newEntry returns a zero entry followed by a copy of id: one allocation
-// instead of two, and the index reads a user's time and ID from one place.
-// The allocation is a byte slice, so the collector never scans it (an entry
-// holds no pointers); every allocation of 16 bytes or more is 8-byte aligned,
-// as the atomics need, and id is never empty (validID).
+// newEntry returns a zero entry followed by a copy of id, in one byte slice
+// the collector never scans (an entry holds no pointers). Allocations of 16
+// bytes or more are 8-byte aligned, as the atomics need; id is never empty.
 func newEntry(id string) *entry {
 	b := make([]byte, int(entrySize)+len(id))
 	copy(b[entrySize:], id)
 	return (*entry)(unsafe.Pointer(unsafe.SliceData(b)))
 }
 
-// id returns the entry's ID, which is n bytes long (the length is kept in
-// the index key, not in the entry). It shares the entry's memory.
+// id returns the entry's n-byte ID (the key holds the length), sharing its memory.
 func (ent *entry) id(n int) string {
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(ent), entrySize)), n)
 }
 
-// itemOf returns the item filing ent, which has to be in the index. Has to be
-// called with the lock of its shard held.
+// itemOf returns the item filing ent. Call it with ent's shard lock held.
 func itemOf(ent *entry) item { return item{key: ent.filed.Load(), ent: ent} }
 
 // shard is one lock's worth of the index: a B-tree of (time, id) items and
-// per-slot counters. The users map is the engine's, shared by all shards
-// (xsync shards it internally); a user's shard is chosen by a hash of its
-// ID, so every insert and removal of one ID is serialized by one shard lock.
+// per-slot counters. A user's shard is chosen by a hash of its ID, so every
+// insert and removal of one ID (in the engine's shared maps) is serialized
+// by one shard lock.
 //
-// The engine uses a shard only through the methods below, each of which
-// takes the lock itself and says what it guarantees; the unexported helpers
-// after them have to be called with the lock held. All fields are guarded
-// by mu unless noted.
+// The engine uses a shard only through the methods from insert to addStats,
+// each of which takes the lock and states its contract; the helpers after
+// them are called with the lock held. Fields are guarded by mu unless noted.
 type shard struct {
 	mu     sync.RWMutex
 	e      *Engine // the owner: its maps, layout, retention and cap; immutable
@@ -72,15 +61,11 @@ type shard struct {
 	tree   *btree.BTreeG[item]
 	counts slotCounts
 
-	// held is how many users the shard files. Written under mu; read
-	// without it by Engine.Len.
-	held atomic.Int64
+	held atomic.Int64 // users filed; read without mu by Engine.Len
 
-	// oldest, for an engine with WithMaxUsers, mirrors the key of the
-	// tree's first item (emptyKey when there is none), so that finding the
-	// least recently seen user, which every insert at the cap does, reads
-	// one word per shard instead of taking every shard's lock. Written
-	// under mu; nil without a cap, where nothing asks.
+	// oldest mirrors the key of the tree's first item (emptyKey if none),
+	// so that an insert at the cap finds the least recently seen user
+	// without taking every shard's lock. Nil without WithMaxUsers.
 	oldest *atomic.Int64
 
 	inserted, moved, evicted, expired, forgotten, pruned uint64
@@ -88,11 +73,9 @@ type shard struct {
 	_ [64]byte // keep neighbouring shards' locks off this cache line
 }
 
-// treeDegree is the degree of a shard's B-tree: nodes of up to 255 items
-// (4 KiB). A move deletes a user's item from a cold part of the tree, where
-// google/btree refills or merges half-full nodes on the way down (inserts
-// in time order leave the index's nodes half full); degree 128 moves faster
-// than 32 and takes fewer bytes a user (BENCHMARKS.md, "B-tree degree").
+// treeDegree gives nodes of up to 255 items (4 KiB). Moves delete from cold,
+// half-full nodes, which google/btree refills on the way down; degree 128
+// moves faster than 32 and takes fewer bytes a user (BENCHMARKS.md).
 const treeDegree = 128
 
 func newShard(e *Engine, horizon int) *shard {
@@ -104,9 +87,9 @@ func newShard(e *Engine, horizon int) *shard {
 	}
 }
 
-// insert adds id, last seen at ns, to the map and the index, and returns
-// its entry and false. If the map already holds id, it changes nothing and
-// returns that entry and true. The caller has reserved room under the cap.
+// insert adds id, last seen at ns, and returns its entry and false; if id
+// is held already, it changes nothing and returns that entry and true. The
+// caller has reserved room under the cap.
 func (s *shard) insert(id string, ns int64, now *reading) (*entry, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -126,14 +109,12 @@ func (s *shard) insert(id string, ns int64, now *reading) (*entry, bool) {
 	return ent, false
 }
 
-// move files ent, an n-byte ID of this shard, under the slot of its current
-// last-seen time, and reports true. Whoever raises lastSeen last checks
-// filed after its CAS, and filed is only written here from a fresh load of
-// lastSeen, so once touches stop every entry sits in the slot of its final
-// time. It reports false, for the caller to insert the user anew, if the
-// user has left the engine: forgotten, pruned or evicted meanwhile, or
-// filed in an expired slot, which makes it gone as if forgotten (move
-// removes it, so that it comes back without its old meta).
+// move files ent, an n-byte ID, under the slot of its current last-seen
+// time and reports true. The last raiser of lastSeen checks filed after its
+// CAS, and filed is written here from a fresh load, so once touches stop
+// every entry sits in the slot of its final time. It reports false, for the
+// caller to insert the user anew, if the user has left the engine or was
+// filed in an expired slot (removed here, so it comes back without meta).
 func (s *shard) move(ent *entry, n int, now *reading) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -156,8 +137,7 @@ func (s *shard) move(ent *entry, n int, now *reading) bool {
 }
 
 // setMeta stores meta ("" removes it) for id and reports true, unless id is
-// unknown or expired (an expired user is removed). Holding the lock keeps
-// meta from outliving its user.
+// unknown or expired (and removed). The lock keeps meta from outliving id.
 func (s *shard) setMeta(id, meta string, now *reading) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,19 +177,16 @@ func (s *shard) forget(id string, now *reading) bool {
 	return true
 }
 
-// prune removes every user last seen before ns and returns how many it
-// removed, not counting expired ones. It holds the lock for at most
-// pruneBatch removals at a time.
+// prune removes every user last seen before ns, holding the lock for
+// pruneBatch removals at most, and returns how many were not expired.
 func (s *shard) prune(ns int64, now *reading) int {
 	floor := s.e.floor(now)
 	limit := s.lay.bound(slotOf(ns, s.lay.res) + 1)
 	removed := 0
 	batch := make([]item, 0, pruneBatch)
-	// Each batch resumes where the last one stopped: users of ns's slot
-	// seen at ns or later are passed over, not removed, and a walk from the
-	// oldest each time would pass over them again and again (quadratic in
-	// a slot of millions, at a coarse resolution).
-	var from item // the last user a full batch removed; none at first
+	// Each batch resumes after the last: a walk from the oldest would pass
+	// over the users of ns's slot seen at ns or later again and again.
+	var from item
 	for {
 		batch = batch[:0]
 		s.mu.Lock()
@@ -241,16 +218,14 @@ func (s *shard) prune(ns int64, now *reading) int {
 	}
 }
 
-// min returns the shard's least recently seen user, first in the index's
-// order, or false if it holds none.
+// min returns the shard's least recently seen user, or false if none.
 func (s *shard) min() (item, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.tree.Min()
 }
 
-// evictMin removes the shard's least recently seen user for the cap, and
-// reports false if it holds none.
+// evictMin removes the least recently seen user for the cap; false if none.
 func (s *shard) evictMin() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -262,9 +237,8 @@ func (s *shard) evictMin() bool {
 	return ok
 }
 
-// count returns how many users the shard files at slot from or newer: its
-// counters' sum, plus a walk of the users older than their ring if the
-// window reaches past it.
+// count returns how many users the shard files at slot from or newer: the
+// counters' sum, plus a walk of the users older than the ring if needed.
 func (s *shard) count(from int64) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -279,8 +253,8 @@ func (s *shard) count(from int64) int {
 	return n
 }
 
-// collect appends to buf up to w.limit items of the window, newest first.
-// It holds the read lock for O(log n + k).
+// collect appends up to w.limit items of the window to buf, newest first,
+// in O(log n + k).
 func (s *shard) collect(w window, buf []item) []item {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -302,8 +276,7 @@ func (s *shard) collect(w window, buf []item) []item {
 	return buf
 }
 
-// clone returns a copy-on-write clone of the index, in O(1): the shard
-// goes on changing while the clone is read.
+// clone returns a copy-on-write clone of the index, in O(1).
 func (s *shard) clone() *btree.BTreeG[item] {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -333,9 +306,8 @@ func (s *shard) file(ent *entry, n int, ns int64, now *reading) {
 	}
 }
 
-// unfile takes the item out of the index. The slot's counter goes first, so
-// that its cache miss (an old slot's line, likely cold) can overlap the
-// tree's search.
+// unfile takes the item out of the index. The counter goes first, so its
+// likely cache miss overlaps the tree's search.
 func (s *shard) unfile(it item) {
 	s.counts.add(s.lay.slot(it), -1, nil)
 	s.tree.Delete(it)
@@ -348,8 +320,7 @@ func (s *shard) unfile(it item) {
 	}
 }
 
-// drop removes a user from the index and the engine's maps, and marks its
-// entry removed.
+// drop removes a user from the index and the maps and marks it removed.
 func (s *shard) drop(it item) {
 	s.unfile(it)
 	it.ent.filed.Store(removedKey)
@@ -362,10 +333,9 @@ func (s *shard) drop(it item) {
 	s.e.markDirty()
 }
 
-// expire removes up to expireBudget users that retention has expired.
-// Their floor comes from the clock, as the queries' does, not from the
-// newest time the shard was given: one TouchAt far ahead of the clock must
-// not expire the users the clock still calls recent.
+// expire removes up to expireBudget expired users. The floor comes from the
+// clock, as the queries' does: one TouchAt far ahead must not expire users.
+
 func (s *shard) expire(now *reading) {
 	if s.e.retention == 0 {
 		return

@@ -27,13 +27,10 @@ package presence
 //	uvarint  ID length, 1..512, then the ID's bytes
 //	uvarint  meta length, 0..1024, then the meta's bytes
 //
-// Records are written shard by shard, each shard's in index order (by slot,
-// then by the time users entered it), so the deltas are small: about 4
-// bytes for users a few milliseconds apart. A reader merges the shards' runs
-// by slot, which keeps its inserts at the newest end of its index, but reads
-// any order correctly: it relies only on the checksums and limits, and every
-// length is checked against the hard limits and the bytes that remain before
-// anything is allocated for it.
+// Records are written newest first in index order, so deltas are small
+// (about 4 bytes for users milliseconds apart). A reader reads any order
+// correctly; every length is checked against the limits and the bytes that
+// remain before anything is allocated.
 
 import (
 	"bufio"
@@ -46,8 +43,6 @@ import (
 	"slices"
 	"time"
 	"unsafe"
-
-	"github.com/google/btree"
 )
 
 const (
@@ -63,51 +58,46 @@ const (
 
 // WriteTo writes a snapshot of the engine to w: it implements io.WriterTo.
 //
-// Writers are not stopped: WriteTo holds each shard's lock only to take a
-// copy-on-write clone of its B-tree (O(1)), then encodes the clones while
-// Touch goes on. Each shard's part is a consistent cut; a user's time may be
-// newer than the cut, never older. Meta is read as the records are written.
-// Users that retention has expired are left out, even those not yet
-// removed: expiring a user forgets it, as Forget does.
+// Writers are not stopped: WriteTo holds each shard's lock only to clone its
+// B-tree (O(1), copy-on-write), then encodes the clones while Touch goes on.
+// Each shard's part is a consistent cut; a user's time may be newer than the
+// cut, never older. Meta is read as records are written. Expired users are
+// left out.
 func (e *Engine) WriteTo(w io.Writer) (int64, error) {
-	clones := make([]*btree.BTreeG[item], len(e.shards))
+	clones := make([]*shard, len(e.shards))
 	for i, s := range e.shards {
-		clones[i] = s.clone()
+		clones[i] = &shard{lay: e.lay, tree: s.clone()}
 	}
-	live := e.lay.bound(e.from(time.Time{}))
 	sw := newSnapWriter(w)
 	withMeta := e.metas.Size() > 0 // a map probe per user is worth skipping
-	var batch [writeBatch]item
-	var metas [writeBatch]string
-	n := 0
-	flush := func() {
+	metas := make([]string, writeBatch)
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	// Newest first across shards, as a page walk: a reader files every
+	// record at the oldest end of its B-tree, whose nodes stay in cache.
+	win := window{from: e.from(time.Time{}), limit: writeBatch}
+	for sw.err == nil {
+		sc.merged = sc.merged[:0]
+		sc.walk(clones, win)
 		if withMeta {
-			// The meta probes first, back to back: independent cache
-			// misses, which the CPU overlaps (as merge's map probes).
-			for i, it := range batch[:n] {
+			// The probes back to back: the CPU overlaps their misses.
+			for i, it := range sc.merged {
 				metas[i], _ = e.metas.Load(it.id())
 			}
 		}
-		for i, it := range batch[:n] {
+		for i, it := range sc.merged {
 			sw.record(it.ent.lastSeen.Load(), it.id(), metas[i])
 		}
-		n = 0
-	}
-	for _, t := range clones {
-		t.AscendGreaterOrEqual(live, func(it item) bool {
-			batch[n] = it
-			if n++; n == writeBatch {
-				flush()
-			}
-			return sw.err == nil
-		})
-		flush()
+		if len(sc.merged) < writeBatch {
+			break
+		}
+		win.after, win.has = sc.merged[writeBatch-1], true
 	}
 	return sw.finish()
 }
 
-// writeBatch is how many users WriteTo probes the meta map for at once.
-const writeBatch = 64
+// writeBatch is how many users WriteTo walks at once.
+const writeBatch = 1024
 
 // snapWriter encodes records into blocks and keeps the file's running CRC.
 type snapWriter struct {
@@ -184,29 +174,12 @@ func (sw *snapWriter) flush() {
 type snapFile struct {
 	blocks []snapBlock
 	total  uint64
-	// runs start where a record's slot (at the reader's resolution) is
-	// older than the one before it: a new shard of the writer, whose
-	// records are in slot order, not in time order within a slot. A file
-	// with more than maxRuns (from a writer with a coarser resolution, or
-	// not written by WriteTo) is read as one run in file order.
-	runs []run
-	res  int64
 }
 
 type snapBlock struct {
 	payload []byte
 	count   int
 }
-
-// run is where a run of records in slot order starts, and how long it is.
-type run struct {
-	block int
-	at    records // the block's decoder, positioned at the run's first record
-	n     int
-}
-
-// maxRuns bounds the runs merged by slot: WriteTo writes one per shard.
-const maxRuns = 1024
 
 type snapRecord struct {
 	ns       int64
@@ -225,10 +198,9 @@ func corrupt(format string, args ...any) error {
 }
 
 // read appends exactly n more bytes to buf. A declared length is trusted
-// only as far as the bytes already read: room is made for at most
-// max(readChunk, bytes read so far) at once, doubling as bytes arrive, so a
-// short file that declares a long block costs a few KiB, while the blocks of
-// a real file, which follow megabytes already read, get one allocation each.
+// only as far as the bytes already read: room grows by at most
+// max(readChunk, bytes read so far) at once, so a short file that declares
+// a long block costs a few KiB, and a real file's blocks one allocation each.
 func (sr *snapReader) read(buf []byte, n int, what string) ([]byte, error) {
 	want := len(buf) + n
 	for len(buf) < want {
@@ -251,9 +223,8 @@ func (sr *snapReader) read(buf []byte, n int, what string) ([]byte, error) {
 	return buf, nil
 }
 
-// decodeSnapshot reads and checks a whole snapshot, noting its runs in the
-// order of slots of res nanoseconds.
-func decodeSnapshot(r io.Reader, res int64) (*snapFile, int64, error) {
+// decodeSnapshot reads and checks a whole snapshot.
+func decodeSnapshot(r io.Reader) (*snapFile, int64, error) {
 	sr := &snapReader{r: bufio.NewReaderSize(r, readChunk)}
 	hdr, err := sr.read(nil, snapHeaderLen, "header")
 	if err != nil {
@@ -272,8 +243,7 @@ func decodeSnapshot(r io.Reader, res int64) (*snapFile, int64, error) {
 		return nil, sr.n, fmt.Errorf("%w: version %d, flags %#x; this build reads version %d", ErrSnapshotVersion, v, f, snapVersion)
 	}
 
-	f := &snapFile{res: res}
-	last := int64(math.MinInt64) // the previous record's slot, across blocks
+	f := &snapFile{}
 	for block := 0; ; block++ {
 		head, err := sr.read(nil, 8, fmt.Sprintf("block %d header", block))
 		if err != nil {
@@ -301,9 +271,6 @@ func decodeSnapshot(r io.Reader, res int64) (*snapFile, int64, error) {
 			} else if !errors.Is(err, io.EOF) {
 				return nil, sr.n, fmt.Errorf("presence: reading snapshot: %w", err)
 			}
-			if len(f.runs) > maxRuns { // not written by WriteTo: one run, file order
-				f.runs = []run{{at: records{p: f.blocks[0].payload, left: f.blocks[0].count}, n: int(f.total)}}
-			}
 			return f, sr.n, nil
 		}
 		count := binary.LittleEndian.Uint32(head[4:])
@@ -324,19 +291,9 @@ func decodeSnapshot(r io.Reader, res int64) (*snapFile, int64, error) {
 		}
 		rs := records{p: body[4:], left: int(count)}
 		for rs.left > 0 {
-			at := rs
-			rec, err := rs.next()
-			if err != nil {
+			if _, err := rs.next(); err != nil {
 				return nil, sr.n, fmt.Errorf("%w in block %d", err, block)
 			}
-			slot := slotOf(rec.ns, res)
-			if len(f.runs) <= maxRuns && (slot < last || len(f.runs) == 0) {
-				f.runs = append(f.runs, run{block: len(f.blocks), at: at})
-			}
-			if len(f.runs) <= maxRuns {
-				f.runs[len(f.runs)-1].n++
-			}
-			last = slot
 		}
 		if len(rs.p) != 0 {
 			return nil, sr.n, corrupt("%d bytes after the last record in block %d", len(rs.p), block)
@@ -354,9 +311,9 @@ type records struct {
 	prev int64  // the last decoded record's time: deltas are from it
 }
 
-// next decodes the next record; the strings alias the payload. It checks
-// every length against the limits and the bytes left, and every time
-// against the accepted range. Call it only while left > 0.
+// next decodes the next record, checking every length and time; the strings
+// alias the payload. Call it only while left > 0.
+
 func (rs *records) next() (snapRecord, error) {
 	d, k := binary.Varint(rs.p)
 	if k <= 0 {
