@@ -76,7 +76,7 @@ type walkHead struct {
 // scratch holds a page walk's buffers between calls, so that a dashboard
 // polling Recent does not allocate for every call.
 type scratch struct {
-	lists  [][]item            // one per shard
+	lists  [][]item   // one per shard
 	heads  []walkHead // a binary heap of the shards with items left, newest head first
 	merged []item
 }
