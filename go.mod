@@ -1,6 +1,6 @@
 module github.com/onlinenow/presence
 
-go 1.23
+go 1.25
 
 require (
 	github.com/google/btree v1.1.3

@@ -51,11 +51,11 @@ func TestDashboardInChromium(t *testing.T) {
 			e.TouchAt(fmt.Sprintf("user-%d-%02d", g, i), now.Add(-grp.ago))
 		}
 	}
-	hist := presencehttp.NewHistory(presencehttp.Engine(e), 5*time.Minute, 10*time.Second, 360)
+	hist := presencehttp.NewHistory(presencehttp.FromEngine(e))
 	require.NoError(t, hist.Sample(context.Background()))
 
 	const token = "let-me-in"
-	h := presencehttp.Handler(presencehttp.Engine(e),
+	h := presencehttp.Handler(presencehttp.FromEngine(e),
 		func(r *http.Request) bool { return r.Header.Get("X-Admin-Token") == token },
 		presencehttp.WithHistory(hist))
 	mux := http.NewServeMux()

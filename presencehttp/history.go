@@ -28,20 +28,50 @@ type History struct {
 	full bool
 }
 
-// NewHistory returns a History of q's count over window (for example 5m:
-// "online"), sampled every interval, keeping size samples (an hour of
-// 10-second samples is 360). Values <= 0 select 5m, 10s and 360.
-func NewHistory(q Querier, window, every time.Duration, size int) *History {
-	if window <= 0 {
-		window = 5 * time.Minute
+// HistoryOption configures [NewHistory].
+type HistoryOption func(*History)
+
+// WithHistoryWindow sets the window a sample counts (default 5m: "online").
+func WithHistoryWindow(d time.Duration) HistoryOption {
+	return func(h *History) { h.window = d }
+}
+
+// WithHistoryInterval sets how often [History.Run] samples (default 10s).
+func WithHistoryInterval(d time.Duration) HistoryOption {
+	return func(h *History) { h.every = d }
+}
+
+// WithHistorySize sets how many samples are kept (default 360: an hour of
+// 10-second samples).
+func WithHistorySize(n int) HistoryOption {
+	return func(h *History) { h.ring = make([]Point, max(n, 0)) }
+}
+
+// WithHistoryClock sets the clock samples are taken by; nil selects time.Now.
+func WithHistoryClock(now func() time.Time) HistoryOption {
+	return func(h *History) { h.now = now }
+}
+
+// NewHistory returns a History of q's count. Values <= 0 (and a nil clock)
+// select the defaults.
+func NewHistory(q Querier, opts ...HistoryOption) *History {
+	h := &History{q: q}
+	for _, o := range opts {
+		o(h)
 	}
-	if every <= 0 {
-		every = 10 * time.Second
+	if h.window <= 0 {
+		h.window = 5 * time.Minute
 	}
-	if size <= 0 {
-		size = 360
+	if h.every <= 0 {
+		h.every = 10 * time.Second
 	}
-	return &History{q: q, window: window, every: every, now: time.Now, ring: make([]Point, size)}
+	if len(h.ring) == 0 {
+		h.ring = make([]Point, 360)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	return h
 }
 
 // Sample takes one sample now.

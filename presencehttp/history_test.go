@@ -1,5 +1,3 @@
-//go:build go1.25
-
 package presencehttp_test
 
 import (
@@ -19,7 +17,7 @@ func TestHistoryRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := presence.New() // time.Now is the bubble's fake clock
 		e.Touch("a")
-		hist := presencehttp.NewHistory(presencehttp.Engine(e), 5*time.Minute, 10*time.Second, 360)
+		hist := presencehttp.NewHistory(presencehttp.FromEngine(e))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { hist.Run(ctx); close(done) }()

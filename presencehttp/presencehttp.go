@@ -2,7 +2,7 @@
 // presence engine (or any [Querier], such as the Redis backend), closed to
 // everyone the application does not authorize.
 //
-//	h := presencehttp.Handler(presencehttp.Engine(users), isAdmin,
+//	h := presencehttp.Handler(presencehttp.FromEngine(users), isAdmin,
 //		presencehttp.WithHistory(history))
 //	mux.Handle("/admin/presence/", http.StripPrefix("/admin/presence", h))
 //
@@ -63,8 +63,8 @@ type Querier interface {
 // ErrBadCursor is wrapped by a Querier's Page for a cursor it cannot use.
 var ErrBadCursor = errors.New("presencehttp: bad cursor")
 
-// Engine adapts an in-memory engine to Querier.
-func Engine(e *presence.Engine) Querier { return engineQuerier{e} }
+// FromEngine adapts an in-memory engine to Querier.
+func FromEngine(e *presence.Engine) Querier { return engineQuerier{e} }
 
 type engineQuerier struct{ e *presence.Engine }
 

@@ -51,7 +51,7 @@ func populated() *presence.Engine {
 
 func handler(e *presence.Engine, opts ...presencehttp.Option) http.Handler {
 	opts = append([]presencehttp.Option{presencehttp.WithClock(clock)}, opts...)
-	return presencehttp.Handler(presencehttp.Engine(e), admin, opts...)
+	return presencehttp.Handler(presencehttp.FromEngine(e), admin, opts...)
 }
 
 func TestForbiddenLearnsNothing(t *testing.T) {
@@ -64,7 +64,7 @@ func TestForbiddenLearnsNothing(t *testing.T) {
 		assert.NotContains(t, w.Body.String(), "100", path)
 	}
 	assert.PanicsWithValue(t, "presencehttp: Handler: nil authorize: say who may see who is online", func() {
-		presencehttp.Handler(presencehttp.Engine(presence.New()), nil)
+		presencehttp.Handler(presencehttp.FromEngine(presence.New()), nil)
 	})
 }
 
@@ -247,37 +247,45 @@ func TestDashboardAssets(t *testing.T) {
 
 func TestHistory(t *testing.T) {
 	e := populated()
-	hist := presencehttp.NewHistory(presencehttp.Engine(e), 5*time.Minute, 10*time.Second, 3)
+	now := t0
+	hist := presencehttp.NewHistory(presencehttp.FromEngine(e),
+		presencehttp.WithHistoryWindow(5*time.Minute), presencehttp.WithHistoryInterval(10*time.Second),
+		presencehttp.WithHistorySize(3), presencehttp.WithHistoryClock(func() time.Time { return now }))
 	h := handler(e, presencehttp.WithHistory(hist))
 	_, body := get(t, h, "/api/history", true)
 	assert.Empty(t, body["points"])
 	ctx := context.Background()
+	// populated's users are at t0-0..99 minutes, so a 5-minute window at
+	// t0+k minutes holds users k..k+4 minutes back: 5-k of them from t0's
+	// side, as the clock moves a minute per sample.
 	for range 5 {
 		require.NoError(t, hist.Sample(ctx))
+		now = now.Add(time.Minute)
 	}
 	_, body = get(t, h, "/api/history", true)
+	assert.Equal(t, float64(10), body["every_seconds"])
 	points := body["points"].([]any)
 	require.Len(t, points, 3, "a ring of three keeps the newest three")
-	assert.Equal(t, float64(10), body["every_seconds"])
-	// populated's users at t0-0..99 min; the real clock is far from t0, so
-	// the count depends on it: check the shape, not the value.
-	for _, p := range points {
-		assert.Contains(t, p, "count")
+	for i, p := range points {
+		p := p.(map[string]any)
+		at := t0.Add(time.Duration(i+2) * time.Minute)
+		assert.Equal(t, at.Format(time.RFC3339), p["t"])
+		assert.Equal(t, float64(e.CountSince(at.Add(-5*time.Minute))), p["count"])
 	}
+	assert.Equal(t, []int{4, 3, 2}, countsOf(hist.Points()), "oldest first once the ring has wrapped")
 
-	// Oldest first once the ring has wrapped: one more user online before
-	// each sample.
-	grows := presence.New()
-	hist = presencehttp.NewHistory(presencehttp.Engine(grows), 5*time.Minute, 10*time.Second, 3)
-	for i := range 5 {
-		grows.Touch(fmt.Sprint("user-", i))
-		require.NoError(t, hist.Sample(ctx))
-	}
+	// The defaults: a 5-minute window.
+	hist = presencehttp.NewHistory(presencehttp.FromEngine(e), presencehttp.WithHistoryClock(clock))
+	require.NoError(t, hist.Sample(ctx))
+	assert.Equal(t, []int{6}, countsOf(hist.Points()), "users at t0-0..5 minutes")
+
+	assert.Error(t, presencehttp.NewHistory(downQuerier{}).Sample(ctx))
+}
+
+func countsOf(points []presencehttp.Point) []int {
 	var counts []int
-	for _, p := range hist.Points() {
+	for _, p := range points {
 		counts = append(counts, p.Count)
 	}
-	assert.Equal(t, []int{3, 4, 5}, counts)
-
-	assert.Error(t, presencehttp.NewHistory(downQuerier{}, 0, 0, 0).Sample(ctx))
+	return counts
 }

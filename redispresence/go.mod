@@ -1,6 +1,6 @@
 module github.com/onlinenow/presence/redispresence
 
-go 1.24
+go 1.25
 
 require (
 	github.com/onlinenow/presence v0.0.0

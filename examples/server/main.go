@@ -53,7 +53,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hist := presencehttp.NewHistory(presencehttp.Engine(users), 5*time.Minute, 10*time.Second, 360)
+	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
 	go hist.Run(ctx)
 
 	srv := &http.Server{Addr: *addr, Handler: newApp(users, guests, hist, token, randomKey())}
@@ -120,7 +120,7 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 		c, err := r.Cookie("presence_admin")
 		return token != "" && err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(token)) == 1
 	}
-	dashboard := presencehttp.Handler(presencehttp.Engine(users), isAdmin,
+	dashboard := presencehttp.Handler(presencehttp.FromEngine(users), isAdmin,
 		presencehttp.WithHistory(hist), presencehttp.WithMeta())
 
 	root := http.NewServeMux()

@@ -15,7 +15,7 @@ import (
 
 func TestServerWiring(t *testing.T) {
 	users, guests := presence.New(), presence.New()
-	hist := presencehttp.NewHistory(presencehttp.Engine(users), 0, 0, 0)
+	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
 	srv := httptest.NewServer(newApp(users, guests, hist, "s3cret", []byte("key")))
 	defer srv.Close()
 	jar, _ := cookiejar.New(nil)
