@@ -445,93 +445,9 @@ func TestCounterMemory(t *testing.T) {
 	runtime.KeepAlive(big)
 }
 
-func TestPagingSharedTimestamps(t *testing.T) {
-	e := presence.New(presence.WithShards(8))
-	const n = 5000
-	for i := range n { // thousands of users in a handful of slots
-		e.TouchAt(fmt.Sprintf("user-%05d", i), t0.Add(time.Duration(i%3)*time.Second))
-	}
-	seen := map[string]bool{}
-	var cur presence.Cursor
-	pages := 0
-	for {
-		page, next := e.Page(t0, cur, 97)
-		pages++
-		for _, a := range page {
-			require.False(t, seen[a.ID], "duplicate %s", a.ID)
-			seen[a.ID] = true
-		}
-		if next.IsZero() {
-			break
-		}
-		// Round-trip the cursor through its text form, as an HTTP client would.
-		text, err := next.MarshalText()
-		require.NoError(t, err)
-		cur = presence.Cursor{}
-		require.NoError(t, cur.UnmarshalText(text))
-	}
-	assert.Len(t, seen, n)
-	assert.Equal(t, (n+96)/97, pages)
-}
-
-// TestPagingEndsWithTheLastUser: the page that returns the last user
-// returns the zero cursor too, also when it is full, so a walk never asks
-// for an empty page.
-func TestPagingEndsWithTheLastUser(t *testing.T) {
-	for n, want := range map[int][]int{1: {1}, 5: {3, 2}, 6: {3, 3}, 7: {3, 3, 1}} {
-		e := presence.New(presence.WithShards(2))
-		for i := range n {
-			e.TouchAt(fmt.Sprint("user-", i), t0.Add(time.Duration(i)*time.Second))
-		}
-		var cur presence.Cursor
-		var sizes []int
-		for {
-			page, next := e.Page(t0, cur, 3)
-			sizes = append(sizes, len(page))
-			if next.IsZero() {
-				break
-			}
-			cur = next
-		}
-		assert.Equal(t, want, sizes, "%d users, pages of 3", n)
-	}
-}
-
-func TestPagingWithTouchesBetweenPages(t *testing.T) {
-	e := presence.New(presence.WithShards(4))
-	const n = 3000
-	for i := range n {
-		e.TouchAt(fmt.Sprintf("u%04d", i), t0)
-	}
-	seen := map[string]int{}
-	touched := map[string]bool{}
-	var cur presence.Cursor
-	for round := 0; ; round++ {
-		page, next := e.Page(time.Time{}, cur, 100)
-		for _, a := range page {
-			seen[a.ID]++
-		}
-		// Touch one user already returned and one not yet reached.
-		e.TouchAt(page[0].ID, t0.Add(time.Duration(round+1)*time.Second))
-		victim := fmt.Sprintf("u%04d", round*7%n)
-		if seen[victim] == 0 {
-			touched[victim] = true
-		}
-		e.TouchAt(victim, t0.Add(time.Duration(round+1)*time.Second))
-		if next.IsZero() {
-			break
-		}
-		cur = next
-	}
-	for i := range n {
-		id := fmt.Sprintf("u%04d", i)
-		if touched[id] {
-			assert.LessOrEqual(t, seen[id], 1, id)
-		} else {
-			assert.Equal(t, 1, seen[id], "untouched %s must be returned exactly once", id)
-		}
-	}
-}
+// Paging's contract (exactly once across pages under ties and touches, the
+// last page's cursor, limits, bad cursors) is checked by presencetest,
+// which runs against the engine through presencehttp.FromEngine.
 
 func TestSinceIterator(t *testing.T) {
 	e := presence.New()

@@ -112,7 +112,9 @@ func WithRetention(d time.Duration) Option { return func(c *config) { c.retentio
 // not block for long.
 func WithOnError(f func(error)) Option { return func(c *config) { c.onError = f } }
 
-// WithClock sets the clock for trimming; nil selects time.Now.
+// WithClock sets the clock the Store reads: for trimming (what retention
+// keeps and when the flusher trims) and for when a flushed user has been
+// idle long enough to leave the buffer; nil selects time.Now.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
 // Stats counts a Store's work.
@@ -138,6 +140,11 @@ type pending struct {
 }
 
 const deadNS = math.MinInt64
+
+var (
+	_ presencehttp.Querier    = (*Store)(nil)
+	_ middleware.MetaRecorder = (*Store)(nil)
+)
 
 // Store is the Redis backend. It is safe for concurrent use; its buffer is
 // lock-light (a concurrent map and atomics), and one goroutine flushes.
@@ -291,7 +298,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	var changes []change
 	byKey := make([][]redis.Z, s.cfg.keys)
 	metas := make([][]any, s.cfg.keys)
-	idleBefore := time.Now().Add(-3 * s.cfg.interval).UnixNano()
+	idleBefore := s.cfg.now().Add(-3 * s.cfg.interval).UnixNano()
 	s.buf.Range(func(id string, p *pending) bool {
 		ns, sent := p.ns.Load(), p.sent.Load()
 		meta, metaSent := p.meta.Load(), p.metaSent.Load()
@@ -361,7 +368,7 @@ func (s *Store) Flush(ctx context.Context) error {
 func (s *Store) loop() {
 	defer close(s.done)
 	wait := s.cfg.interval
-	nextTrim := time.Now()
+	nextTrim := s.cfg.now()
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
@@ -380,11 +387,11 @@ func (s *Store) loop() {
 			wait = min(2*wait, 30*time.Second)
 		} else {
 			wait = s.cfg.interval
-			if s.cfg.retention > 0 && !time.Now().Before(nextTrim) {
+			if s.cfg.retention > 0 && !s.cfg.now().Before(nextTrim) {
 				if err := s.Trim(s.ctx); err != nil && s.ctx.Err() == nil {
 					s.report(err)
 				}
-				nextTrim = time.Now().Add(time.Minute)
+				nextTrim = s.cfg.now().Add(time.Minute)
 			}
 		}
 		t.Reset(wait)
@@ -516,7 +523,8 @@ func parseCursor(s string) (cursor, bool, error) {
 // untouched user twice or skips one, however the sets change between pages
 // or between the asks of one page; a user touched meanwhile may move ahead
 // of the walk. A page costs O(log n + k) per set, and O(log T x log n) more
-// when T users share the cursor's microsecond (see fetch).
+// when T users share the cursor's microsecond (see fetch). limit <= 0 returns
+// all the rest, as the engine does.
 func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
@@ -525,7 +533,7 @@ func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([
 		return nil, "", err
 	}
 	if limit <= 0 {
-		limit = 1000
+		limit = math.MaxInt32 // all, as the engine's Page
 	}
 	lo := strconv.FormatInt(t.UnixMicro(), 10)
 	// Ask each set for a fair share of the page at first, not a whole page
@@ -545,9 +553,6 @@ func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([
 	}
 	var heads []int
 	for round := 0; ; round++ {
-		if round > 0 && pageRoundHook != nil {
-			pageRoundHook()
-		}
 		if len(todo) > 0 {
 			if err := s.fetch(ctx, todo, lo, after, has, int64(want), lists, batch, more, tied); err != nil {
 				return nil, "", fmt.Errorf("redispresence: page: %w", err)
@@ -746,10 +751,6 @@ if from >= stop then
 end
 return redis.call('ZRANGE', key, from, stop - 1, 'REV', 'WITHSCORES')
 `)
-
-// pageRoundHook, when set (by tests only), runs before each of a page's
-// fetches after the first.
-var pageRoundHook func()
 
 // zLess orders two set members oldest first (score, then member).
 func zLess(a, b redis.Z) bool {

@@ -18,7 +18,7 @@ import (
 	"unsafe"
 
 	"github.com/onlinenow/presence"
-	"github.com/onlinenow/presence/presencehttp"
+	"github.com/onlinenow/presence/presencetest"
 	"github.com/onlinenow/presence/redispresence"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -130,6 +130,18 @@ func walk(t testing.TB, s *redispresence.Store, since time.Time, size func(n int
 // pagesOf is a walk's page size function for pages of k.
 func pagesOf(k int) func(int) int { return func(int) int { return k } }
 
+// TestContract runs the query contract every backend keeps (presencetest)
+// against a Store on a real Redis, each check under its own prefix.
+func TestContract(t *testing.T) {
+	_, rdb := connect(t)
+	n := 0
+	presencetest.Test(t, func(t *testing.T) presencetest.Backend {
+		n++
+		s := newStore(t, rdb, redispresence.WithPrefix(fmt.Sprint("contract", n)), redispresence.WithKeys(7))
+		return presencetest.Backend{Querier: s, Recorder: s, Sync: s.Flush}
+	})
+}
+
 func TestTwoNodesOneView(t *testing.T) {
 	_, rdb := connect(t)
 	a, b := newStore(t, rdb), newStore(t, rdb)
@@ -164,47 +176,6 @@ func TestTwoNodesOneView(t *testing.T) {
 		_, ok, err = node.Get(ctx, "nobody")
 		require.NoError(t, err)
 		assert.False(t, ok)
-	}
-}
-
-func TestPagingEveryUserOnce(t *testing.T) {
-	_, rdb := connect(t)
-	s := newStore(t, rdb, redispresence.WithKeys(7))
-	ctx := context.Background()
-	const n = 3000
-	for i := range n { // many users share each microsecond
-		s.TouchAt(fmt.Sprintf("u%04d", i), t0.Add(-time.Duration(i%4)*time.Microsecond))
-	}
-	require.NoError(t, s.Flush(ctx))
-	seen := map[string]int{}
-	for _, u := range slices.Concat(walk(t, s, t0.Add(-time.Hour), pagesOf(97))...) {
-		seen[u.ID]++
-	}
-	require.Len(t, seen, n)
-	for id, c := range seen {
-		require.Equal(t, 1, c, id)
-	}
-	_, _, err := s.Page(ctx, t0, "forged!", 10)
-	assert.ErrorIs(t, err, presencehttp.ErrBadCursor)
-}
-
-// TestPagingEndsWithTheLastUser: the page that returns the last user
-// returns no cursor, also when it is full, so a walk never asks for an
-// empty page.
-func TestPagingEndsWithTheLastUser(t *testing.T) {
-	_, rdb := connect(t)
-	ctx := context.Background()
-	for n, want := range map[int][]int{1: {1}, 5: {3, 2}, 6: {3, 3}, 7: {3, 3, 1}} {
-		s := newStore(t, rdb, redispresence.WithPrefix(fmt.Sprint("last", n)), redispresence.WithKeys(3))
-		for i := range n {
-			s.TouchAt(fmt.Sprint("user-", i), t0.Add(time.Duration(i)*time.Second))
-		}
-		require.NoError(t, s.Flush(ctx))
-		var sizes []int
-		for _, page := range walk(t, s, t0, pagesOf(3)) {
-			sizes = append(sizes, len(page))
-		}
-		assert.Equal(t, want, sizes, "%d users, pages of 3", n)
 	}
 }
 
@@ -585,13 +556,15 @@ func TestPagingWhileSetsChange(t *testing.T) {
 					require.NoError(t, s.Flush(ctx))
 				}
 			}
-			defer redispresence.SetPageRoundHook(nil)
+			hook := &fetchHook{}
+			rdb.AddHook(hook)
+			defer hook.arm(nil)
 			seen := map[string]int{}
 			pages := walk(t, s, t0.Add(-48*time.Hour), func(n int) int {
 				if n == tc.page { // the touch falls between this page's asks only
-					redispresence.SetPageRoundHook(touch)
+					hook.arm(touch)
 				} else {
-					redispresence.SetPageRoundHook(nil)
+					hook.arm(nil)
 				}
 				return 20
 			})
@@ -611,73 +584,29 @@ func TestPagingWhileSetsChange(t *testing.T) {
 	}
 }
 
-// TestPagingUnderConcurrentTouches walks pages of random sizes over users
-// who share a few microseconds (so that asks go through ties and the
-// script) while another goroutine touches random users and flushes: no
-// user appears twice in a walk, and every user not touched during it
-// appears exactly once.
-func TestPagingUnderConcurrentTouches(t *testing.T) {
-	_, rdb := connect(t)
-	ctx := context.Background()
-	s := newStore(t, rdb, redispresence.WithKeys(5))
-	const users = 1500
-	at := func(r *rand.Rand) time.Time { return t0.Add(time.Duration(r.IntN(12)) * time.Microsecond) }
-	seed := rand.New(rand.NewPCG(1, 2))
-	for i := range users {
-		s.TouchAt(fmt.Sprint("user-", i), at(seed))
-	}
-	require.NoError(t, s.Flush(ctx))
-	for round := range 12 {
-		r := rand.New(rand.NewPCG(uint64(round), 3))
-		touched := map[string]bool{}
-		stop, done := make(chan struct{}), make(chan struct{})
-		go func() { // touches, each a bit later than the ones before
-			defer close(done)
-			tr := rand.New(rand.NewPCG(uint64(round), 4))
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := fmt.Sprint("user-", tr.IntN(users))
-				touched[id] = true
-				s.TouchAt(id, at(tr).Add(time.Duration(round*20+i/10)*time.Microsecond))
-				if i%5 == 4 {
-					if err := s.Flush(ctx); err != nil {
-						t.Error(err)
-						return
-					}
+// fetchHook calls before ahead of each page fetch (a pipeline that reads
+// sets: ZREVRANGEBYSCORE or the page script) after the first since arm.
+type fetchHook struct {
+	before  func()
+	fetches int
+}
+
+func (h *fetchHook) arm(before func()) { h.before, h.fetches = before, 0 }
+
+func (h *fetchHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *fetchHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h *fetchHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && h.before != nil {
+			switch cmds[0].Name() {
+			case "zrevrangebyscore", "evalsha", "eval":
+				if h.fetches++; h.fetches > 1 {
+					h.before()
 				}
 			}
-		}()
-		walked := slices.Concat(walk(t, s, t0.Add(-time.Minute), func(int) int { return 1 + r.IntN(60) })...)
-		close(stop)
-		<-done
-		seen := map[string]int{}
-		for _, u := range walked {
-			seen[u.ID]++
 		}
-		for i := range users {
-			id := fmt.Sprint("user-", i)
-			require.LessOrEqual(t, seen[id], 1, "walk %d: %s twice", round, id)
-			if !touched[id] {
-				require.Equal(t, 1, seen[id], "walk %d: untouched %s", round, id)
-			}
-		}
-		// Untouched users come newest first, ties by descending ID, as in
-		// Redis's reverse order.
-		var prev *presence.Activity
-		for i, u := range walked {
-			if touched[u.ID] {
-				continue
-			}
-			if prev != nil {
-				require.True(t, u.LastSeen.Before(prev.LastSeen) || u.LastSeen.Equal(prev.LastSeen) && u.ID < prev.ID,
-					"walk %d: %v after %v", round, u, *prev)
-			}
-			prev = &walked[i]
-		}
-		require.NoError(t, s.Flush(ctx))
+		return next(ctx, cmds)
 	}
 }

@@ -1,4 +1,0 @@
-package redispresence
-
-// SetPageRoundHook makes Page call f between its fetches (nil: nothing).
-func SetPageRoundHook(f func()) { pageRoundHook = f }
