@@ -46,15 +46,17 @@ import (
 )
 
 // Querier is what the handler reads. Its methods take a context and return
-// an error, because a remote backend can fail; [Engine] adapts a
-// *presence.Engine, and the Redis backend implements it directly.
+// an error, because a remote backend can fail; [FromEngine] adapts a
+// *presence.Engine, and the Redis backend implements it directly. It is
+// safe for concurrent use in every backend of this module.
 type Querier interface {
 	// CountSince returns how many users were seen at t or later.
 	CountSince(ctx context.Context, t time.Time) (int, error)
 	// Page returns up to limit users seen since t, newest first, after the
 	// opaque cursor ("" for the first page), and the cursor of the next
-	// page ("" after the last). A cursor the Querier did not make is an
-	// error wrapping ErrBadCursor.
+	// page ("" after the last); limit <= 0 returns all the rest. A cursor
+	// the Querier did not make is an error wrapping ErrBadCursor. Package
+	// presencetest checks this contract.
 	Page(ctx context.Context, t time.Time, cursor string, limit int) ([]presence.Activity, string, error)
 	// Get returns one user's activity, or false if unknown.
 	Get(ctx context.Context, id string) (presence.Activity, bool, error)
