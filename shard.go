@@ -141,13 +141,8 @@ func (s *shard) move(ent *entry, n int, now *reading) bool {
 func (s *shard) setMeta(id, meta string, now *reading) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ent, ok := s.e.users.Load(id)
+	ent, ok := s.live(id, now)
 	if !ok {
-		return false
-	}
-	if it := itemOf(ent); s.e.expired(it, now) {
-		s.drop(it)
-		s.expired++
 		return false
 	}
 	if meta == "" {
@@ -163,18 +158,12 @@ func (s *shard) setMeta(id, meta string, now *reading) bool {
 func (s *shard) forget(id string, now *reading) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ent, ok := s.e.users.Load(id)
-	if !ok {
-		return false
+	ent, ok := s.live(id, now)
+	if ok {
+		s.drop(itemOf(ent))
+		s.forgotten++
 	}
-	it := itemOf(ent)
-	s.drop(it)
-	if s.e.expired(it, now) { // gone already
-		s.expired++
-		return false
-	}
-	s.forgotten++
-	return true
+	return ok
 }
 
 // prune removes every user last seen before ns, holding the lock for
@@ -293,6 +282,17 @@ func (s *shard) addStats(st *Stats) {
 	st.Expired += s.expired
 	st.Forgotten += s.forgotten
 	st.Pruned += s.pruned
+}
+
+// live returns id's entry, unless id is unknown or expired (and removed).
+func (s *shard) live(id string, now *reading) (*entry, bool) {
+	ent, ok := s.e.users.Load(id)
+	if ok && s.e.expired(itemOf(ent), now) {
+		s.drop(itemOf(ent))
+		s.expired++
+		return nil, false
+	}
+	return ent, ok
 }
 
 // file indexes ent, whose ID is n bytes long, at time ns.
