@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"slices"
 	"time"
 	"unsafe"
 )
@@ -47,6 +48,25 @@ func CompareHeld(e *Engine, a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// CompareHeldIn is CompareHeld for two members of a room.
+func CompareHeldIn(e *Engine, room, a, b string) int {
+	ea, _ := e.members.Load(member{room, a})
+	eb, _ := e.members.Load(member{room, b})
+	switch ia, ib := itemOf(ea), itemOf(eb); {
+	case itemLess(ia, ib):
+		return -1
+	case itemLess(ib, ia):
+		return 1
+	}
+	return 0
+}
+
+// RoomCounted reports whether a room keeps slot counters.
+func RoomCounted(e *Engine, room string) bool {
+	s, ok := e.roomMap.Load(room)
+	return ok && s.counted
 }
 
 // MapCapacity is how many users the engine's map holds before it grows.
@@ -121,7 +141,82 @@ func CheckInvariants(e *Engine) error {
 	if e.n.Load() != want {
 		return fmt.Errorf("%d reservations for %d users at a cap of %d", e.n.Load(), m, e.maxUsers)
 	}
-	return nil
+	if e.roomIndex == nil {
+		return nil
+	}
+	return checkRooms(e)
+}
+
+// checkRooms checks, on a quiet engine, that every room is a live shard
+// holding members filed as their entries say, that the map of members,
+// the users' room lists and the room index agree with the rooms, and that
+// every member is a user.
+func checkRooms(e *Engine) error {
+	var err error
+	members := 0
+	e.roomMap.Range(func(name string, s *shard) bool {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		n := s.tree.Len()
+		members += n
+		switch {
+		case s.room != name || s.dead:
+			err = fmt.Errorf("room %q: shard of %q, dead %v", name, s.room, s.dead)
+		case n == 0 || s.held.Load() != int64(n):
+			err = fmt.Errorf("room %q holds %d members, counts %d", name, n, s.held.Load())
+		case s.counted != (n >= roomCountAt) && !s.counted:
+			err = fmt.Errorf("room %q of %d members keeps no counters", name, n)
+		}
+		// (With retention, an idle room's index entry may expire first.)
+		if _, ok := e.roomIndex.users.Load(name); err == nil && !ok && e.retention == 0 {
+			err = fmt.Errorf("room %q is not in the room index", name)
+		}
+		if err == nil && s.counted {
+			if c := s.counts.old + s.counts.inRing + s.counts.ahead.n; c != n {
+				err = fmt.Errorf("room %q counts %d members, holds %d", name, c, n)
+			} else {
+				err = checkCounts(e, s)
+			}
+		}
+		s.tree.Ascend(func(it item) bool {
+			id := it.id()
+			if ent, ok := e.members.Load(member{name, id}); !ok || ent != it.ent {
+				err = fmt.Errorf("%q is in room %q but not mapped to its entry", id, name)
+			} else if it.ent.filed.Load() != it.key || slotOf(it.ent.lastSeen.Load(), e.lay.res) != e.lay.slot(it) {
+				err = fmt.Errorf("%q is misfiled in room %q", id, name)
+			} else if _, ok := e.users.Load(id); !ok {
+				err = fmt.Errorf("%q is in room %q but not a user", id, name)
+			} else if !slices.Contains(e.roomsOf(id), name) {
+				err = fmt.Errorf("%q is in room %q, its list says %q", id, name, e.roomsOf(id))
+			}
+			return err == nil
+		})
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	if m := e.members.Size(); m != members {
+		return fmt.Errorf("%d memberships mapped, %d in rooms", m, members)
+	}
+	listed := 0
+	e.userRooms.Range(func(id string, l *roomList) bool {
+		listed += len(l.names)
+		if len(l.names) == 0 || l.dead {
+			err = fmt.Errorf("%q has an empty or dead room list", id)
+		}
+		if e.perUser > 0 && len(l.names) > e.perUser {
+			err = fmt.Errorf("%q is in %d rooms, over the cap of %d", id, len(l.names), e.perUser)
+		}
+		return err == nil
+	})
+	if err == nil && listed != members {
+		err = fmt.Errorf("room lists name %d memberships, rooms hold %d", listed, members)
+	}
+	if err == nil {
+		err = CheckInvariants(e.roomIndex)
+	}
+	return err
 }
 
 // CountWalks reports whether counting the users seen since t walks some

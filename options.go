@@ -45,6 +45,9 @@ type config struct {
 	maxUsers   int
 	expected   int
 	now        func() time.Time
+	maxRooms   int
+	perUser    int  // WithMaxRoomsPerUser
+	roomIndex  bool // the engine is a room index: it has no rooms of its own
 }
 
 // fill applies the defaults and corrections, after the options.
@@ -60,6 +63,8 @@ func (c *config) fill() {
 	c.retention = max(c.retention, 0)
 	c.maxUsers = max(c.maxUsers, 0)
 	c.expected = min(max(c.expected, 0), maxExpected)
+	c.maxRooms = max(c.maxRooms, 0)
+	c.perUser = max(c.perUser, 0)
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -104,3 +109,13 @@ func WithExpectedUsers(n int) Option { return func(c *config) { c.expected = n }
 // counted apart until the clock comes near.
 
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithMaxRooms caps the number of rooms. A member joining a new room beyond
+// the cap ends the least recently active room first, with all its
+// memberships. Zero (the default) or a negative n means no cap.
+func WithMaxRooms(n int) Option { return func(c *config) { c.maxRooms = n } }
+
+// WithMaxRoomsPerUser caps the rooms one user is in. A user joining a room
+// beyond the cap leaves the room it was least recently active in. Zero (the
+// default) or a negative n means no cap. Enforcing it costs a join O(n).
+func WithMaxRoomsPerUser(n int) Option { return func(c *config) { c.perUser = n } }

@@ -38,11 +38,15 @@ type Engine struct {
 	seed       maphash.Seed
 
 	lay       layout
+	horizon   int64 // slots the counters' ring holds
 	retention int64 // ns; 0 keeps users forever
 	maxUsers  int64 // 0: no cap
 	expected  int   // WithExpectedUsers
 	now       func() time.Time
-	saver     *saver // nil unless made by Open
+	saver     *saver          // nil unless made by Open
+	onEvict   func(id string) // called after each eviction for the cap; nil if none
+
+	rooms
 
 	// dirty is set by every change and cleared by the saver. Read after
 	// every CAS and written once per save interval at most, it sits with
@@ -53,10 +57,12 @@ type Engine struct {
 	// n counts reservations against WithMaxUsers: users held and being
 	// inserted. Without a cap it stays 0 (shard.held counts): one counter
 	// written by every insert on every core would cost each a cache miss.
-	n           atomic.Int64
-	rejectedIDs atomic.Uint64
-	snapSaves   atomic.Uint64
-	snapErrors  atomic.Uint64
+	n             atomic.Int64
+	rejectedIDs   atomic.Uint64
+	rejectedRooms atomic.Uint64
+	endedRooms    atomic.Uint64
+	snapSaves     atomic.Uint64
+	snapErrors    atomic.Uint64
 }
 
 // New returns an empty Engine configured by opts. It starts no goroutine;
@@ -77,6 +83,7 @@ func newEngine(c config) *Engine {
 		horizon = max(min(1<<bits.Len64(uint64(need-1)), maxHorizon), minHorizon)
 	}
 	e := &Engine{
+		horizon:   int64(horizon),
 		users:     xsync.NewMapOf[string, *entry](xsync.WithPresize(c.expected)),
 		metas:     xsync.NewMapOf[string, string](),
 		shards:    make([]*shard, c.shards),
@@ -91,8 +98,11 @@ func newEngine(c config) *Engine {
 	if e.maxUsers > 0 {
 		e.oldestKeys = make([]atomic.Int64, c.shards)
 	}
+	if !c.roomIndex {
+		e.initRooms(c)
+	}
 	for i := range e.shards {
-		e.shards[i] = newShard(e, horizon)
+		e.shards[i] = newShard(e, "")
 		if e.oldestKeys != nil {
 			e.oldestKeys[i].Store(emptyKey)
 			e.shards[i].oldest = &e.oldestKeys[i]
@@ -171,25 +181,28 @@ func (e *Engine) markDirty() {
 // raise moves a known user's last-seen time up to ns, and its index entry
 // along if the slot changed.
 func (e *Engine) raise(ent *entry, id string, ns int64, now *reading) {
+	if e.bump(ent, ns) && !e.shardOf(id).move(ent, len(id), now) {
+		// Gone meanwhile, or expired: a new user, at its newest time.
+		e.insert(id, ent.lastSeen.Load(), now)
+	}
+}
+
+// bump raises ent's last-seen time to ns, if that is newer, and reports
+// whether its index entry must move: to a new slot, or back in if removed.
+func (e *Engine) bump(ent *entry, ns int64) bool {
 	for {
 		old := ent.lastSeen.Load()
 		if ns <= old {
-			return
+			return false
 		}
 		if ent.lastSeen.CompareAndSwap(old, ns) {
 			break
 		}
 	}
 	e.markDirty()
-	// ns > lastSeen >= slot start, so only the end needs checking. A removed
-	// entry goes to move, which re-inserts it.
-	if f := ent.filed.Load(); f != removedKey && ns < e.lay.end(f) {
-		return
-	}
-	if !e.shardOf(id).move(ent, len(id), now) {
-		// Gone meanwhile, or expired: a new user, at its newest time.
-		e.insert(id, ent.lastSeen.Load(), now)
-	}
+	// ns > lastSeen >= slot start, so only the end needs checking.
+	f := ent.filed.Load()
+	return f == removedKey || ns >= e.lay.end(f)
 }
 
 // insert adds a user not found in the map. If another goroutine added it
@@ -222,7 +235,14 @@ func (e *Engine) reserve() {
 			}
 			continue
 		}
-		if victim, _, ok := e.oldest(); !ok || !victim.evictMin() {
+		victim, _, ok := e.oldest()
+		if ok {
+			var id string
+			if id, ok = victim.evictMin(); ok && e.onEvict != nil {
+				e.onEvict(id) // outside the shard's lock
+			}
+		}
+		if !ok {
 			// Every counted user is still being inserted by another
 			// goroutine; let it finish.
 			runtime.Gosched()
@@ -321,6 +341,11 @@ type Stats struct {
 	Pruned      uint64 // users removed by Prune
 	RejectedIDs uint64 // Touch calls with an empty or too long ID
 
+	Rooms         int    // rooms with members
+	Memberships   int    // members of all rooms, expired ones included until removed
+	RoomsEnded    uint64 // rooms ended to stay within WithMaxRooms
+	RejectedRooms uint64 // TouchIn calls with an invalid room name
+
 	SnapshotsSaved uint64 // successful SaveFile calls, the saver's included
 	SnapshotErrors uint64 // failed ones
 }
@@ -334,6 +359,10 @@ func (e *Engine) Stats() Stats {
 		RejectedIDs:    e.rejectedIDs.Load(),
 		SnapshotsSaved: e.snapSaves.Load(),
 		SnapshotErrors: e.snapErrors.Load(),
+		Rooms:          e.roomMap.Size(),
+		Memberships:    e.members.Size(),
+		RoomsEnded:     e.endedRooms.Load(),
+		RejectedRooms:  e.rejectedRooms.Load(),
 	}
 	for _, s := range e.shards {
 		s.addStats(&st)

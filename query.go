@@ -111,6 +111,19 @@ func (e *Engine) Recent(window time.Duration, limit int) []Activity {
 // entered it (see the package doc). limit <= 0 returns all the rest.
 
 func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
+	return e.page(e.shards, 0, t, after, limit)
+}
+
+// CheckCursor returns nil if c is the zero Cursor or was returned by
+// [Engine.Page], and an error wrapping [ErrInvalidCursor] otherwise (a room's
+// cursor). Page answers a cursor it refuses with an empty last page.
+func (e *Engine) CheckCursor(c Cursor) error { return c.check(0) }
+
+// page is a page of the walk of shards, whose cursors have the given scope.
+func (e *Engine) page(shards []*shard, scope uint32, t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
+	if after.check(scope) != nil || len(shards) == 0 {
+		return []Activity{}, Cursor{}
+	}
 	w := window{from: e.from(t), limit: limit}
 	if after.set {
 		w.after, w.has = item{key: after.key, ent: newEntry(after.id)}, true
@@ -120,13 +133,13 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 	}
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	sc.walk(e.shards, w)
+	sc.walk(shards, w)
 	items := sc.merged
 	var next Cursor
 	if limit > 0 && len(items) > limit {
 		items = items[:limit]
 		last := items[limit-1]
-		next = Cursor{key: last.key, id: last.id(), set: true}
+		next = Cursor{key: last.key, id: last.id(), scope: scope, set: true}
 	}
 	out := make([]Activity, len(items))
 	for i, it := range items {

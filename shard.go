@@ -70,6 +70,17 @@ type shard struct {
 
 	inserted, moved, evicted, expired, forgotten, pruned uint64
 
+	// room is the name of the room whose members the shard indexes, or ""
+	// for one of the engine's own shards. A room is one shard, found in
+	// Engine.rooms; it is dead once it emptied and left that map, and
+	// takes no more members (a writer that finds it dead looks again).
+	room string
+	dead bool
+	// counted says whether counts is kept: always for the engine's shards,
+	// and for a room from roomCountAt members on (smaller rooms are
+	// counted by a walk, which costs less than the counters' memory).
+	counted bool
+
 	_ [64]byte // keep neighbouring shards' locks off this cache line
 }
 
@@ -78,22 +89,33 @@ type shard struct {
 // moves faster than 32 and takes fewer bytes a user (BENCHMARKS.md).
 const treeDegree = 128
 
-func newShard(e *Engine, horizon int) *shard {
+// newShard returns an empty shard of e, indexing the room named room ("":
+// the engine's own users).
+func newShard(e *Engine, room string) *shard {
 	return &shard{
-		e:      e,
-		lay:    e.lay,
-		tree:   btree.NewG(treeDegree, itemLess),
-		counts: slotCounts{horizon: int64(horizon), res: e.lay.res},
+		e:       e,
+		lay:     e.lay,
+		tree:    btree.NewG(treeDegree, itemLess),
+		counts:  slotCounts{horizon: e.horizon, res: e.lay.res},
+		room:    room,
+		counted: room == "",
 	}
 }
 
+// roomCountAt is the size from which a room keeps slot counters.
+const roomCountAt = 256
+
 // insert adds id, last seen at ns, and returns its entry and false; if id
 // is held already, it changes nothing and returns that entry and true. The
-// caller has reserved room under the cap.
+// caller has reserved room under the cap. A dead room takes no one: it
+// returns nil and false.
 func (s *shard) insert(id string, ns int64, now *reading) (*entry, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ent, ok := s.e.users.Load(id); ok {
+	if s.dead {
+		return nil, false
+	}
+	if ent, ok := s.load(id); ok {
 		return ent, true
 	}
 	// A copy: the caller's string may point into a large request buffer.
@@ -101,7 +123,19 @@ func (s *shard) insert(id string, ns int64, now *reading) (*entry, bool) {
 	id = ent.id(len(id))
 	ent.lastSeen.Store(ns)
 	s.file(ent, len(id), ns, now)
-	s.e.users.Store(id, ent)
+	if s.room == "" {
+		s.e.users.Store(id, ent)
+	} else {
+		s.e.members.Store(member{s.room, id}, ent)
+		s.e.addRoomOf(id, s.room)
+		if !s.counted && s.held.Load() >= roomCountAt {
+			s.counted = true
+			s.tree.Ascend(func(it item) bool {
+				s.counts.add(s.lay.slot(it), 1, now)
+				return true
+			})
+		}
+	}
 	s.inserted++
 	s.held.Add(1)
 	s.e.markDirty()
@@ -166,6 +200,37 @@ func (s *shard) forget(id string, now *reading) bool {
 	return ok
 }
 
+// remove removes id, expired or not, and reports whether it was held.
+func (s *shard) remove(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ent, ok := s.load(id)
+	if ok {
+		s.drop(itemOf(ent))
+	}
+	return ok
+}
+
+// clear removes every user of a room, which ends it, and reports whether
+// it had not ended already.
+func (s *shard) clear() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return false
+	}
+	all := make([]item, 0, s.tree.Len())
+	s.tree.Ascend(func(it item) bool {
+		all = append(all, it)
+		return true
+	})
+	for _, it := range all {
+		s.drop(it)
+		s.evicted++
+	}
+	return true
+}
+
 // prune removes every user last seen before ns, holding the lock for
 // pruneBatch removals at most, and returns how many were not expired.
 func (s *shard) prune(ns int64, now *reading) int {
@@ -214,8 +279,9 @@ func (s *shard) min() (item, bool) {
 	return s.tree.Min()
 }
 
-// evictMin removes the least recently seen user for the cap; false if none.
-func (s *shard) evictMin() bool {
+// evictMin removes the least recently seen user for the cap and returns
+// its ID; false if none.
+func (s *shard) evictMin() (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it, ok := s.tree.Min()
@@ -223,22 +289,27 @@ func (s *shard) evictMin() bool {
 		s.drop(it)
 		s.evicted++
 	}
-	return ok
+	return it.id(), ok
 }
 
 // count returns how many users the shard files at slot from or newer: the
-// counters' sum, plus a walk of the users older than the ring if needed.
+// counters' sum, plus a walk of the users older than the ring if needed (or
+// of all, in a room too small for counters).
 func (s *shard) count(from int64) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	n, complete := s.counts.since(from)
-	if !complete {
-		end := s.lay.bound(s.counts.head - s.counts.horizon + 1)
-		s.tree.AscendRange(s.lay.bound(from), end, func(item) bool {
-			n++
-			return true
-		})
+	n, end := 0, item{key: emptyKey}
+	if s.counted {
+		var complete bool
+		if n, complete = s.counts.since(from); complete {
+			return n
+		}
+		end = s.lay.bound(s.counts.head - s.counts.horizon + 1)
 	}
+	s.tree.AscendRange(s.lay.bound(from), end, func(item) bool {
+		n++
+		return true
+	})
 	return n
 }
 
@@ -284,9 +355,17 @@ func (s *shard) addStats(st *Stats) {
 	st.Pruned += s.pruned
 }
 
+// load returns id's entry in the engine's map of users, or of members for a room.
+func (s *shard) load(id string) (*entry, bool) {
+	if s.room == "" {
+		return s.e.users.Load(id)
+	}
+	return s.e.members.Load(member{s.room, id})
+}
+
 // live returns id's entry, unless id is unknown or expired (and removed).
 func (s *shard) live(id string, now *reading) (*entry, bool) {
-	ent, ok := s.e.users.Load(id)
+	ent, ok := s.load(id)
 	if ok && s.e.expired(itemOf(ent), now) {
 		s.drop(itemOf(ent))
 		s.expired++
@@ -299,7 +378,9 @@ func (s *shard) live(id string, now *reading) (*entry, bool) {
 func (s *shard) file(ent *entry, n int, ns int64, now *reading) {
 	it := item{key: s.lay.key(ns, ent.id(n)), ent: ent}
 	s.tree.ReplaceOrInsert(it)
-	s.counts.add(s.lay.slot(it), 1, now)
+	if s.counted {
+		s.counts.add(s.lay.slot(it), 1, now)
+	}
 	ent.filed.Store(it.key)
 	if s.oldest != nil && it.key < s.oldest.Load() {
 		s.oldest.Store(it.key)
@@ -309,7 +390,9 @@ func (s *shard) file(ent *entry, n int, ns int64, now *reading) {
 // unfile takes the item out of the index. The counter goes first, so its
 // likely cache miss overlaps the tree's search.
 func (s *shard) unfile(it item) {
-	s.counts.add(s.lay.slot(it), -1, nil)
+	if s.counted {
+		s.counts.add(s.lay.slot(it), -1, nil)
+	}
 	s.tree.Delete(it)
 	if s.oldest != nil && it.key == s.oldest.Load() {
 		key := int64(emptyKey)
@@ -320,17 +403,32 @@ func (s *shard) unfile(it item) {
 	}
 }
 
-// drop removes a user from the index and the maps and marks it removed.
+// drop removes a user from the index and the maps and marks it removed. A
+// user leaves every room with it; a room left empty leaves the engine.
 func (s *shard) drop(it item) {
 	s.unfile(it)
 	it.ent.filed.Store(removedKey)
-	s.e.users.Delete(it.id())
-	s.e.metas.Delete(it.id())
 	s.held.Add(-1)
+	s.e.markDirty()
+	id := it.id()
+	if s.room != "" {
+		s.e.members.Delete(member{s.room, id})
+		s.e.removeRoomOf(id, s.room)
+		if s.held.Load() == 0 {
+			s.dead = true
+			s.e.roomMap.Delete(s.room)
+			s.e.roomIndex.Forget(s.room)
+		}
+		return
+	}
+	s.e.users.Delete(id)
+	s.e.metas.Delete(id)
 	if s.e.maxUsers > 0 {
 		s.e.n.Add(-1)
 	}
-	s.e.markDirty()
+	if s.e.joined.Load() {
+		s.e.leaveAll(id)
+	}
 }
 
 // expire removes up to expireBudget expired users. The floor comes from the

@@ -66,25 +66,40 @@ type Querier interface {
 var ErrBadCursor = errors.New("presencehttp: bad cursor")
 
 // FromEngine adapts an in-memory engine to Querier.
-func FromEngine(e *presence.Engine) Querier { return engineQuerier{e} }
+func FromEngine(e *presence.Engine) Querier { return engineQuerier[*presence.Engine]{e} }
 
-type engineQuerier struct{ e *presence.Engine }
+// FromRoom adapts one room of an in-memory engine to Querier: its members,
+// each last seen at its time in the room. A cursor of another room is a bad
+// cursor.
+func FromRoom(r presence.Room) Querier { return engineQuerier[presence.Room]{r} }
 
-func (q engineQuerier) CountSince(_ context.Context, t time.Time) (int, error) {
-	return q.e.CountSince(t), nil
+// engineQuerier adapts the engine, or a room's view of it.
+type engineQuerier[V interface {
+	CountSince(time.Time) int
+	Page(time.Time, presence.Cursor, int) ([]presence.Activity, presence.Cursor)
+	CheckCursor(presence.Cursor) error
+	Get(string) (presence.Activity, bool)
+}] struct{ v V }
+
+func (q engineQuerier[V]) CountSince(_ context.Context, t time.Time) (int, error) {
+	return q.v.CountSince(t), nil
 }
 
-func (q engineQuerier) Page(_ context.Context, t time.Time, cursor string, limit int) ([]presence.Activity, string, error) {
+func (q engineQuerier[V]) Page(_ context.Context, t time.Time, cursor string, limit int) ([]presence.Activity, string, error) {
 	var c presence.Cursor
-	if err := c.UnmarshalText([]byte(cursor)); err != nil {
+	err := c.UnmarshalText([]byte(cursor))
+	if err == nil {
+		err = q.v.CheckCursor(c)
+	}
+	if err != nil {
 		return nil, "", fmt.Errorf("%w: %w", ErrBadCursor, err)
 	}
-	page, next := q.e.Page(t, c, limit)
+	page, next := q.v.Page(t, c, limit)
 	return page, next.String(), nil
 }
 
-func (q engineQuerier) Get(_ context.Context, id string) (presence.Activity, bool, error) {
-	a, ok := q.e.Get(id)
+func (q engineQuerier[V]) Get(_ context.Context, id string) (presence.Activity, bool, error) {
+	a, ok := q.v.Get(id)
 	return a, ok, nil
 }
 

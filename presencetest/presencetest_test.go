@@ -36,6 +36,27 @@ func TestEngine(t *testing.T) {
 	}
 }
 
+// TestRoom runs the contract against a room's view of the engine, touched
+// through TouchInAt; other rooms and users outside every room are noise it
+// must not see.
+func TestRoom(t *testing.T) {
+	presencetest.Test(t, func(t *testing.T) presencetest.Backend {
+		e := presence.New(presence.WithShards(4))
+		e.TouchIn("other", "known")
+		e.Touch("outside")
+		return presencetest.Backend{Querier: presencehttp.FromRoom(e.Room("r")), Recorder: roomRecorder{e, "r"}}
+	})
+}
+
+// roomRecorder records into one room.
+type roomRecorder struct {
+	e    *presence.Engine
+	room string
+}
+
+func (r roomRecorder) TouchAt(id string, at time.Time) { r.e.TouchInAt(r.room, id, at) }
+func (r roomRecorder) SetMeta(id, meta string) bool    { return r.e.SetMeta(id, meta) }
+
 // broken wraps the engine's Querier to break one rule of the contract.
 type broken struct {
 	presencehttp.Querier

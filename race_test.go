@@ -1,0 +1,5 @@
+//go:build race
+
+package presence_test
+
+const raceEnabled = true
