@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/onlinenow/presence"
 	"github.com/stretchr/testify/assert"
@@ -561,3 +562,43 @@ func TestConcurrentRooms(t *testing.T) {
 }
 
 func base64URL(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// FuzzRoomNames: any room name and ID, touched, left and queried, either
+// becomes a room that behaves as one (when the name and ID are valid) or
+// is counted as rejected; nothing panics and the invariants hold.
+func FuzzRoomNames(f *testing.F) {
+	f.Add("doc", "alice")
+	f.Add("", "x")
+	f.Add("a\x00b", "x")
+	f.Add("\xff\xfe", "y")
+	f.Add(strings.Repeat("r", presence.MaxIDLen+1), "z")
+	f.Fuzz(func(t *testing.T, room, id string) {
+		clk := newClock()
+		e := presence.New(presence.WithClock(clk.Now), presence.WithShards(2))
+		e.TouchIn(room, id)
+		e.TouchInAt(room, id, clk.Now().Add(time.Second))
+		validID := id != "" && len(id) <= presence.MaxIDLen
+		validName := room != "" && len(room) <= presence.MaxIDLen && utf8.ValidString(room) && !strings.Contains(room, "\x00")
+		st := e.Stats()
+		switch {
+		case !validID:
+			assert.Equal(t, uint64(2), st.RejectedIDs)
+			assert.Equal(t, 0, st.Rooms)
+		case !validName:
+			assert.Equal(t, uint64(2), st.RejectedRooms)
+			assert.Equal(t, 0, st.Rooms)
+			assert.Equal(t, 1, e.Len())
+		default:
+			assert.Equal(t, []string{room}, e.RoomsOf(id))
+			assert.Equal(t, 1, e.Room(room).CountSince(time.Time{}))
+			page, _ := e.Room(room).Page(time.Time{}, presence.Cursor{}, 0)
+			require.Len(t, page, 1)
+			assert.Equal(t, id, page[0].ID)
+			assert.Equal(t, []presence.RoomCount{{Room: room, Count: 1}}, e.Rooms(time.Hour, 0))
+		}
+		require.NoError(t, presence.CheckInvariants(e))
+		assert.Equal(t, validID && validName, e.Leave(room, id))
+		assert.Equal(t, 0, e.Stats().Rooms)
+		require.NoError(t, presence.CheckInvariants(e))
+	})
+}
