@@ -60,6 +60,29 @@
 // pages, and may be missing from that page. Once writes stop, every query
 // is exact.
 //
+// # Rooms
+//
+// A room is whatever the application names: a page, a document, a chat, a
+// tenant. [Engine.TouchIn](room, id) records id in the room and globally, as
+// Touch does; [Engine.Room](name) is a read view whose Count, CountSince,
+// Recent, Page and Get answer for the room's members, each at its last-seen
+// time in the room, with the same costs, exactness and paging as the
+// engine's own queries. [Engine.Leave] ends one membership; [Engine.Forget],
+// an eviction for [WithMaxUsers] and retention end them all. [Engine.Rooms]
+// lists the busiest rooms of a window and [Engine.RoomsOf] a user's rooms.
+//
+//	e.TouchIn(r.URL.Path, userID)                 // on every request
+//	others := e.Room(r.URL.Path).Recent(time.Minute, 10) // "also viewing"
+//
+// Each room is a shard of its own: a B-tree of its members, and per-slot
+// counters once it holds 256 members (a smaller room counts by a walk).
+// A TouchIn of a member whose slot in the room does not change is one more
+// map probe and compare-and-swap than a Touch. An empty room holds nothing
+// and disappears. [WithMaxRooms] and [WithMaxRoomsPerUser] bound a flood of
+// names: what goes is the least recently active. A cursor belongs to the
+// walk that made it; another room's is refused ([Room.CheckCursor]).
+// Snapshots do not carry rooms yet: a restored engine starts with none.
+//
 // # Snapshots
 //
 // [Engine.WriteTo] and [Engine.ReadFrom] move the whole state through any
@@ -85,6 +108,6 @@
 // key.go packs index keys; shard.go holds a shard and its contracts;
 // counts.go the counter ring; page.go the one k-way merge, which serves
 // pages, [Engine.Since] and [Engine.WriteTo]; query.go the queries;
-// snapshot.go the format and codec, merge.go the max-merge, file.go the
-// files and [Open], saver.go the saver.
+// rooms.go the rooms; snapshot.go the format and codec, merge.go the
+// max-merge, file.go the files and [Open], saver.go the saver.
 package presence

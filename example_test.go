@@ -85,3 +85,31 @@ func ExampleWithRetention() {
 	// known: 0 set meta: false
 	// known: 1, meta: ""
 }
+
+func ExampleEngine_TouchIn() {
+	now := exampleClock()
+	e := presence.New(presence.WithClock(now))
+
+	e.TouchInAt("ticket/42", "alice", now().Add(-time.Minute))
+	e.TouchInAt("ticket/42", "bob", now().Add(-10*time.Second))
+	e.TouchInAt("ticket/7", "alice", now().Add(-5*time.Second))
+	e.TouchIn("ticket/42", "carol") // on every request for the ticket
+
+	room := e.Room("ticket/42")
+	for _, a := range room.Recent(2*time.Minute, 10) {
+		fmt.Printf("%s viewed it %v ago\n", a.ID, now().Sub(a.LastSeen))
+	}
+	fmt.Println("viewing (15s):", room.Count(15*time.Second))
+	fmt.Println("alice is in", e.RoomsOf("alice"))
+	fmt.Println("busiest:", e.Rooms(time.Hour, 1))
+	e.Leave("ticket/42", "alice")
+	fmt.Println("after alice left:", room.Count(time.Hour))
+	// Output:
+	// carol viewed it 0s ago
+	// bob viewed it 10s ago
+	// alice viewed it 1m0s ago
+	// viewing (15s): 2
+	// alice is in [ticket/7 ticket/42]
+	// busiest: [{ticket/42 3}]
+	// after alice left: 2
+}
