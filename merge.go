@@ -153,7 +153,7 @@ type pending struct {
 // in file order.
 func (f *snapFile) each(from, res int64, fn func(snapRecord)) {
 	for _, b := range f.blocks {
-		rs := records{p: b.payload, left: b.count}
+		rs := records{p: b.payload, left: b.count, rooms: f.rooms}
 		for rs.left > 0 {
 			rec, _ := rs.next() // checked by decodeSnapshot
 			if slotOf(rec.ns, res) >= from {
@@ -163,10 +163,10 @@ func (f *snapFile) each(from, res int64, fn func(snapRecord)) {
 	}
 }
 
-// mergeOne merges one record: the newer time wins, with its meta. ent and
-// known are what the map held a moment ago: insert finds a user added
-// since, and raise re-inserts one removed since.
-
+// mergeOne merges one record: the newer time wins, with its meta, and in
+// each room the newer time in the room. ent and known are what the map held
+// a moment ago: insert finds a user added since, and raise re-inserts one
+// removed since.
 func (e *Engine) mergeOne(rec snapRecord, ent *entry, known bool, now *reading) {
 	var old int64
 	if known {
@@ -188,4 +188,9 @@ func (e *Engine) mergeOne(rec snapRecord, ent *entry, known bool, now *reading) 
 			e.setMeta(rec.id, rec.meta, now) // a tie: the larger meta, in any order
 		}
 	}
+	rec.eachRoom(func(r roomTime) {
+		if slotOf(r.ns, e.lay.res) >= e.floor(now) {
+			e.touchIn(r.name, rec.id, r.ns, now)
+		}
+	})
 }

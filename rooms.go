@@ -59,9 +59,9 @@ func (e *Engine) initRooms(c config) {
 	e.perUser = c.perUser
 }
 
-// validRoom reports whether name can name a room: as an ID, 1 to
+// ValidRoom reports whether name can name a room: like an ID, 1 to
 // [MaxIDLen] bytes, and valid UTF-8 without NUL.
-func validRoom(name string) bool {
+func ValidRoom(name string) bool {
 	return validID(name) && utf8.ValidString(name) && strings.IndexByte(name, 0) < 0
 }
 
@@ -102,7 +102,7 @@ func (e *Engine) touchIn(room, id string, ns int64, now *reading) {
 		return
 	}
 	// The name of a room someone is in is valid: only a join checks it.
-	if !ok && !validRoom(room) {
+	if !ok && !ValidRoom(room) {
 		e.rejectedRooms.Add(1)
 		return
 	}
@@ -198,6 +198,19 @@ func (e *Engine) roomsOf(id string) []string {
 	return slices.Clone(l.names)
 }
 
+// roomTimes appends id's memberships that have not expired at now to buf.
+func (e *Engine) roomTimes(id string, buf []roomTime, now *reading) []roomTime {
+	floor := e.floor(now)
+	for _, name := range e.roomsOf(id) {
+		if ent, ok := e.members.Load(member{name, id}); ok {
+			if ns := ent.lastSeen.Load(); slotOf(ns, e.lay.res) >= floor {
+				buf = append(buf, roomTime{name, ns})
+			}
+		}
+	}
+	return buf
+}
+
 // leaveAll removes id from every room it is in. Called with id's engine
 // shard lock held, when id leaves the engine.
 func (e *Engine) leaveAll(id string) {
@@ -258,23 +271,11 @@ func (e *Engine) Leave(room, id string) bool {
 // first (ties by name).
 func (e *Engine) RoomsOf(id string) []string {
 	now := e.clock(unread)
-	floor := e.floor(&now)
-	type joined struct {
-		name string
-		ns   int64
-	}
-	var in []joined
-	for _, name := range e.roomsOf(id) {
-		if ent, ok := e.members.Load(member{name, id}); ok {
-			if ns := ent.lastSeen.Load(); slotOf(ns, e.lay.res) >= floor {
-				in = append(in, joined{name, ns})
-			}
-		}
-	}
-	slices.SortFunc(in, func(a, b joined) int { return cmp.Or(cmp.Compare(b.ns, a.ns), strings.Compare(a.name, b.name)) })
+	in := e.roomTimes(id, nil, &now)
+	slices.SortFunc(in, func(a, b roomTime) int { return cmp.Or(cmp.Compare(b.ns, a.ns), strings.Compare(a.name, b.name)) })
 	names := make([]string, len(in))
-	for i, j := range in {
-		names[i] = j.name
+	for i, r := range in {
+		names[i] = r.name
 	}
 	return names
 }

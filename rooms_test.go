@@ -1,11 +1,13 @@
 package presence_test
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/base64"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -327,16 +329,8 @@ func checkRooms(t *testing.T, e *presence.Engine, m *roomModel, now int64, rng *
 			want = []presence.Activity{}
 		}
 		require.Equal(t, want, r.Recent(w, limit), "room %s: Recent(%v, %d)", name, w, limit)
-		var paged []presence.Activity
-		var cur presence.Cursor
-		for size := 1 + rng.IntN(5); ; {
-			page, next := r.Page(time.Time{}, cur, size)
-			paged = append(paged, page...)
-			if next.IsZero() {
-				break
-			}
-			cur = next
-		}
+		size := 1 + rng.IntN(5)
+		paged := allPages(func(c presence.Cursor) ([]presence.Activity, presence.Cursor) { return r.Page(time.Time{}, c, size) })
 		if len(all) == 0 {
 			all = nil
 		}
@@ -394,8 +388,11 @@ func TestRoomsAgainstModel(t *testing.T) {
 		t.Run(fmt.Sprintf("shards=%d/res=%v/ret=%v", tc.shards, tc.res, tc.retention), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(tc.seed, 5))
 			clk := newClock()
-			e := presence.New(presence.WithClock(clk.Now), presence.WithShards(tc.shards),
-				presence.WithResolution(tc.res), presence.WithRetention(tc.retention))
+			fresh := func() *presence.Engine {
+				return presence.New(presence.WithClock(clk.Now), presence.WithShards(tc.shards),
+					presence.WithResolution(tc.res), presence.WithRetention(tc.retention))
+			}
+			e := fresh()
 			m := &roomModel{model: newModel(tc.res, tc.retention), rooms: map[string]*model{}}
 			m.inSlot = filedBy(e)
 			for i := range 4000 {
@@ -443,6 +440,17 @@ func TestRoomsAgainstModel(t *testing.T) {
 					require.Equal(t, ok, e.SetMeta(id, meta))
 					if ok {
 						u.meta = meta
+					}
+				case r < 90: // a snapshot read back into a new engine, which goes on
+					var buf bytes.Buffer
+					_, err := e.WriteTo(&buf)
+					require.NoError(t, err)
+					e = fresh()
+					_, err = e.ReadFrom(&buf)
+					require.NoError(t, err)
+					m.restart(now)
+					for _, rm := range m.rooms {
+						rm.restart(now)
 					}
 				default:
 					clk.Advance(time.Duration(rng.Int64N(int64(tc.step) * 20)))
@@ -501,41 +509,15 @@ func TestConcurrentRooms(t *testing.T) {
 			}
 		}()
 	}
-	var qwg sync.WaitGroup
-	for q := range 2 {
-		qwg.Add(1)
-		go func() {
-			defer qwg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				r := e.Room(fmt.Sprint("r", (i+q)%rooms))
-				seen := map[string]bool{}
-				var cur presence.Cursor
-				for {
-					page, next := r.Page(time.Time{}, cur, 7)
-					for _, a := range page {
-						if !strings.HasPrefix(a.ID, "stay-") {
-							continue // a member that left and came back is new to the walk
-						}
-						if !assert.False(t, seen[a.ID], "a room's walk returned %s twice", a.ID) {
-							return
-						}
-						seen[a.ID] = true
-					}
-					if next.IsZero() {
-						break
-					}
-					cur = next
-				}
-				assert.GreaterOrEqual(t, r.Count(time.Hour), 0)
-				e.Rooms(time.Hour, 3)
-			}
-		}()
-	}
+	qwg := queriers(2, stop, func(q, i int) bool {
+		r := e.Room(fmt.Sprint("r", (i+q)%rooms))
+		// A member that left and came back is new to the walk.
+		ok := walkedOnce(t, func(c presence.Cursor) ([]presence.Activity, presence.Cursor) { return r.Page(time.Time{}, c, 7) },
+			func(id string) bool { return strings.HasPrefix(id, "stay-") })
+		assert.GreaterOrEqual(t, r.Count(time.Hour), 0)
+		e.Rooms(time.Hour, 3)
+		return ok
+	})
 	wg.Wait()
 	close(stop)
 	qwg.Wait()
@@ -601,4 +583,60 @@ func FuzzRoomNames(f *testing.F) {
 		assert.Equal(t, 0, e.Stats().Rooms)
 		require.NoError(t, presence.CheckInvariants(e))
 	})
+}
+
+// TestSnapshotRooms: snapshots carry memberships; merging two snapshots
+// merges them, the newer time in each room winning; files written before
+// rooms load.
+func TestSnapshotRooms(t *testing.T) {
+	a, b := presence.New(), presence.New()
+	a.TouchInAt("doc", "u1", t0)
+	a.TouchInAt("doc", "u2", t0.Add(time.Second))
+	a.TouchInAt("chat", "u1", t0.Add(2*time.Second))
+	b.TouchInAt("doc", "u1", t0.Add(3*time.Second)) // newer in doc
+	b.TouchInAt("chat", "u1", t0.Add(time.Second))  // older in chat
+	b.TouchInAt("news", "u3", t0)
+	b.Leave("news", "u3") // u3 stays a user, in no room
+
+	got := presence.New()
+	for _, e := range []*presence.Engine{a, b} {
+		_, err := got.ReadFrom(bytes.NewReader(snapshotOf(t, e)))
+		require.NoError(t, err)
+	}
+	at := func(room, id string) time.Time {
+		ls, ok := got.Room(room).LastSeen(id)
+		require.True(t, ok, "%s in %s", id, room)
+		return ls
+	}
+	assert.Equal(t, t0.Add(3*time.Second), at("doc", "u1"))
+	assert.Equal(t, t0.Add(time.Second), at("doc", "u2"))
+	assert.Equal(t, t0.Add(2*time.Second), at("chat", "u1"))
+	assert.Equal(t, []string{"doc", "chat"}, got.RoomsOf("u1"))
+	assert.Empty(t, got.RoomsOf("u3"))
+	assert.Equal(t, 3, got.Len())
+	assert.Equal(t, 2, got.Stats().Rooms)
+	require.NoError(t, presence.CheckInvariants(got))
+
+	// Version 1, as written before rooms: 20 users, meta, no rooms.
+	v1, err := os.ReadFile("testdata/v1-20-users.snap")
+	require.NoError(t, err)
+	old := presence.New()
+	_, err = old.ReadFrom(bytes.NewReader(v1))
+	require.NoError(t, err)
+	assert.Equal(t, 20, old.Len())
+	meta, _ := old.Get("user-3")
+	assert.Equal(t, "meta", meta.Meta)
+	assert.Equal(t, 0, old.Stats().Rooms)
+
+	// Expired memberships are left out of a snapshot.
+	clk := newClock()
+	ret := presence.New(presence.WithClock(clk.Now), presence.WithRetention(time.Minute))
+	ret.TouchIn("old", "u")
+	clk.Advance(2 * time.Minute)
+	ret.TouchIn("new", "u")
+	back := presence.New(presence.WithClock(clk.Now), presence.WithRetention(time.Minute))
+	_, err = back.ReadFrom(bytes.NewReader(snapshotOf(t, ret)))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"new"}, back.RoomsOf("u"))
+	assert.NotContains(t, string(snapshotOf(t, ret)), "old")
 }

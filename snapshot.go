@@ -4,12 +4,12 @@ package presence
 // merges a decoded snapshot into an engine; file.go and saver.go keep one
 // on disk.
 //
-// # Snapshot format, version 1
+// # Snapshot format, version 2
 //
 // All integers are little-endian; varints are encoding/binary's.
 //
 //	header  8  magic "PRSNSNAP"
-//	        2  version (1)
+//	        2  version (2; a reader also reads 1)
 //	        2  flags (0; any other value is refused as an unknown version)
 //	        4  CRC-32C (Castagnoli) of the 12 bytes above
 //	block*  4  payload length n, 1 <= n <= 1 MiB
@@ -26,6 +26,11 @@ package presence
 //	         the block (the first record's minus zero), wrapping at 64 bits
 //	uvarint  ID length, 1..512, then the ID's bytes
 //	uvarint  meta length, 0..1024, then the meta's bytes
+//	uvarint  how many rooms the user is in (version 2 only; 0 in version
+//	         1), then for each:
+//	  uvarint  room name length, 1..512, then the name's bytes (valid
+//	           UTF-8, no NUL)
+//	  uvarint  the user's last-seen minus its last-seen in the room
 //
 // Records are written newest first in index order, so deltas are small
 // (about 4 bytes for users milliseconds apart). A reader reads any order
@@ -47,7 +52,7 @@ import (
 
 const (
 	snapMagic      = "PRSNSNAP"
-	snapVersion    = 1
+	snapVersion    = 2
 	snapHeaderLen  = 16
 	snapTrailerTag = 0xFFFFFFFF
 	blockTarget    = 64 << 10 // a block is flushed once its payload reaches this
@@ -70,11 +75,14 @@ func (e *Engine) WriteTo(w io.Writer) (int64, error) {
 	}
 	sw := newSnapWriter(w)
 	withMeta := e.metas.Size() > 0 // a map probe per user is worth skipping
+	withRooms := e.joined.Load()
 	metas := make([]string, writeBatch)
+	var rooms []roomTime
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
 	// Newest first across shards, as a page walk: a reader files every
 	// record at the oldest end of its B-tree, whose nodes stay in cache.
+	now := e.clock(unread)
 	win := window{from: e.from(time.Time{}), limit: writeBatch}
 	for sw.err == nil {
 		sc.merged = sc.merged[:0]
@@ -86,7 +94,14 @@ func (e *Engine) WriteTo(w io.Writer) (int64, error) {
 			}
 		}
 		for i, it := range sc.merged {
-			sw.record(it.ent.lastSeen.Load(), it.id(), metas[i])
+			ns := it.ent.lastSeen.Load()
+			if withRooms {
+				rooms = e.roomTimes(it.id(), rooms[:0], &now)
+				for _, r := range rooms {
+					ns = max(ns, r.ns) // a TouchIn between the two loads
+				}
+			}
+			sw.record(ns, it.id(), metas[i], rooms)
 		}
 		if len(sc.merged) < writeBatch {
 			break
@@ -145,12 +160,20 @@ func (sw *snapWriter) write(b []byte) {
 	sw.crc = crc32.Update(sw.crc, castagnoli, b)
 }
 
-func (sw *snapWriter) record(ns int64, id, meta string) {
+// record encodes a user; rooms' times are not after ns.
+func (sw *snapWriter) record(ns int64, id, meta string, rooms []roomTime) {
 	b := binary.AppendVarint(sw.block, ns-sw.prev)
 	b = binary.AppendUvarint(b, uint64(len(id)))
 	b = append(b, id...)
 	b = binary.AppendUvarint(b, uint64(len(meta)))
-	sw.block = append(b, meta...)
+	b = append(b, meta...)
+	b = binary.AppendUvarint(b, uint64(len(rooms)))
+	for _, r := range rooms {
+		b = binary.AppendUvarint(b, uint64(len(r.name)))
+		b = append(b, r.name...)
+		b = binary.AppendUvarint(b, uint64(ns-r.ns))
+	}
+	sw.block = b
 	sw.prev = ns
 	sw.count++
 	if len(sw.block)-8 >= blockTarget {
@@ -174,6 +197,7 @@ func (sw *snapWriter) flush() {
 type snapFile struct {
 	blocks []snapBlock
 	total  uint64
+	rooms  bool // records hold rooms (version 2)
 }
 
 type snapBlock struct {
@@ -184,6 +208,27 @@ type snapBlock struct {
 type snapRecord struct {
 	ns       int64
 	id, meta string // alias the block's payload; the engine copies what it keeps
+	rooms    []byte // the record's checked room entries, count first; nil in version 1
+}
+
+// roomTime is a membership as a snapshot holds it.
+type roomTime struct {
+	name string
+	ns   int64
+}
+
+// eachRoom calls fn with each membership of a checked record.
+func (rec snapRecord) eachRoom(fn func(roomTime)) {
+	if rec.rooms == nil {
+		return
+	}
+	rs := records{p: rec.rooms}
+	k, _ := rs.uvarint()
+	for range k {
+		name, _ := rs.str(MaxIDLen, "room")
+		d, _ := rs.uvarint()
+		fn(roomTime{name, rec.ns - int64(d)})
+	}
 }
 
 // snapReader reads a snapshot, keeping the running CRC of every byte read.
@@ -239,11 +284,12 @@ func decodeSnapshot(r io.Reader) (*snapFile, int64, error) {
 	if crc32.Checksum(hdr[:12], castagnoli) != binary.LittleEndian.Uint32(hdr[12:]) {
 		return nil, sr.n, corrupt("header checksum mismatch")
 	}
-	if v, f := binary.LittleEndian.Uint16(hdr[8:]), binary.LittleEndian.Uint16(hdr[10:]); v != snapVersion || f != 0 {
-		return nil, sr.n, fmt.Errorf("%w: version %d, flags %#x; this build reads version %d", ErrSnapshotVersion, v, f, snapVersion)
+	v, flags := binary.LittleEndian.Uint16(hdr[8:]), binary.LittleEndian.Uint16(hdr[10:])
+	if v < 1 || v > snapVersion || flags != 0 {
+		return nil, sr.n, fmt.Errorf("%w: version %d, flags %#x; this build reads versions 1 to %d", ErrSnapshotVersion, v, flags, snapVersion)
 	}
 
-	f := &snapFile{}
+	f := &snapFile{rooms: v >= 2}
 	for block := 0; ; block++ {
 		head, err := sr.read(nil, 8, fmt.Sprintf("block %d header", block))
 		if err != nil {
@@ -289,7 +335,7 @@ func decodeSnapshot(r io.Reader) (*snapFile, int64, error) {
 		if crc32.Checksum(body, castagnoli) != sum {
 			return nil, sr.n, corrupt("block %d checksum mismatch", block)
 		}
-		rs := records{p: body[4:], left: int(count)}
+		rs := records{p: body[4:], left: int(count), rooms: f.rooms}
 		for rs.left > 0 {
 			if _, err := rs.next(); err != nil {
 				return nil, sr.n, fmt.Errorf("%w in block %d", err, block)
@@ -306,9 +352,10 @@ func decodeSnapshot(r io.Reader) (*snapFile, int64, error) {
 // records decodes a block's records one at a time. A copy is a saved
 // position.
 type records struct {
-	p    []byte // the rest of the payload
-	left int    // records not yet decoded
-	prev int64  // the last decoded record's time: deltas are from it
+	p     []byte // the rest of the payload
+	left  int    // records not yet decoded
+	prev  int64  // the last decoded record's time: deltas are from it
+	rooms bool   // records hold rooms
 }
 
 // next decodes the next record, checking every length and time; the strings
@@ -335,16 +382,54 @@ func (rs *records) next() (snapRecord, error) {
 	if rs.prev < minNano || rs.prev > maxNano {
 		return snapRecord{}, corrupt("time %d out of range", rs.prev)
 	}
+	rec := snapRecord{ns: rs.prev, id: id, meta: meta}
+	if rs.rooms {
+		if rec.rooms, err = rs.roomEntries(rec.ns); err != nil {
+			return snapRecord{}, err
+		}
+	}
 	rs.left--
-	return snapRecord{ns: rs.prev, id: id, meta: meta}, nil
+	return rec, nil
+}
+
+// roomEntries checks the room entries of a record last seen at ns and
+// returns their bytes, count first.
+func (rs *records) roomEntries(ns int64) ([]byte, error) {
+	start := rs.p
+	k, err := rs.uvarint()
+	if err != nil || k > uint64(len(rs.p))/3 { // an entry takes 3 bytes or more
+		return nil, corrupt("bad room count")
+	}
+	for range k {
+		name, err := rs.str(MaxIDLen, "room")
+		if err != nil {
+			return nil, err
+		}
+		if !ValidRoom(name) {
+			return nil, corrupt("bad room name %q", name)
+		}
+		d, err := rs.uvarint()
+		if err != nil || d > uint64(ns-minNano) {
+			return nil, corrupt("bad time in room %q", name)
+		}
+	}
+	return start[:len(start)-len(rs.p)], nil
+}
+
+func (rs *records) uvarint() (uint64, error) {
+	v, k := binary.Uvarint(rs.p)
+	if k <= 0 {
+		return 0, corrupt("bad uvarint")
+	}
+	rs.p = rs.p[k:]
+	return v, nil
 }
 
 func (rs *records) str(limit int, what string) (string, error) {
-	l, k := binary.Uvarint(rs.p)
-	if k <= 0 {
+	l, err := rs.uvarint()
+	if err != nil {
 		return "", corrupt("bad %s length", what)
 	}
-	rs.p = rs.p[k:]
 	if l > uint64(limit) || l > uint64(len(rs.p)) {
 		return "", corrupt("%s length %d (limit %d, %d bytes left)", what, l, limit, len(rs.p))
 	}

@@ -366,6 +366,9 @@ func smallSnapshot(t testing.TB) []byte {
 		e.TouchAt(fmt.Sprint("user-", i), t0.Add(time.Duration(i)*time.Second))
 	}
 	e.SetMeta("user-3", "meta")
+	e.TouchInAt("doc", "user-3", t0)
+	e.TouchInAt("doc", "user-5", t0.Add(5*time.Second))
+	e.TouchInAt("chat", "user-5", t0.Add(time.Second))
 	return snapshotOf(t, e)
 }
 
@@ -409,7 +412,8 @@ func TestSnapshotDistinctErrors(t *testing.T) {
 		{"truncated", snap[:len(snap)-3], presence.ErrCorruptSnapshot, "truncated"},
 		{"bad magic", badMagic, presence.ErrCorruptSnapshot, "bad magic"},
 		{"flipped bit", flipped, presence.ErrCorruptSnapshot, "checksum mismatch"},
-		{"future version", withVersion(snap, 2), presence.ErrSnapshotVersion, "version 2"},
+		{"future version", withVersion(snap, 3), presence.ErrSnapshotVersion, "version 3"},
+		{"version 0", withVersion(snap, 0), presence.ErrSnapshotVersion, "version 0"},
 		{"trailing data", append(bytes.Clone(snap), 0), presence.ErrCorruptSnapshot, "after the trailer"},
 	}
 	seen := map[string]bool{}
