@@ -81,7 +81,7 @@
 // and disappears. [WithMaxRooms] and [WithMaxRoomsPerUser] bound a flood of
 // names: what goes is the least recently active. A cursor belongs to the
 // walk that made it; another room's is refused ([Room.CheckCursor]).
-// Snapshots do not carry rooms yet: a restored engine starts with none.
+// Snapshots carry memberships, and merging two merges them.
 //
 // # Snapshots
 //

@@ -22,7 +22,10 @@
 // chosen with [WithStatusClasses] (by default every response but 5xx).
 // Recording is one TouchAt; with meta recording on, also building the meta
 // (one allocation up to 256 bytes, two beyond) and a SetMeta, which takes
-// no lock when the meta has not changed. It never writes to the response and never fails a request.
+// no lock when the meta has not changed. With [WithRoom], the touch is a
+// TouchInAt of the room it names (a [RoomRecorder]'s), which records the
+// user globally too; [RoutePattern] names the ServeMux route. It never
+// writes to the response and never fails a request.
 // Skip rules ([WithSkipPrefix], [WithSkipPattern], [WithSkipMethod],
 // [WithSkip]) are checked before the handler, and a skipped request costs
 // nothing more.

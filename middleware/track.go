@@ -23,6 +23,14 @@ type MetaRecorder interface {
 	SetMeta(id, meta string) bool
 }
 
+// RoomRecorder is a Recorder that also records activity in rooms: TouchInAt
+// records id in room and globally, as TouchAt does. *presence.Engine
+// satisfies it. Track uses it with WithRoom.
+type RoomRecorder interface {
+	Recorder
+	TouchInAt(room, id string, at time.Time)
+}
+
 // IdentityFunc tells who a request belongs to. It returns false for a
 // request that should not be recorded (for example, not logged in).
 type IdentityFunc func(r *http.Request) (id string, ok bool)
@@ -42,6 +50,7 @@ type config struct {
 	ipHeader     string
 	proxies      []netip.Prefix
 	ipv6Prefix64 bool
+	room         func(*http.Request) string
 	now          func() time.Time
 }
 
@@ -69,6 +78,21 @@ func WithSkipMethod(methods ...string) Option {
 func WithSkip(skip func(*http.Request) bool) Option {
 	return func(c *config) { c.skipFuncs = append(c.skipFuncs, skip) }
 }
+
+// WithRoom records each request in the room that room names as well ("" for
+// none), after the handler ran, so that it can read what routing set on the
+// request. Track panics if its Recorder is not a [RoomRecorder]. See
+// [RoutePattern].
+func WithRoom(room func(*http.Request) string) Option {
+	return func(c *config) { c.room = room }
+}
+
+// RoutePattern is a room for WithRoom: the pattern of the [http.ServeMux]
+// route that served the request (r.Pattern, such as "GET /tickets/{id}"),
+// so that each kind of page is one room; "" if none matched. The mux sets
+// the pattern on the request it was given: Track must wrap the ServeMux
+// itself, not a handler that passes it a copy (r.WithContext).
+func RoutePattern(r *http.Request) string { return r.Pattern }
 
 // WithStatusClasses records only responses whose status is in one of the
 // classes: 2 for 2xx, 3 for 3xx, and so on. The default is 1 to 4: every
@@ -120,6 +144,7 @@ type tracker struct {
 	config
 	rec      Recorder
 	meta     MetaRecorder // nil unless meta is recorded
+	rooms    RoomRecorder // nil unless WithRoom
 	identify IdentityFunc
 	patterns []*regexp.Regexp
 	methods  map[string]bool
@@ -169,6 +194,13 @@ func Track(rec Recorder, identify IdentityFunc, opts ...Option) func(http.Handle
 			panic("middleware: Track: meta recording needs a MetaRecorder")
 		}
 		t.meta = m
+	}
+	if t.room != nil {
+		rr, ok := rec.(RoomRecorder)
+		if !ok {
+			panic("middleware: Track: WithRoom needs a RoomRecorder")
+		}
+		t.rooms = rr
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -222,10 +254,21 @@ func (t *tracker) record(r *http.Request, status int) {
 	if !ok || id == "" {
 		return
 	}
-	t.rec.TouchAt(id, t.now())
+	if room := t.roomOf(r); room != "" {
+		t.rooms.TouchInAt(room, id, t.now()) // and globally
+	} else {
+		t.rec.TouchAt(id, t.now())
+	}
 	if t.meta != nil {
 		t.meta.SetMeta(id, t.metaOf(r))
 	}
+}
+
+func (t *tracker) roomOf(r *http.Request) string {
+	if t.room == nil {
+		return ""
+	}
+	return t.room(r)
 }
 
 // metaOf returns the request's meta: the client IP (or its /64), then the

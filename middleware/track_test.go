@@ -173,6 +173,52 @@ func TestRecordsAfterHandler(t *testing.T) {
 	assert.Empty(t, w.Header().Values("Set-Cookie"))
 }
 
+// TestRoomRecording: WithRoom records into the room it names, after the
+// handler ran (RoutePattern reads what the mux set), and globally; a
+// request without a room is recorded globally only.
+func TestRoomRecording(t *testing.T) {
+	var _ middleware.RoomRecorder = (*presence.Engine)(nil)
+	e := presence.New(presence.WithClock(clock))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /tickets/{id}", ok)
+	mux.HandleFunc("GET /about", ok)
+	track := middleware.Track(e, middleware.FromContext(ctxKey{}), middleware.WithClock(clock),
+		middleware.WithRoom(middleware.RoutePattern))
+	h := track(mux)
+	serve(h, withUser(httptest.NewRequest("GET", "/tickets/1", nil), "alice"))
+	serve(h, withUser(httptest.NewRequest("GET", "/tickets/2", nil), "bob"))
+	serve(h, withUser(httptest.NewRequest("GET", "/about", nil), "bob"))
+	serve(h, withUser(httptest.NewRequest("GET", "/nowhere", nil), "carol")) // 404: no pattern
+
+	assert.ElementsMatch(t, []string{"bob", "alice"}, ids(e.Room("GET /tickets/{id}").Recent(time.Hour, 0)))
+	assert.Equal(t, []string{"GET /about", "GET /tickets/{id}"}, e.RoomsOf("bob"))
+	assert.Empty(t, e.RoomsOf("carol"))
+	assert.Equal(t, 3, e.Len(), "every request is recorded globally")
+
+	// A room of the application's own naming; "" records no room.
+	perTicket := middleware.Track(e, middleware.FromContext(ctxKey{}), middleware.WithClock(clock),
+		middleware.WithRoom(func(r *http.Request) string {
+			if id := r.PathValue("id"); id != "" {
+				return "ticket/" + id
+			}
+			return ""
+		}))(mux)
+	serve(perTicket, withUser(httptest.NewRequest("GET", "/tickets/7", nil), "dave"))
+	serve(perTicket, withUser(httptest.NewRequest("GET", "/about", nil), "erin"))
+	assert.Equal(t, []string{"ticket/7"}, e.RoomsOf("dave"))
+	assert.Empty(t, e.RoomsOf("erin"))
+	_, ok := e.Get("erin")
+	assert.True(t, ok)
+}
+
+func ids(as []presence.Activity) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.ID
+	}
+	return out
+}
+
 func TestUnidentifiedNotRecorded(t *testing.T) {
 	e := presence.New()
 	h := middleware.Track(e, middleware.FromContext(ctxKey{}))(http.HandlerFunc(ok))
@@ -318,6 +364,8 @@ func TestTrackPanicsOnMistakes(t *testing.T) {
 		middleware.Track(e, id, middleware.WithTrustedProxies("X-Client-IP", netip.MustParsePrefix("10.0.0.0/8")))
 	})
 	assert.Panics(t, func() { middleware.Track(touchOnly{}, id, middleware.WithMetaIP()) })
+	assert.PanicsWithValue(t, "middleware: Track: WithRoom needs a RoomRecorder",
+		func() { middleware.Track(touchOnly{}, id, middleware.WithRoom(middleware.RoutePattern)) })
 }
 
 type touchOnly struct{}

@@ -85,7 +85,10 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 	site := http.NewServeMux()
 	site.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		if u, ok := r.Context().Value(userKey{}).(string); ok {
-			fmt.Fprintf(w, "Hello, %s. %d users and %d guests online.\n", u, users.Count(5*time.Minute), guests.Count(5*time.Minute))
+			// The room is the route: Track records this request in it after the handler.
+			here := users.Room(r.Pattern).Count(5 * time.Minute)
+			fmt.Fprintf(w, "Hello, %s. %d users and %d guests online; %d users on this page.\n",
+				u, users.Count(5*time.Minute), guests.Count(5*time.Minute), here)
 			return
 		}
 		fmt.Fprintf(w, "Hello, guest. Sign in at /login?user=NAME. %d guests online.\n", guests.Count(5*time.Minute))
@@ -101,9 +104,11 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 	})
 	site.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 
-	// Signed-in users go to users, everyone else to guests.
+	// Signed-in users go to users, everyone else to guests; users are also
+	// recorded in the room of the route they asked for.
 	trackUsers := middleware.Track(users, middleware.FromContext(userKey{}),
-		middleware.WithSkipPrefix("/healthz", "/admin/"), middleware.WithMetaUserAgent())
+		middleware.WithSkipPrefix("/healthz", "/admin/"), middleware.WithMetaUserAgent(),
+		middleware.WithRoom(middleware.RoutePattern))
 	assign, visitor := middleware.Anonymous("visitor")
 	trackGuests := middleware.Track(guests, visitor, middleware.WithSkipPrefix("/healthz", "/admin/"))
 	tracked := trackUsers(site)

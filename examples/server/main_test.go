@@ -34,6 +34,7 @@ func TestServerWiring(t *testing.T) {
 	assert.Equal(t, 200, get("/login?user=alice")) // redirects to / as alice
 	_, ok := users.Get("alice")
 	assert.True(t, ok)
+	assert.Equal(t, []string{"GET /{$}"}, users.RoomsOf("alice"), "the route is the room")
 	assert.Equal(t, 200, get("/healthz"))
 
 	assert.Equal(t, 403, get("/admin/presence/api/counts"), "no admin cookie yet")
