@@ -51,6 +51,13 @@ func TestDashboardInChromium(t *testing.T) {
 			e.TouchAt(fmt.Sprintf("user-%d-%02d", g, i), now.Add(-grp.ago))
 		}
 	}
+	// Rooms: 25 members of "ticket/42" (the busiest), 3 of "ticket/7".
+	for i := range 25 {
+		e.TouchInAt("ticket/42", fmt.Sprintf("member-%02d", i), now.Add(-time.Duration(i)*time.Second))
+	}
+	for i := range 3 {
+		e.TouchInAt("ticket/7", fmt.Sprintf("member-%02d", i), now.Add(-time.Minute))
+	}
 	hist := presencehttp.NewHistory(presencehttp.FromEngine(e))
 	require.NoError(t, hist.Sample(context.Background()))
 
@@ -105,7 +112,7 @@ func TestDashboardInChromium(t *testing.T) {
 		want[w.String()] = fmt.Sprint(e.Count(w))
 	}
 	assert.Equal(t, want, counts, "the numbers shown are the engine's")
-	assert.Equal(t, map[string]string{"1m0s": "30", "5m0s": "50", "15m0s": "65", "1h0m0s": "75", "24h0m0s": "80"}, counts)
+	assert.Equal(t, map[string]string{"1m0s": "55", "5m0s": "75", "15m0s": "90", "1h0m0s": "100", "24h0m0s": "105"}, counts)
 	assert.Equal(t, 20, rows, "one page of 20 in the 15-minute window")
 	newest, _ := e.Page(now.Add(-15*time.Minute), presence.Cursor{}, 21)
 	assert.Equal(t, newest[0].ID, firstRow)
@@ -121,6 +128,29 @@ func TestDashboardInChromium(t *testing.T) {
 	assert.Equal(t, "page 2", pageLabel)
 	assert.Equal(t, newest[20].ID, secondFirst)
 
+	// The busiest rooms, and a click on one: its members, newest first, paged.
+	var rooms []string
+	var roomTitle, roomFirst, roomSecondFirst string
+	var roomRows int
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.Evaluate(`[...document.querySelectorAll("#rooms li")].map(li => li.querySelector("button").dataset.room + "=" + li.querySelector(".n").dataset.count)`, &rooms),
+		chromedp.Click(`#rooms button[data-room="ticket/42"]`, chromedp.ByQuery),
+		chromedp.Poll(`document.getElementById("users-title").textContent === "In room ticket/42"`, nil, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)),
+		chromedp.Evaluate(`document.querySelectorAll("#users tr").length`, &roomRows),
+		chromedp.Text(`#users-title`, &roomTitle),
+		chromedp.Text(`#users tr:first-child td.id`, &roomFirst),
+		chromedp.Click(`#next`, chromedp.ByID),
+		chromedp.Poll(`document.getElementById("page").textContent === "page 2"`, nil, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)),
+		chromedp.Text(`#users tr:first-child td.id`, &roomSecondFirst),
+		chromedp.Click(`#all`, chromedp.ByID),
+		chromedp.Poll(`document.getElementById("users-title").textContent === "Recent users"`, nil, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)),
+	))
+	assert.Equal(t, []string{"ticket/42=25", "ticket/7=3"}, rooms)
+	assert.Equal(t, 20, roomRows)
+	members := e.Room("ticket/42").Recent(15*time.Minute, 0)
+	assert.Equal(t, members[0].ID, roomFirst)
+	assert.Equal(t, members[20].ID, roomSecondFirst)
+
 	// Search an ID.
 	var found string
 	require.NoError(t, chromedp.Run(ctx,
@@ -135,11 +165,11 @@ func TestDashboardInChromium(t *testing.T) {
 	e.TouchAt("fresh-user", time.Now())
 	var refreshed string
 	require.NoError(t, chromedp.Run(ctx,
-		chromedp.Poll(`document.querySelector('.count[data-window="1m0s"] .n').dataset.count === "31"`, nil,
+		chromedp.Poll(`document.querySelector('.count[data-window="1m0s"] .n').dataset.count === "56"`, nil,
 			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)),
 		chromedp.Text(`.count[data-window="1m0s"] .n`, &refreshed),
 	))
-	assert.Equal(t, "31", refreshed)
+	assert.Equal(t, "56", refreshed)
 
 	var shot []byte
 	require.NoError(t, chromedp.Run(ctx, chromedp.FullScreenshot(&shot, 100)))

@@ -2,6 +2,7 @@ package presencehttp_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -19,14 +20,19 @@ func FuzzQuery(f *testing.F) {
 		"", "windows=1m,5m", "windows=90s,,2m", "windows=1m%2C5m", "window=15m&limit=3",
 		"limit=500", "limit=+7", "limit=0x10", "window=1h&limit=2&cursor=", "cursor=forged",
 		"id=user-3", "id=%00", "id=user-0&id=user-1", "window=-1s", "window=1e3s", "a=1&&&b",
+		"room=doc", "room=doc&id=user-2", "room=%FF", "room=", "room=doc&room=chat", "room=doc&limit=2&cursor=",
 	} {
-		for path := range byte(4) {
+		for path := range byte(5) {
 			f.Add(path, seed)
 		}
 	}
 	const maxPage = 20
-	h := handler(populated(), presencehttp.WithMaxPageSize(maxPage))
-	paths := []string{"/api/counts", "/api/users", "/api/user", "/api/history"}
+	e := populated()
+	for i := range 40 {
+		e.TouchInAt("doc", fmt.Sprint("user-", i), t0.Add(-time.Duration(i)*time.Second))
+	}
+	h := handler(e, presencehttp.WithMaxPageSize(maxPage))
+	paths := []string{"/api/counts", "/api/users", "/api/user", "/api/history", "/api/rooms"}
 	f.Fuzz(func(t *testing.T, path byte, query string) {
 		r := httptest.NewRequest("GET", paths[int(path)%len(paths)], nil)
 		r.URL.RawQuery = query

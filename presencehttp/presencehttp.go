@@ -19,6 +19,13 @@
 //	                           ?window=15m (default) &limit=50 (1..500) &cursor=<next of the previous page>
 //	GET /api/user?id=ID        {"id":..., "last_seen":..., "meta":...}, or 404
 //	GET /api/history           {"every_seconds":10, "points":[{"t":..., "count":...}]}, oldest first
+//	GET /api/rooms             {"rooms":[{"room":..., "count":...}]}, busiest first
+//	                           ?window=15m (default) &limit=50 (1..500); 404 for a backend without rooms
+//
+// With ?room=NAME, /api/counts, /api/users and /api/user answer for that
+// room's members, each at its last time in the room (a [RoomQuerier]'s; a
+// backend without rooms, or a name that is not 1 to 512 bytes of UTF-8
+// without NUL, gets 400). A cursor of another room's walk gets 400.
 //
 // Meta (which may hold client IPs) is only included with [WithMeta]. Bad
 // parameters get 400 with {"error": "..."}; a failing Querier (a remote
@@ -65,8 +72,31 @@ type Querier interface {
 // ErrBadCursor is wrapped by a Querier's Page for a cursor it cannot use.
 var ErrBadCursor = errors.New("presencehttp: bad cursor")
 
-// FromEngine adapts an in-memory engine to Querier.
-func FromEngine(e *presence.Engine) Querier { return engineQuerier[*presence.Engine]{e} }
+// RoomQuerier is a Querier that also knows rooms. For one, Handler serves
+// /api/rooms and the room parameter of /api/counts, /api/users and
+// /api/user. FromEngine's Querier is one.
+type RoomQuerier interface {
+	Querier
+	// Rooms returns up to limit rooms with members seen within window,
+	// busiest first (ties by name).
+	Rooms(ctx context.Context, window time.Duration, limit int) ([]presence.RoomCount, error)
+	// Room returns the Querier of one room's members, each last seen at
+	// its time in the room; a cursor of another room is a bad cursor.
+	Room(name string) Querier
+}
+
+// FromEngine adapts an in-memory engine to Querier (a RoomQuerier).
+func FromEngine(e *presence.Engine) Querier { return engineRooms{engineQuerier[*presence.Engine]{e}} }
+
+type engineRooms struct {
+	engineQuerier[*presence.Engine]
+}
+
+func (q engineRooms) Rooms(_ context.Context, window time.Duration, limit int) ([]presence.RoomCount, error) {
+	return q.v.Rooms(window, limit), nil
+}
+
+func (q engineRooms) Room(name string) Querier { return FromRoom(q.v.Room(name)) }
 
 // FromRoom adapts one room of an in-memory engine to Querier: its members,
 // each last seen at its time in the room. A cursor of another room is a bad
@@ -186,6 +216,7 @@ func Handler(q Querier, authorize func(*http.Request) bool, opts ...Option) http
 	s.mux.HandleFunc("GET /api/users", s.users)
 	s.mux.HandleFunc("GET /api/user", s.user)
 	s.mux.HandleFunc("GET /api/history", s.historyPoints)
+	s.mux.HandleFunc("GET /api/rooms", s.rooms)
 	return s
 }
 
@@ -270,13 +301,17 @@ func (s *server) counts(w http.ResponseWriter, r *http.Request) {
 			windows = append(windows, d)
 		}
 	}
+	q, ok := s.querier(w, r)
+	if !ok {
+		return
+	}
 	now := s.now()
 	out := struct {
 		Now    time.Time   `json:"now"`
 		Counts []countJSON `json:"counts"`
 	}{Now: now.UTC()}
 	for _, d := range windows {
-		n, err := s.q.CountSince(r.Context(), now.Add(-d))
+		n, err := q.CountSince(r.Context(), now.Add(-d))
 		if err != nil {
 			unavailable(w)
 			return
@@ -300,14 +335,36 @@ func (s *server) userOf(a presence.Activity) userJSON {
 	return u
 }
 
-func (s *server) users(w http.ResponseWriter, r *http.Request) {
+// querier returns the Querier a request asks: a room's, with the room
+// parameter, else the server's. It answers 400 itself for a bad room name
+// or a backend without rooms.
+func (s *server) querier(w http.ResponseWriter, r *http.Request) (Querier, bool) {
+	if !r.URL.Query().Has("room") {
+		return s.q, true
+	}
+	name := r.URL.Query().Get("room")
+	if !presence.ValidRoom(name) {
+		badRequest(w, "room: want 1 to %d bytes of UTF-8 without NUL", presence.MaxIDLen)
+		return nil, false
+	}
+	rq, ok := s.q.(RoomQuerier)
+	if !ok {
+		badRequest(w, "room: this backend keeps no rooms")
+		return nil, false
+	}
+	return rq.Room(name), true
+}
+
+// windowAndLimit reads the window (default 15m) and limit (default 50,
+// capped by WithMaxPageSize) parameters, answering 400 itself if bad.
+func (s *server) windowAndLimit(w http.ResponseWriter, r *http.Request) (time.Duration, int, bool) {
 	q := r.URL.Query()
 	window := 15 * time.Minute
 	if arg := q.Get("window"); arg != "" {
 		d, err := parseWindow(arg)
 		if err != nil {
 			badRequest(w, "%v", err)
-			return
+			return 0, 0, false
 		}
 		window = d
 	}
@@ -319,11 +376,53 @@ func (s *server) users(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil || n <= 0 {
 			badRequest(w, "limit %.20q: want a whole number from 1 to %d", arg, s.maxLimit)
-			return
+			return 0, 0, false
 		}
 		limit = min(n, s.maxLimit)
 	}
-	page, next, err := s.q.Page(r.Context(), s.now().Add(-window), q.Get("cursor"), limit)
+	return window, limit, true
+}
+
+type roomJSON struct {
+	Room  string `json:"room"`
+	Count int    `json:"count"`
+}
+
+func (s *server) rooms(w http.ResponseWriter, r *http.Request) {
+	window, limit, ok := s.windowAndLimit(w, r)
+	if !ok {
+		return
+	}
+	rq, ok := s.q.(RoomQuerier)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorBody{"this backend keeps no rooms"})
+		return
+	}
+	rooms, err := rq.Rooms(r.Context(), window, limit)
+	if err != nil {
+		unavailable(w)
+		return
+	}
+	out := struct {
+		Rooms []roomJSON `json:"rooms"`
+	}{Rooms: make([]roomJSON, 0, len(rooms))}
+	for _, rc := range rooms {
+		out.Rooms = append(out.Rooms, roomJSON{rc.Room, rc.Count})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) users(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	window, limit, ok := s.windowAndLimit(w, r)
+	if !ok {
+		return
+	}
+	from, ok := s.querier(w, r)
+	if !ok {
+		return
+	}
+	page, next, err := from.Page(r.Context(), s.now().Add(-window), q.Get("cursor"), limit)
 	if errors.Is(err, ErrBadCursor) {
 		badRequest(w, "cursor: not one this server gave out")
 		return
@@ -348,7 +447,11 @@ func (s *server) user(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "id: want 1 to %d bytes", presence.MaxIDLen)
 		return
 	}
-	a, ok, err := s.q.Get(r.Context(), id)
+	q, ok := s.querier(w, r)
+	if !ok {
+		return
+	}
+	a, ok, err := q.Get(r.Context(), id)
 	if err != nil {
 		unavailable(w)
 		return

@@ -56,7 +56,8 @@ func handler(e *presence.Engine, opts ...presencehttp.Option) http.Handler {
 
 func TestForbiddenLearnsNothing(t *testing.T) {
 	h := handler(populated(), presencehttp.WithMeta())
-	for _, path := range []string{"/", "/app.js", "/api/counts", "/api/users", "/api/user?id=user-0", "/api/history", "/api/nope"} {
+	for _, path := range []string{"/", "/app.js", "/api/counts", "/api/users", "/api/user?id=user-0", "/api/history", "/api/nope",
+		"/api/rooms", "/api/users?room=doc", "/api/counts?room=doc", "/api/user?id=user-0&room=doc"} {
 		w, body := get(t, h, path, false)
 		assert.Equal(t, http.StatusForbidden, w.Code, path)
 		assert.Equal(t, map[string]any{"error": "forbidden"}, body, path)
@@ -217,6 +218,71 @@ func (downQuerier) Page(context.Context, time.Time, string, int) ([]presence.Act
 }
 func (downQuerier) Get(context.Context, string) (presence.Activity, bool, error) {
 	return presence.Activity{}, false, errDown
+}
+
+// TestRooms: api/rooms lists the busiest rooms; room= answers counts, users
+// and user for one room's members, refuses bad names and cursors of
+// another walk; a backend without rooms says so.
+func TestRooms(t *testing.T) {
+	e := populated()
+	for i := range 30 {
+		e.TouchInAt("doc", fmt.Sprint("user-", i), t0.Add(-time.Duration(i)*time.Second))
+	}
+	e.TouchInAt("chat", "user-1", t0.Add(-time.Minute))
+	h := handler(e, presencehttp.WithMeta())
+
+	_, body := get(t, h, "/api/rooms", true)
+	assert.Equal(t, []any{map[string]any{"room": "doc", "count": 30.0}, map[string]any{"room": "chat", "count": 1.0}}, body["rooms"])
+	_, body = get(t, h, "/api/rooms?limit=1&window=1m", true)
+	assert.Equal(t, []any{map[string]any{"room": "doc", "count": 30.0}}, body["rooms"])
+	_, body = get(t, h, "/api/counts?room=doc&windows=10s,1m", true)
+	counts := body["counts"].([]any)
+	assert.Equal(t, 11.0, counts[0].(map[string]any)["count"], "the last 10 seconds and the one before")
+	assert.Equal(t, 30.0, counts[1].(map[string]any)["count"])
+
+	// Pages of the room's members, at their times in the room, with the
+	// user's meta; the room's cursor is refused by another room and by
+	// the users of all.
+	_, body = get(t, h, "/api/users?room=doc&limit=20", true)
+	users := body["users"].([]any)
+	require.Len(t, users, 20)
+	first := users[0].(map[string]any)
+	assert.Equal(t, "user-0", first["id"])
+	assert.Equal(t, "203.0.113.7 Mozilla/5.0", first["meta"])
+	next := body["next"].(string)
+	require.NotEmpty(t, next)
+	_, body = get(t, h, "/api/users?room=doc&limit=20&cursor="+url.QueryEscape(next), true)
+	assert.Len(t, body["users"], 10)
+	for _, path := range []string{"/api/users?room=chat&cursor=", "/api/users?cursor="} {
+		w, body := get(t, h, path+url.QueryEscape(next), true)
+		assert.Equal(t, http.StatusBadRequest, w.Code, path)
+		assert.Contains(t, body["error"], "cursor", path)
+	}
+
+	_, body = get(t, h, "/api/user?id=user-1&room=chat", true)
+	assert.Equal(t, t0.Add(-time.Minute).Format(time.RFC3339), body["last_seen"], "the time in the room")
+	w, _ := get(t, h, "/api/user?id=user-50&room=chat", true)
+	assert.Equal(t, http.StatusNotFound, w.Code)
+
+	for _, bad := range []string{"", strings.Repeat("r", presence.MaxIDLen+1), "%FF", "a%00b"} {
+		for _, path := range []string{"/api/counts", "/api/users", "/api/user?id=user-0&x=1"} {
+			sep := "?"
+			if strings.Contains(path, "?") {
+				sep = "&"
+			}
+			w, body := get(t, h, path+sep+"room="+bad, true)
+			assert.Equal(t, http.StatusBadRequest, w.Code, "%s room %q", path, bad)
+			assert.Contains(t, body["error"], "room", path)
+		}
+	}
+
+	// A Querier without rooms: no api/rooms, and room= is a bad request.
+	plain := presencehttp.Handler(downQuerier{}, admin)
+	w, body = get(t, plain, "/api/rooms", true)
+	assert.Equal(t, http.StatusNotFound, w.Code)
+	assert.Equal(t, "this backend keeps no rooms", body["error"])
+	w, _ = get(t, plain, "/api/users?room=doc", true)
+	assert.Equal(t, http.StatusBadRequest, w.Code)
 }
 
 func TestBackendDown(t *testing.T) {

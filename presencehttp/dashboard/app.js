@@ -1,5 +1,6 @@
-// The presence dashboard: counts, a chart of the online count, the newest
-// users page by page, and search by ID. It reads the JSON API relative to
+// The presence dashboard: counts, a chart of the online count, the busiest
+// rooms, the newest users (of all, or of the room clicked) page by page,
+// and search by ID. It reads the JSON API relative to
 // this page's URL and refreshes every few seconds. User data is only ever
 // set as text, never as HTML.
 "use strict";
@@ -9,6 +10,7 @@ const PAGE_SIZE = 20;
 let skew = 0;          // server clock minus browser clock, ms
 let cursors = [""];    // cursor of each page walked so far; the last is shown
 let nextCursor = "";
+let room = "";         // the room whose members the table shows; "" for all users
 
 const $ = (id) => document.getElementById(id);
 
@@ -58,6 +60,7 @@ async function loadUsers() {
   const cursor = cursors[cursors.length - 1];
   const params = new URLSearchParams({ window: $("window").value, limit: String(PAGE_SIZE) });
   if (cursor) params.set("cursor", cursor);
+  if (room) params.set("room", room);
   const data = await getJSON("api/users?" + params);
   nextCursor = data.next;
   $("users").replaceChildren(...data.users.map((u) => {
@@ -75,9 +78,38 @@ async function loadUsers() {
     tr.append(id, seen, meta);
     return tr;
   }));
+  $("users-title").textContent = room ? "In room " + room : "Recent users";
+  $("all").hidden = !room;
   $("page").textContent = "page " + cursors.length;
   $("prev").disabled = cursors.length === 1;
   $("next").disabled = !nextCursor;
+}
+
+async function loadRooms() {
+  const data = await getJSON("api/rooms?" + new URLSearchParams({ window: $("window").value, limit: "10" }));
+  $("rooms-card").hidden = !data; // 404: the backend keeps no rooms
+  if (!data) return;
+  $("rooms").replaceChildren(...data.rooms.map((r) => {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "room";
+    b.textContent = r.room;
+    b.dataset.room = r.room;
+    b.addEventListener("click", () => showRoom(r.room));
+    const n = document.createElement("span");
+    n.className = "n";
+    n.textContent = " " + r.count.toLocaleString("en-US");
+    n.dataset.count = String(r.count);
+    li.append(b, n);
+    return li;
+  }));
+}
+
+function showRoom(name) {
+  room = name;
+  cursors = [""];
+  loadUsers().catch((err) => { $("status").textContent = String(err.message || err); });
 }
 
 async function loadChart() {
@@ -122,7 +154,7 @@ async function loadChart() {
 async function refresh() {
   try {
     await loadCounts();
-    await Promise.all([loadUsers(), loadChart()]);
+    await Promise.all([loadUsers(), loadChart(), loadRooms()]);
     $("status").textContent = "updated " + new Date().toLocaleTimeString();
     $("status").className = "status";
     document.body.dataset.ready = "true";
@@ -141,6 +173,7 @@ $("prev").addEventListener("click", () => {
   if (cursors.length > 1) cursors.pop();
   loadUsers().catch((err) => { $("status").textContent = String(err.message || err); });
 });
+$("all").addEventListener("click", () => showRoom(""));
 $("window").addEventListener("change", () => {
   cursors = [""];
   loadUsers().catch((err) => { $("status").textContent = String(err.message || err); });
