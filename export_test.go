@@ -41,20 +41,18 @@ func CompareFiled(e *Engine, aFiled int64, a string, bFiled int64, b string) int
 func CompareHeld(e *Engine, a, b string) int {
 	ea, _ := e.users.Load(a)
 	eb, _ := e.users.Load(b)
-	switch ia, ib := itemOf(ea), itemOf(eb); {
-	case itemLess(ia, ib):
-		return -1
-	case itemLess(ib, ia):
-		return 1
-	}
-	return 0
+	return compareFiled(ea, eb)
 }
 
 // CompareHeldIn is CompareHeld for two members of a room.
 func CompareHeldIn(e *Engine, room, a, b string) int {
 	ea, _ := e.members.Load(member{room, a})
 	eb, _ := e.members.Load(member{room, b})
-	switch ia, ib := itemOf(ea), itemOf(eb); {
+	return compareFiled(ea, eb)
+}
+
+func compareFiled(a, b *entry) int {
+	switch ia, ib := itemOf(a), itemOf(b); {
 	case itemLess(ia, ib):
 		return -1
 	case itemLess(ib, ia):
@@ -343,7 +341,7 @@ func checkCounts(e *Engine, s *shard) error {
 func EncodeSnapshot(w io.Writer, recs []Activity) (int64, error) {
 	sw := newSnapWriter(w)
 	for _, a := range recs {
-		sw.record(a.LastSeen.UnixNano(), a.ID, a.Meta)
+		sw.record(a.LastSeen.UnixNano(), a.ID, a.Meta, nil)
 	}
 	return sw.finish()
 }

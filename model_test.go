@@ -204,18 +204,8 @@ func checkAll(t *testing.T, e *presence.Engine, m *model, now int64, rng *rand.R
 		require.Equal(t, want, got, "Recent(%v, %d)", w, limit)
 	}
 
-	// Walk everything in pages.
-	var paged []presence.Activity
-	var cur presence.Cursor
 	size := 1 + rng.IntN(50)
-	for {
-		page, next := e.Page(time.Time{}, cur, size)
-		paged = append(paged, page...)
-		if next.IsZero() {
-			break
-		}
-		cur = next
-	}
+	paged := allPages(func(c presence.Cursor) ([]presence.Activity, presence.Cursor) { return e.Page(time.Time{}, c, size) })
 	if len(all) == 0 {
 		all = nil
 	}
@@ -548,52 +538,25 @@ func TestConcurrentAgainstModel(t *testing.T) {
 		}()
 	}
 	// Queriers check what must hold at any moment.
-	var qwg sync.WaitGroup
-	for q := range 2 {
-		qwg.Add(1)
-		go func() {
-			defer qwg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
+	qwg := queriers(2, stop, func(q, _ int) bool {
+		if q == 0 {
+			n := e.Count(time.Hour)
+			assert.GreaterOrEqual(t, n, 0)
+			recent := e.Recent(time.Hour, 50)
+			assert.LessOrEqual(t, len(recent), 50)
+			once := map[string]bool{}
+			for _, a := range recent {
+				if !assert.False(t, once[a.ID], "Recent returned %s twice", a.ID) {
+					return false
 				}
-				if q == 0 {
-					n := e.Count(time.Hour)
-					assert.GreaterOrEqual(t, n, 0)
-					recent := e.Recent(time.Hour, 50)
-					assert.LessOrEqual(t, len(recent), 50)
-					once := map[string]bool{}
-					for _, a := range recent {
-						if !assert.False(t, once[a.ID], "Recent returned %s twice", a.ID) {
-							return
-						}
-						once[a.ID] = true
-					}
-					continue
-				}
-				seen := map[string]bool{}
-				var cur presence.Cursor
-				for {
-					page, next := e.Page(t0, cur, 64)
-					for _, a := range page {
-						if !strings.HasPrefix(a.ID, "s") {
-							continue // forgotten and re-added users are new users
-						}
-						if !assert.False(t, seen[a.ID], "page walk returned %s twice", a.ID) {
-							return
-						}
-						seen[a.ID] = true
-					}
-					if next.IsZero() {
-						break
-					}
-					cur = next
-				}
+				once[a.ID] = true
 			}
-		}()
-	}
+			return true
+		}
+		// Forgotten and re-added users are new users.
+		return walkedOnce(t, func(c presence.Cursor) ([]presence.Activity, presence.Cursor) { return e.Page(t0, c, 64) },
+			func(id string) bool { return strings.HasPrefix(id, "s") })
+	})
 	pruned := 0
 	for range 20 {
 		pruned += e.Prune(cut)
@@ -614,6 +577,66 @@ func TestConcurrentAgainstModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	checkAll(t, e, ref, clk.ns.Load(), rng, false)
 	require.NoError(t, presence.CheckInvariants(e))
+}
+
+// allPages walks every page, returning what they held (nil if nothing).
+func allPages(page func(presence.Cursor) ([]presence.Activity, presence.Cursor)) []presence.Activity {
+	var all []presence.Activity
+	var cur presence.Cursor
+	for {
+		items, next := page(cur)
+		all = append(all, items...)
+		if next.IsZero() {
+			return all
+		}
+		cur = next
+	}
+}
+
+// queriers runs n goroutines that call check(q, i) for q in [0, n) and
+// i = 0, 1, ... until stop is closed or check returns false.
+func queriers(n int, stop <-chan struct{}, check func(q, i int) bool) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for q := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !check(q, i) {
+					return
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
+// walkedOnce walks every page and reports whether no user that keep
+// selects came twice (asserting so on t).
+func walkedOnce(t *testing.T, page func(presence.Cursor) ([]presence.Activity, presence.Cursor), keep func(id string) bool) bool {
+	seen := map[string]bool{}
+	var cur presence.Cursor
+	for {
+		items, next := page(cur)
+		for _, a := range items {
+			if !keep(a.ID) {
+				continue
+			}
+			if !assert.False(t, seen[a.ID], "a walk returned %s twice", a.ID) {
+				return false
+			}
+			seen[a.ID] = true
+		}
+		if next.IsZero() {
+			return true
+		}
+		cur = next
+	}
 }
 
 // TestMetaNeverOutlivesItsUser races SetMeta against Forget, round after

@@ -8,22 +8,11 @@ import (
 	"github.com/onlinenow/presence"
 )
 
-// BenchmarkTouchIn: a known member touched again within its slot, next to
-// Touch of a known user in the same run ("touch-"), hot (one user) and
-// among 1M users, each a member of one of 1,000 rooms, picked by Zipf.
+// BenchmarkTouchIn: a known member touched again within its slot, hot (one
+// user; run it with TouchSameSlot/hot$ for Touch in the same run) and among
+// 1M users, each a member of one of 1,000 rooms, picked by Zipf, next to
+// Touch of the same users ("touch-1M-zipf").
 func BenchmarkTouchIn(b *testing.B) {
-	b.Run("touch-hot", func(b *testing.B) {
-		e := presence.New()
-		e.TouchAt("alice", t0)
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			i := time.Duration(0)
-			for pb.Next() {
-				i++
-				e.TouchAt("alice", t0.Add(i))
-			}
-		})
-	})
 	b.Run("hot", func(b *testing.B) {
 		e := presence.New()
 		e.TouchInAt("doc-1", "alice", t0)

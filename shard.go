@@ -294,16 +294,26 @@ func (s *shard) evictMin() (string, bool) {
 
 // count returns how many users the shard files at slot from or newer: the
 // counters' sum, plus a walk of the users older than the ring if needed (or
-// of all, in a room too small for counters).
+// of all, in a room too small for counters). No defer, and the walk apart:
+// a count of 1024 shards makes 1024 calls.
 func (s *shard) count(from int64) int {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	n, end := 0, item{key: emptyKey}
+	n, complete := 0, false
 	if s.counted {
-		var complete bool
-		if n, complete = s.counts.since(from); complete {
-			return n
-		}
+		n, complete = s.counts.since(from)
+	}
+	if !complete {
+		n = s.walkCount(from, n)
+	}
+	s.mu.RUnlock()
+	return n
+}
+
+// walkCount adds to n the users filed at slot from or newer that the
+// counters do not hold.
+func (s *shard) walkCount(from int64, n int) int {
+	end := item{key: emptyKey}
+	if s.counted {
 		end = s.lay.bound(s.counts.head - s.counts.horizon + 1)
 	}
 	s.tree.AscendRange(s.lay.bound(from), end, func(item) bool {
