@@ -44,6 +44,7 @@ type params struct {
 	Redis      string        `json:"redis"`
 	Pipeline   int           `json:"pipeline"`
 	Snapshot   bool          `json:"snapshot"`
+	Rooms      bool          `json:"rooms"`
 
 	jsonOut, cpuProfile, memProfile string
 }
@@ -70,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (params, error) {
 	fs.StringVar(&p.Redis, "redis", "auto", "auto (start redis-server from PATH), an address host:port, or off")
 	fs.IntVar(&p.Pipeline, "pipeline", 100, "commands per Redis pipeline flush, per worker")
 	fs.BoolVar(&p.Snapshot, "snapshot", true, "time a snapshot write and load of the engine's final state")
+	fs.BoolVar(&p.Rooms, "rooms", true, "also compare rooms with centrifuge's MemoryPresenceManager: a chat of users/10 rooms, a stream of users/10 members")
 	fs.StringVar(&p.jsonOut, "json", "", "also write every figure, the parameters and machine facts to this file")
 	fs.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
 	fs.StringVar(&p.memProfile, "memprofile", "", "write a heap profile to this file at the end")
@@ -155,8 +157,16 @@ func run(p params, out, progress io.Writer) error {
 		results = append(results, runPeer(p, name, progress))
 	}
 	printReport(out, results)
+	var rooms []roomsResult
+	if p.Rooms {
+		var err error
+		if rooms, err = runRooms(p); err != nil {
+			return err
+		}
+		printRooms(out, rooms)
+	}
 	if p.jsonOut != "" {
-		if err := writeJSON(p.jsonOut, p, results); err != nil {
+		if err := writeJSON(p.jsonOut, p, results, rooms); err != nil {
 			return err
 		}
 	}

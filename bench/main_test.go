@@ -141,10 +141,12 @@ func TestSmoke(t *testing.T) {
 		t.Log("redis peer skipped: install redis-server to run it")
 	}
 
+	assert.Contains(t, s, "rooms: this engine against centrifuge")
 	var doc struct {
 		Params  params            `json:"params"`
 		Machine machine           `json:"machine"`
 		Results []json.RawMessage `json:"results"`
+		Rooms   []roomsResult     `json:"rooms"`
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "out.json"))
 	require.NoError(t, err)
@@ -152,4 +154,10 @@ func TestSmoke(t *testing.T) {
 	assert.Equal(t, 2000, doc.Params.Users)
 	assert.NotEmpty(t, doc.Machine.GoVersion)
 	assert.Len(t, doc.Results, len(allPeers))
+	require.Len(t, doc.Rooms, 4, "two workloads, two peers")
+	for _, r := range doc.Rooms {
+		assert.Positive(t, r.UpdatesPerSec, "%s %s", r.Workload, r.Peer)
+		assert.Positive(t, r.StatsNs)
+		assert.Equal(t, map[string]int{"chat": 2000, "stream": 200}[r.Workload], r.Memberships)
+	}
 }

@@ -124,12 +124,13 @@ type machine struct {
 }
 
 // writeJSON writes every figure with the parameters and machine facts.
-func writeJSON(path string, p params, results []result) error {
+func writeJSON(path string, p params, results []result, rooms []roomsResult) error {
 	doc := struct {
-		Time    time.Time `json:"time"`
-		Params  params    `json:"params"`
-		Machine machine   `json:"machine"`
-		Results []result  `json:"results"`
+		Time    time.Time     `json:"time"`
+		Params  params        `json:"params"`
+		Machine machine       `json:"machine"`
+		Results []result      `json:"results"`
+		Rooms   []roomsResult `json:"rooms,omitempty"`
 	}{
 		Time:   time.Now().UTC(),
 		Params: p,
@@ -138,6 +139,7 @@ func writeJSON(path string, p params, results []result) error {
 			CPU: cpuModel(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 		},
 		Results: results,
+		Rooms:   rooms,
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/centrifugal/centrifuge"
+	"github.com/onlinenow/presence"
+)
+
+// The rooms comparison: this library's rooms against centrifuge's
+// MemoryPresenceManager, on two workloads. "chat": every user a member of
+// one of users/10 rooms, the room drawn by Zipf (s=1.1), so that a few
+// rooms are large and most small; "stream": one room of users/10 members.
+// Each peer is filled with the memberships, then updates existing ones
+// (Zipf over the users for chat, uniform for the stream) from one
+// goroutine, then counts and lists its biggest room.
+
+// roomsResult is one peer on one workload.
+type roomsResult struct {
+	Workload      string  `json:"workload"`
+	Peer          string  `json:"peer"`
+	Rooms         int     `json:"rooms"`
+	Memberships   int     `json:"memberships"`
+	Biggest       int     `json:"biggest_room_members"`
+	FillPerSec    float64 `json:"fill_per_sec"`
+	UpdatesPerSec float64 `json:"updates_per_sec"`
+	StatsNs       float64 `json:"stats_ns"` // members of the biggest room
+	ListNs        float64 `json:"list_ns"`  // its newest 100 (the engine), all of it (the peer: Presence)
+	BytesPerM     float64 `json:"bytes_per_membership"`
+}
+
+// roomsPeer is what the comparison asks of each side.
+type roomsPeer interface {
+	add(room, id string)   // a membership seen now: joined, or updated
+	stats(room string) int // how many are in the room
+	list(room string) int  // the room's listing, for its length
+}
+
+type engineRooms struct{ e *presence.Engine }
+
+func (p engineRooms) add(room, id string)   { p.e.TouchIn(room, id) }
+func (p engineRooms) stats(room string) int { return p.e.Room(room).Count(time.Hour) }
+func (p engineRooms) list(room string) int  { return len(p.e.Room(room).Recent(time.Hour, 100)) }
+
+type centrifugeRooms struct {
+	m *centrifuge.MemoryPresenceManager
+}
+
+func (p centrifugeRooms) add(room, id string) {
+	p.m.AddPresence(room, id, &centrifuge.ClientInfo{ClientID: id, UserID: id})
+}
+
+func (p centrifugeRooms) stats(room string) int {
+	st, _ := p.m.PresenceStats(room)
+	return st.NumClients
+}
+
+func (p centrifugeRooms) list(room string) int {
+	all, _ := p.m.Presence(room)
+	return len(all)
+}
+
+func newRoomsPeer(name string) (roomsPeer, error) {
+	if name == "engine" {
+		return engineRooms{presence.New()}, nil
+	}
+	node, err := centrifuge.New(centrifuge.Config{})
+	if err != nil {
+		return nil, err
+	}
+	m, err := centrifuge.NewMemoryPresenceManager(node, centrifuge.MemoryPresenceManagerConfig{})
+	return centrifugeRooms{m}, err
+}
+
+// runRooms runs both workloads on both peers.
+func runRooms(p params) ([]roomsResult, error) {
+	var out []roomsResult
+	for _, workload := range []string{"chat", "stream"} {
+		for _, peer := range []string{"engine", "centrifuge"} {
+			r, err := roomsWorkload(p, workload, peer)
+			if err != nil {
+				return nil, fmt.Errorf("rooms %s, %s: %w", workload, peer, err)
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func roomsWorkload(p params, workload, peerName string) (roomsResult, error) {
+	r := roomsResult{Workload: workload, Peer: peerName}
+	n := p.Users // chat: every user in a room
+	rooms := max(1, p.Users/10)
+	if workload == "stream" {
+		n, rooms = max(1, p.Users/10), 1
+	}
+	// Each membership's room and ID, made before the heap is measured; the
+	// fill hands each peer copies of its own to keep.
+	ids := make([]string, n)
+	roomOf := make([]string, n)
+	names := make([]string, rooms)
+	for i := range names {
+		names[i] = fmt.Sprint("room-", i)
+	}
+	pick := newKeys(rooms, "zipf", 1.1, p.Seed)
+	size := make([]int, rooms)
+	for i := range ids {
+		ids[i] = fmt.Sprint("u", i)
+		room := 0
+		if rooms > 1 {
+			room = pick.next()
+		}
+		roomOf[i] = names[room]
+		size[room]++
+	}
+	biggest := 0
+	for i, s := range size {
+		if s > size[biggest] {
+			biggest = i
+		}
+	}
+	r.Rooms, r.Memberships, r.Biggest = rooms, n, size[biggest]
+
+	before := heapInUse()
+	peer, err := newRoomsPeer(peerName)
+	if err != nil {
+		return r, err
+	}
+	start := time.Now()
+	for i, id := range ids {
+		peer.add(strings.Clone(roomOf[i]), strings.Clone(id))
+	}
+	r.FillPerSec = float64(n) / time.Since(start).Seconds()
+	runtime.KeepAlive(peer)
+	r.BytesPerM = float64(int64(heapInUse())-int64(before)) / float64(n)
+
+	dist := "zipf"
+	if workload == "stream" {
+		dist = "uniform"
+	}
+	next := newKeys(n, dist, 1.1, p.Seed+1)
+	ops := max(2*n, 100_000)
+	start = time.Now()
+	for range ops {
+		i := next.next()
+		peer.add(roomOf[i], ids[i])
+	}
+	r.UpdatesPerSec = float64(ops) / time.Since(start).Seconds()
+
+	big := names[biggest]
+	if got := peer.stats(big); got != size[biggest] {
+		return r, fmt.Errorf("the biggest room counts %d members, holds %d", got, size[biggest])
+	}
+	r.StatsNs = timePerCall(func() { peer.stats(big) })
+	r.ListNs = timePerCall(func() { peer.list(big) })
+	return r, nil
+}
+
+// timePerCall returns the mean time of f, called for at least 100 ms and
+// at least 3 times.
+func timePerCall(f func()) float64 {
+	calls, start := 0, time.Now()
+	for calls < 3 || time.Since(start) < 100*time.Millisecond {
+		f()
+		calls++
+	}
+	return float64(time.Since(start).Nanoseconds()) / float64(calls)
+}
+
+// printRooms prints the comparison, the engine's row over the peer's, and
+// the engine's advantage.
+func printRooms(w io.Writer, results []roomsResult) {
+	fmt.Fprintln(w, "\nrooms: this engine against centrifuge's MemoryPresenceManager, one goroutine")
+	fmt.Fprintf(w, "%10s %11s %7s %12s %8s %10s %10s %12s %12s %10s\n",
+		"workload", "peer", "rooms", "memberships", "biggest", "fill/s", "updates/s", "count(big)", "list(big)", "bytes/m")
+	for _, r := range results {
+		fmt.Fprintf(w, "%10s %11s %7d %12d %8d %10s %10s %12s %12s %10.0f\n",
+			r.Workload, r.Peer, r.Rooms, r.Memberships, r.Biggest, si(r.FillPerSec), si(r.UpdatesPerSec),
+			dur(r.StatsNs), dur(r.ListNs), r.BytesPerM)
+	}
+	for i := 0; i+1 < len(results); i += 2 {
+		e, c := results[i], results[i+1]
+		fmt.Fprintf(w, "%s: engine %s the peer's updates/s, counts %s faster, lists its newest 100 %s faster than the peer lists the room, %s its bytes per membership\n",
+			e.Workload, ratio(e.UpdatesPerSec, c.UpdatesPerSec), ratio(c.StatsNs, e.StatsNs), ratio(c.ListNs, e.ListNs), ratio(e.BytesPerM, c.BytesPerM))
+	}
+}
