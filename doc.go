@@ -71,7 +71,7 @@
 // an eviction for [WithMaxUsers] and retention end them all. [Engine.Rooms]
 // lists the busiest rooms of a window and [Engine.RoomsOf] a user's rooms.
 //
-//	e.TouchIn(r.URL.Path, userID)                 // on every request
+//	e.TouchIn(r.URL.Path, userID)                        // on every request
 //	others := e.Room(r.URL.Path).Recent(time.Minute, 10) // "also viewing"
 //
 // Each room is a shard of its own: a B-tree of its members, and per-slot
