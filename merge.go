@@ -189,7 +189,7 @@ func (e *Engine) mergeOne(rec snapRecord, ent *entry, known bool, now *reading) 
 		}
 	}
 	rec.eachRoom(func(r roomTime) {
-		if slotOf(r.ns, e.lay.res) >= e.floor(now) {
+		if e.alive(r.ns, now) {
 			e.touchIn(r.name, rec.id, r.ns, now)
 		}
 	})

@@ -130,6 +130,10 @@ func (e *Engine) floor(now *reading) int64 {
 	return slotOf(now.ns()-e.retention, e.lay.res)
 }
 
+// alive reports whether a last-seen time of ns has not expired at now: the
+// same rule as expired, for a time rather than an index slot.
+func (e *Engine) alive(ns int64, now *reading) bool { return slotOf(ns, e.lay.res) >= e.floor(now) }
+
 // expired reports whether the user filed as it has expired at now.
 func (e *Engine) expired(it item, now *reading) bool { return e.lay.slot(it) < e.floor(now) }
 

@@ -13,12 +13,10 @@ func (e *Engine) Get(id string) (Activity, bool) {
 	if !ok {
 		return Activity{}, false
 	}
+	now := e.clock(unread)
 	ls := ent.lastSeen.Load()
-	if e.retention > 0 {
-		now := e.clock(unread)
-		if slotOf(ls, e.lay.res) < e.floor(&now) {
-			return Activity{}, false
-		}
+	if !e.alive(ls, &now) {
+		return Activity{}, false
 	}
 	return e.activity(id, ls), true
 }

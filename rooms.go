@@ -200,10 +200,9 @@ func (e *Engine) roomsOf(id string) []string {
 
 // roomTimes appends id's memberships that have not expired at now to buf.
 func (e *Engine) roomTimes(id string, buf []roomTime, now *reading) []roomTime {
-	floor := e.floor(now)
 	for _, name := range e.roomsOf(id) {
 		if ent, ok := e.members.Load(member{name, id}); ok {
-			if ns := ent.lastSeen.Load(); slotOf(ns, e.lay.res) >= floor {
+			if ns := ent.lastSeen.Load(); e.alive(ns, now) {
 				buf = append(buf, roomTime{name, ns})
 			}
 		}
@@ -368,12 +367,10 @@ func (r Room) Get(id string) (Activity, bool) {
 	if !ok {
 		return Activity{}, false
 	}
+	now := r.e.clock(unread)
 	ns := ent.lastSeen.Load()
-	if r.e.retention > 0 {
-		now := r.e.clock(unread)
-		if slotOf(ns, r.e.lay.res) < r.e.floor(&now) {
-			return Activity{}, false
-		}
+	if !r.e.alive(ns, &now) {
+		return Activity{}, false
 	}
 	return r.e.activity(id, ns), true
 }
