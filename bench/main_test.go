@@ -142,6 +142,7 @@ func TestSmoke(t *testing.T) {
 	}
 
 	assert.Contains(t, s, "rooms: this engine against centrifuge")
+	assert.Contains(t, s, "chat: floor ")
 	var doc struct {
 		Params  params            `json:"params"`
 		Machine machine           `json:"machine"`
@@ -154,7 +155,7 @@ func TestSmoke(t *testing.T) {
 	assert.Equal(t, 2000, doc.Params.Users)
 	assert.NotEmpty(t, doc.Machine.GoVersion)
 	assert.Len(t, doc.Results, len(allPeers))
-	require.Len(t, doc.Rooms, 4, "two workloads, two peers")
+	require.Len(t, doc.Rooms, 6, "two workloads: the engine, its floor, centrifuge")
 	for _, r := range doc.Rooms {
 		assert.Positive(t, r.UpdatesPerSec, "%s %s", r.Workload, r.Peer)
 		assert.Positive(t, r.StatsNs)

@@ -1,14 +1,20 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"hash/maphash"
 	"io"
+	"math/bits"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/centrifugal/centrifuge"
+	"github.com/google/btree"
 	"github.com/onlinenow/presence"
+	"github.com/puzpuzpuz/xsync/v3"
 )
 
 // The rooms comparison: this library's rooms against centrifuge's
@@ -17,7 +23,9 @@ import (
 // rooms are large and most small; "stream": one room of users/10 members.
 // Each peer is filled with the memberships, then updates existing ones
 // (Zipf over the users for chat, uniform for the stream) from one
-// goroutine, then counts and lists its biggest room.
+// goroutine, then counts and lists its biggest room. A third row, "floor",
+// is the least the engine's design must do with the parts it is built of
+// (see floorRooms), to tell how far the engine is from its own floor.
 
 // roomsResult is one peer on one workload.
 type roomsResult struct {
@@ -64,9 +72,96 @@ func (p centrifugeRooms) list(room string) int {
 	return len(all)
 }
 
+// floorRooms is the floor of the parts a TouchIn must use, and no more:
+// the clock read once, then a probe and compare-and-swap of the user's
+// last-seen time and of the membership's, each in an xsync map (the
+// membership's keyed and hashed as the engine's), and on a join an item
+// in a global B-tree and in the room's. It moves no index entry when a
+// time enters a new slot, keeps no counter, no user's room list and no room
+// index, and takes no lock (the comparison drives it from one goroutine),
+// so it answers far less than the engine: its count is the room tree's
+// length.
+type floorRooms struct {
+	seed    maphash.Seed
+	users   *xsync.MapOf[string, *atomic.Int64]
+	members *xsync.MapOf[floorKey, *atomic.Int64]
+	global  *btree.BTreeG[floorItem]
+	rooms   map[string]*btree.BTreeG[floorItem]
+}
+
+type floorKey struct{ room, id string }
+
+type floorItem struct {
+	ns int64
+	id string
+}
+
+func floorLess(a, b floorItem) bool { return cmp.Or(cmp.Compare(a.ns, b.ns), strings.Compare(a.id, b.id)) < 0 }
+
+func newFloorRooms() *floorRooms {
+	p := &floorRooms{
+		seed:   maphash.MakeSeed(),
+		users:  xsync.NewMapOf[string, *atomic.Int64](),
+		global: btree.NewG(32, floorLess),
+		rooms:  make(map[string]*btree.BTreeG[floorItem]),
+	}
+	p.members = xsync.NewMapOfWithHasher[floorKey, *atomic.Int64](func(k floorKey, _ uint64) uint64 {
+		return maphash.String(p.seed, k.room) ^ bits.RotateLeft64(maphash.String(p.seed, k.id), 29)
+	})
+	return p
+}
+
+func (p *floorRooms) add(room, id string) {
+	ns := time.Now().UnixNano()
+	if t, ok := p.users.Load(id); ok {
+		raiseTo(t, ns)
+	} else {
+		t = new(atomic.Int64)
+		t.Store(ns)
+		p.users.Store(id, t)
+		p.global.ReplaceOrInsert(floorItem{ns, id})
+	}
+	if t, ok := p.members.Load(floorKey{room, id}); ok {
+		raiseTo(t, ns)
+		return
+	}
+	t := new(atomic.Int64)
+	t.Store(ns)
+	p.members.Store(floorKey{room, id}, t)
+	tr, ok := p.rooms[room]
+	if !ok {
+		tr = btree.NewG(32, floorLess)
+		p.rooms[room] = tr
+	}
+	tr.ReplaceOrInsert(floorItem{ns, id})
+}
+
+func raiseTo(t *atomic.Int64, ns int64) {
+	for old := t.Load(); ns > old && !t.CompareAndSwap(old, ns); old = t.Load() {
+	}
+}
+
+func (p *floorRooms) stats(room string) int {
+	if tr, ok := p.rooms[room]; ok {
+		return tr.Len()
+	}
+	return 0
+}
+
+func (p *floorRooms) list(room string) int {
+	n := 0
+	if tr, ok := p.rooms[room]; ok {
+		tr.Descend(func(floorItem) bool { n++; return n < 100 })
+	}
+	return n
+}
+
 func newRoomsPeer(name string) (roomsPeer, error) {
-	if name == "engine" {
+	switch name {
+	case "engine":
 		return engineRooms{presence.New()}, nil
+	case "floor":
+		return newFloorRooms(), nil
 	}
 	node, err := centrifuge.New(centrifuge.Config{})
 	if err != nil {
@@ -76,11 +171,11 @@ func newRoomsPeer(name string) (roomsPeer, error) {
 	return centrifugeRooms{m}, err
 }
 
-// runRooms runs both workloads on both peers.
+// runRooms runs both workloads on the engine, its floor and the peer.
 func runRooms(p params) ([]roomsResult, error) {
 	var out []roomsResult
 	for _, workload := range []string{"chat", "stream"} {
-		for _, peer := range []string{"engine", "centrifuge"} {
+		for _, peer := range []string{"engine", "floor", "centrifuge"} {
 			r, err := roomsWorkload(p, workload, peer)
 			if err != nil {
 				return nil, fmt.Errorf("rooms %s, %s: %w", workload, peer, err)
@@ -182,9 +277,11 @@ func printRooms(w io.Writer, results []roomsResult) {
 			r.Workload, r.Peer, r.Rooms, r.Memberships, r.Biggest, si(r.FillPerSec), si(r.UpdatesPerSec),
 			dur(r.StatsNs), dur(r.ListNs), r.BytesPerM)
 	}
-	for i := 0; i+1 < len(results); i += 2 {
-		e, c := results[i], results[i+1]
+	for i := 0; i+2 < len(results); i += 3 {
+		e, f, c := results[i], results[i+1], results[i+2]
 		fmt.Fprintf(w, "%s: engine %s the peer's updates/s, counts %s faster, lists its newest 100 %s faster than the peer lists the room, %s its bytes per membership\n",
 			e.Workload, ratio(e.UpdatesPerSec, c.UpdatesPerSec), ratio(c.StatsNs, e.StatsNs), ratio(c.ListNs, e.ListNs), ratio(e.BytesPerM, c.BytesPerM))
+		fmt.Fprintf(w, "%s: floor %s the peer's updates/s, %s its bytes per membership; engine %s the floor's updates/s\n",
+			f.Workload, ratio(f.UpdatesPerSec, c.UpdatesPerSec), ratio(f.BytesPerM, c.BytesPerM), ratio(e.UpdatesPerSec, f.UpdatesPerSec))
 	}
 }
