@@ -96,7 +96,9 @@ type floorItem struct {
 	id string
 }
 
-func floorLess(a, b floorItem) bool { return cmp.Or(cmp.Compare(a.ns, b.ns), strings.Compare(a.id, b.id)) < 0 }
+func floorLess(a, b floorItem) bool {
+	return cmp.Or(cmp.Compare(a.ns, b.ns), strings.Compare(a.id, b.id)) < 0
+}
 
 func newFloorRooms() *floorRooms {
 	p := &floorRooms{
