@@ -14,16 +14,18 @@ const (
 )
 
 const (
-	defaultResolution = time.Second
-	minResolution     = time.Millisecond
-	maxResolution     = 24 * time.Hour
-	maxShards         = 1024
-	minHorizon        = 4096    // slots; the counters' coarsest block
-	maxHorizon        = 1 << 17 // slots: 36 hours at the default resolution
-	expireBudget      = 32      // users a write may expire while it holds a lock
-	pruneBatch        = 1024    // users Prune removes per lock hold
-	pageBatch         = 256     // users Since reads per lock hold
-	maxExpected       = 1 << 30 // the largest map WithExpectedUsers or a snapshot sizes
+	defaultResolution   = time.Second
+	defaultOnlineWindow = 5 * time.Minute
+	defaultHoldGrace    = 5 * time.Second
+	minResolution       = time.Millisecond
+	maxResolution       = 24 * time.Hour
+	maxShards           = 1024
+	minHorizon          = 4096    // slots; the counters' coarsest block
+	maxHorizon          = 1 << 17 // slots: 36 hours at the default resolution
+	expireBudget        = 32      // users a write may expire while it holds a lock
+	pruneBatch          = 1024    // users Prune removes per lock hold
+	pageBatch           = 256     // users Since reads per lock hold
+	maxExpected         = 1 << 30 // the largest map WithExpectedUsers or a snapshot sizes
 )
 
 // Option configures an [Engine], for [New] and [Open]. Options are applied
@@ -48,6 +50,9 @@ type config struct {
 	maxRooms   int
 	perUser    int  // WithMaxRoomsPerUser
 	roomIndex  bool // the engine is a room index: it has no rooms of its own
+
+	onlineWindow time.Duration
+	grace        time.Duration
 }
 
 // fill applies the defaults and corrections, after the options.
@@ -68,6 +73,14 @@ func (c *config) fill() {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	if c.onlineWindow <= 0 {
+		c.onlineWindow = defaultOnlineWindow
+	}
+	if c.grace <= 0 {
+		c.grace = defaultHoldGrace
+	}
+	c.onlineWindow = max(c.onlineWindow, c.resolution)
+	c.grace = max(c.grace, c.resolution)
 }
 
 // WithShards sets the number of index shards, rounded up to a power of two
@@ -119,3 +132,15 @@ func WithMaxRooms(n int) Option { return func(c *config) { c.maxRooms = n } }
 // beyond the cap leaves the room it was least recently active in. Zero (the
 // default) or a negative n means no cap. Enforcing it costs a join O(n).
 func WithMaxRoomsPerUser(n int) Option { return func(c *config) { c.perUser = n } }
+
+// WithOnlineWindow sets how long after a user was last seen it stays online,
+// for [Engine.Online] and the Online and Offline events (default 5m; at
+// least the resolution; d <= 0 selects the default). Like every window, it
+// is exact to the resolution. Rooms' Join and Leave follow it too.
+func WithOnlineWindow(d time.Duration) Option { return func(c *config) { c.onlineWindow = d } }
+
+// WithHoldGrace sets how long after the last release of a hold
+// ([Engine.Hold]) a user not seen since goes offline (default 5s, so that a
+// page reload is not an Offline and an Online; at least the resolution;
+// d <= 0 selects the default).
+func WithHoldGrace(d time.Duration) Option { return func(c *config) { c.grace = d } }

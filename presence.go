@@ -47,6 +47,7 @@ type Engine struct {
 	onEvict   func(id string) // called after each eviction for the cap; nil if none
 
 	rooms
+	live
 
 	// dirty is set by every change and cleared by the saver. Read after
 	// every CAS and written once per save interval at most, it sits with
@@ -95,6 +96,7 @@ func newEngine(c config) *Engine {
 		expected:  c.expected,
 		now:       c.now,
 	}
+	e.onlineWindow, e.grace, e.tick = int64(c.onlineWindow), int64(c.grace), min(max(c.resolution, 10*time.Millisecond), time.Second)
 	if e.maxUsers > 0 {
 		e.oldestKeys = make([]atomic.Int64, c.shards)
 	}
@@ -381,6 +383,7 @@ func (e *Engine) Stats() Stats {
 // both, Close is idempotent (later calls return nil), and the engine keeps
 // answering queries and taking touches after it.
 func (e *Engine) Close() error {
+	e.closeLive()
 	if e.saver == nil {
 		return nil
 	}

@@ -23,6 +23,9 @@ func (e *Engine) Get(id string) (Activity, bool) {
 
 func (e *Engine) activity(id string, ls int64) Activity {
 	meta, _ := e.metas.Load(id)
+	if ls == heldNs {
+		ls = e.now().UnixNano()
+	}
 	return Activity{ID: id, LastSeen: time.Unix(0, ls).UTC(), Meta: meta}
 }
 

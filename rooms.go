@@ -203,7 +203,7 @@ func (e *Engine) roomTimes(id string, buf []roomTime, now *reading) []roomTime {
 	for _, name := range e.roomsOf(id) {
 		if ent, ok := e.members.Load(member{name, id}); ok {
 			if ns := ent.lastSeen.Load(); e.alive(ns, now) {
-				buf = append(buf, roomTime{name, ns})
+				buf = append(buf, roomTime{name, e.seen(ns, now)})
 			}
 		}
 	}

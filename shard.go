@@ -81,6 +81,14 @@ type shard struct {
 	// counted by a walk, which costs less than the counters' memory).
 	counted bool
 
+	// edge is where the online window began when the sweeper last passed
+	// (Engine.sweep): a user filed at it or older was announced offline.
+	// graceOff holds the users announced offline by a hold's grace while
+	// filed above it; holds the users held. See events.go.
+	edge     item
+	graceOff map[string]struct{}
+	holds    map[string]*holdSet
+
 	_ [64]byte // keep neighbouring shards' locks off this cache line
 }
 
@@ -92,14 +100,19 @@ const treeDegree = 128
 // newShard returns an empty shard of e, indexing the room named room ("":
 // the engine's own users).
 func newShard(e *Engine, room string) *shard {
-	return &shard{
+	s := &shard{
 		e:       e,
 		lay:     e.lay,
 		tree:    btree.NewG(treeDegree, itemLess),
 		counts:  slotCounts{horizon: e.horizon, res: e.lay.res},
 		room:    room,
 		counted: room == "",
+		edge:    item{key: math.MinInt64},
 	}
+	if e.started.Load() {
+		s.edge = e.lay.bound(e.edgeSlot.Load())
+	}
+	return s
 }
 
 // roomCountAt is the size from which a room keeps slot counters.
@@ -139,6 +152,9 @@ func (s *shard) insert(id string, ns int64, now *reading) (*entry, bool) {
 	s.inserted++
 	s.held.Add(1)
 	s.e.markDirty()
+	if it := itemOf(ent); s.online(it) {
+		s.announce(true, id, ns, now)
+	}
 	s.expire(now)
 	return ent, false
 }
@@ -162,9 +178,14 @@ func (s *shard) move(ent *entry, n int, now *reading) bool {
 		return false
 	}
 	if slotOf(ls, s.lay.res) != s.lay.slot(old) {
+		was := s.online(old)
 		s.unfile(old)
 		s.file(ent, n, ls, now)
 		s.moved++
+		s.forgive(old.id())
+		if !was && s.online(itemOf(ent)) {
+			s.announce(true, old.id(), ls, now)
+		}
 		s.expire(now)
 	}
 	return true
@@ -416,11 +437,17 @@ func (s *shard) unfile(it item) {
 // drop removes a user from the index and the maps and marks it removed. A
 // user leaves every room with it; a room left empty leaves the engine.
 func (s *shard) drop(it item) {
+	was := s.online(it)
 	s.unfile(it)
 	it.ent.filed.Store(removedKey)
 	s.held.Add(-1)
 	s.e.markDirty()
 	id := it.id()
+	s.forgive(id)
+	delete(s.holds, id)
+	if was {
+		s.announce(false, id, 0, nil)
+	}
 	if s.room != "" {
 		s.e.members.Delete(member{s.room, id})
 		s.e.removeRoomOf(id, s.room)

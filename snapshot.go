@@ -94,7 +94,7 @@ func (e *Engine) WriteTo(w io.Writer) (int64, error) {
 			}
 		}
 		for i, it := range sc.merged {
-			ns := it.ent.lastSeen.Load()
+			ns := e.seen(it.ent.lastSeen.Load(), &now)
 			if withRooms {
 				rooms = e.roomTimes(it.id(), rooms[:0], &now)
 				for _, r := range rooms {

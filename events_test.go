@@ -1,0 +1,457 @@
+package presence_test
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onlinenow/presence"
+)
+
+// ev is an event without its time and Seq, to compare.
+type ev struct {
+	kind     presence.EventKind
+	id, room string
+}
+
+func (v ev) String() string { return fmt.Sprintf("%v %s %s", v.kind, v.id, v.room) }
+
+// drain returns the events waiting in sub, once every goroutine of the
+// bubble is blocked (the sweeper between ticks), checking Seq as it goes.
+func drain(t *testing.T, sub *presence.Subscription, last *uint64) []ev {
+	t.Helper()
+	synctest.Wait()
+	var out []ev
+	for {
+		select {
+		case e, ok := <-sub.Events():
+			if !ok {
+				return out
+			}
+			if e.Kind != presence.Overflow {
+				require.Equal(t, *last+1, e.Seq, "Seq rises by one per event: %v", e)
+				*last = e.Seq
+			}
+			out = append(out, ev{e.Kind, e.ID, e.Room})
+		default:
+			return out
+		}
+	}
+}
+
+func TestEventKindString(t *testing.T) {
+	for k, want := range map[presence.EventKind]string{
+		presence.Online: "online", presence.Offline: "offline", presence.Join: "join",
+		presence.Leave: "leave", presence.Overflow: "overflow", 0: "unknown", 99: "unknown",
+	} {
+		assert.Equal(t, want, k.String())
+	}
+}
+
+func TestOnlineOffline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := presence.New(presence.WithOnlineWindow(time.Minute))
+		defer e.Close()
+		e.Touch("early") // online before the subscription: no Online, an Offline in time
+		sub := e.Subscribe(0)
+		var seq uint64
+		e.Touch("alice")
+		e.Touch("alice")
+		at := time.Now()
+		assert.Equal(t, []ev{{presence.Online, "alice", ""}}, drain(t, sub, &seq))
+		assert.Equal(t, 2, e.Online())
+
+		time.Sleep(30 * time.Second)
+		e.Touch("alice") // seen again within the window: no event
+		assert.Empty(t, drain(t, sub, &seq))
+
+		time.Sleep(32 * time.Second) // early's minute is over, alice's not
+		assert.Equal(t, []ev{{presence.Offline, "early", ""}}, drain(t, sub, &seq))
+		assert.Equal(t, 1, e.Online())
+		time.Sleep(30 * time.Second)
+		assert.Equal(t, []ev{{presence.Offline, "alice", ""}}, drain(t, sub, &seq))
+		assert.Equal(t, 0, e.Online())
+		ls, ok := e.LastSeen("alice")
+		require.True(t, ok, "offline is not forgotten")
+		assert.WithinDuration(t, at.Add(30*time.Second), ls, 0)
+
+		e.Touch("alice")
+		assert.Equal(t, []ev{{presence.Online, "alice", ""}}, drain(t, sub, &seq))
+		assert.True(t, e.Forget("alice"))
+		assert.Equal(t, []ev{{presence.Offline, "alice", ""}}, drain(t, sub, &seq))
+		e.Touch("bob")
+		e.Prune(time.Now().Add(time.Second))
+		assert.Equal(t, []ev{{presence.Online, "bob", ""}, {presence.Offline, "bob", ""}}, drain(t, sub, &seq))
+		sub.Close()
+		sub.Close()
+		_, open := <-sub.Events()
+		assert.False(t, open)
+	})
+}
+
+func TestHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := presence.New(presence.WithOnlineWindow(time.Minute), presence.WithHoldGrace(5*time.Second))
+		defer e.Close()
+		sub := e.Subscribe(0)
+		var seq uint64
+		tab1 := e.Hold("alice")
+		tab2 := e.Hold("alice")
+		assert.Equal(t, []ev{{presence.Online, "alice", ""}}, drain(t, sub, &seq), "two holds, one Online")
+
+		time.Sleep(10 * time.Minute) // held: seen now all along
+		assert.Empty(t, drain(t, sub, &seq))
+		assert.Equal(t, 1, e.Online())
+		assert.Equal(t, 1, e.Count(time.Second))
+		ls, ok := e.LastSeen("alice")
+		require.True(t, ok)
+		assert.Equal(t, time.Now().UTC(), ls)
+		recent := e.Recent(time.Second, 0)
+		require.Len(t, recent, 1)
+		assert.Equal(t, time.Now().UTC(), recent[0].LastSeen)
+		e.Touch("alice") // changes nothing while held
+
+		tab1()
+		tab1() // idempotent: alice is still held by tab2
+		time.Sleep(10 * time.Second)
+		assert.Empty(t, drain(t, sub, &seq))
+		assert.Equal(t, 1, e.Online())
+
+		released := time.Now()
+		tab2()
+		time.Sleep(3 * time.Second) // within the grace
+		assert.Empty(t, drain(t, sub, &seq))
+		assert.Equal(t, 1, e.Online())
+		time.Sleep(3 * time.Second)
+		assert.Equal(t, []ev{{presence.Offline, "alice", ""}}, drain(t, sub, &seq))
+		assert.Equal(t, 0, e.Online(), "offline by the grace")
+		assert.Equal(t, 1, e.Count(time.Minute), "yet seen within the window, at the release")
+		ls, _ = e.LastSeen("alice")
+		assert.Equal(t, released.UTC(), ls)
+
+		e.Touch("alice") // back: online again
+		assert.Equal(t, []ev{{presence.Online, "alice", ""}}, drain(t, sub, &seq))
+		assert.Equal(t, 1, e.Online())
+		time.Sleep(2 * time.Minute) // the window passes: one Offline, not a second for the grace
+		assert.Equal(t, []ev{{presence.Offline, "alice", ""}}, drain(t, sub, &seq))
+		assert.Equal(t, 0, e.Online())
+
+		// A reload: released and held again within the grace, no event.
+		rel := e.Hold("bob")
+		rel()
+		time.Sleep(2 * time.Second)
+		rel = e.Hold("bob")
+		time.Sleep(10 * time.Second)
+		assert.Equal(t, []ev{{presence.Online, "bob", ""}}, drain(t, sub, &seq))
+		rel()
+		e.Forget("bob")
+		assert.Equal(t, []ev{{presence.Offline, "bob", ""}}, drain(t, sub, &seq))
+		time.Sleep(10 * time.Second)
+		assert.Empty(t, drain(t, sub, &seq))
+
+		bad := e.Hold("")
+		bad()
+		assert.Equal(t, uint64(1), e.Stats().RejectedIDs)
+	})
+}
+
+func TestRoomEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := presence.New(presence.WithOnlineWindow(time.Minute))
+		defer e.Close()
+		sub := e.Subscribe(0)
+		var seq uint64
+		e.TouchIn("doc", "alice")
+		e.TouchIn("doc", "alice")
+		e.TouchIn("doc", "bob")
+		assert.Equal(t, []ev{
+			{presence.Online, "alice", ""}, {presence.Join, "alice", "doc"},
+			{presence.Online, "bob", ""}, {presence.Join, "bob", "doc"},
+		}, drain(t, sub, &seq))
+
+		assert.True(t, e.Leave("doc", "bob"))
+		assert.Equal(t, []ev{{presence.Leave, "bob", "doc"}}, drain(t, sub, &seq))
+
+		release := e.HoldIn("live", "carol")
+		assert.Equal(t, []ev{{presence.Online, "carol", ""}, {presence.Join, "carol", "live"}}, drain(t, sub, &seq))
+		time.Sleep(2 * time.Minute)
+		assert.ElementsMatch(t, []ev{
+			{presence.Offline, "alice", ""}, {presence.Leave, "alice", "doc"}, {presence.Offline, "bob", ""},
+		}, drain(t, sub, &seq))
+		assert.Equal(t, 1, e.Room("live").Count(time.Second), "held in the room")
+		assert.Equal(t, []presence.RoomCount{{Room: "live", Count: 1}}, e.Rooms(time.Second, 0))
+		assert.Equal(t, []string{"live"}, e.RoomsOf("carol"))
+
+		release()
+		time.Sleep(6 * time.Second)
+		assert.ElementsMatch(t, []ev{{presence.Leave, "carol", "live"}, {presence.Offline, "carol", ""}}, drain(t, sub, &seq))
+
+		e.TouchIn("doc", "dave")
+		drain(t, sub, &seq)
+		e.Forget("dave")
+		assert.ElementsMatch(t, []ev{{presence.Offline, "dave", ""}, {presence.Leave, "dave", "doc"}}, drain(t, sub, &seq))
+	})
+}
+
+func TestOverflow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := presence.New()
+		defer e.Close()
+		slow := e.Subscribe(2)
+		fast := e.Subscribe(100)
+		for i := range 10 {
+			e.Touch(fmt.Sprint("u", i))
+		}
+		assert.Equal(t, uint64(8), slow.Dropped())
+		assert.Zero(t, fast.Dropped())
+		var got []presence.Event
+		for range 2 {
+			got = append(got, <-slow.Events())
+		}
+		assert.Equal(t, []string{"u0", "u1"}, []string{got[0].ID, got[1].ID})
+		e.Touch("u10")
+		o := <-slow.Events()
+		assert.Equal(t, presence.Overflow, o.Kind)
+		assert.Equal(t, uint64(10), o.Seq, "the last event lost")
+		assert.Equal(t, "u10", (<-slow.Events()).ID)
+		assert.Len(t, fast.Events(), 11)
+
+		require.NoError(t, e.Close())
+		_, open := <-slow.Events()
+		assert.False(t, open, "Close closes the subscriptions")
+		late := e.Subscribe(1)
+		_, open = <-late.Events()
+		assert.False(t, open, "a subscription after Close is closed")
+	})
+}
+
+// TestEventsAgainstModel runs random touches, holds, releases, leaves and
+// forgets over a few users and rooms, with time moving, against a reference
+// model of who is online and in which room. After each step the events
+// received so far must leave online exactly the users and members the
+// model says are (so each one's events alternate, starting with Online or
+// Join), and Online must agree with the model on whole seconds.
+func TestEventsAgainstModel(t *testing.T) {
+	for seed := range uint64(40) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { eventsModelRun(t, seed) })
+		})
+	}
+}
+
+func eventsModelRun(t *testing.T, seed uint64) {
+	const window, grace = 20 * time.Second, 3 * time.Second
+	start := time.Now() // a whole second: the sweeper ticks every second from here
+	e := presence.New(presence.WithOnlineWindow(window), presence.WithHoldGrace(grace))
+	defer e.Close()
+	sub := e.Subscribe(1 << 16)
+	var seq uint64
+	r := rand.New(rand.NewPCG(seed, 1))
+	ids := []string{"a", "b", "c", "d"}
+	rooms := []string{"", "x", "y"} // "" is global
+
+	type key struct{ room, id string }
+	type state struct {
+		seen     time.Time      // last touch, or release of the last hold
+		released time.Time      // when the last hold was released
+		holds    map[int]func() // by token
+	}
+	model := map[key]*state{} // the known users and members
+	// onlineAt is the engine's rule as the sweeper applies it at tick:
+	// held, or seen in the window's first slot or later, and not released
+	// a grace or more ago without being seen since.
+	onlineAt := func(s *state, tick time.Time) bool {
+		if len(s.holds) > 0 {
+			return true
+		}
+		if !s.released.IsZero() && s.seen.Equal(s.released) && !tick.Before(s.released.Add(grace)) {
+			return false
+		}
+		return !s.seen.Truncate(time.Second).Before(tick.Add(-window))
+	}
+	touch := func(k key, now time.Time) {
+		s := model[k]
+		if s == nil {
+			s = &state{holds: map[int]func(){}}
+			model[k] = s
+		}
+		if len(s.holds) == 0 {
+			s.seen = now
+		}
+	}
+	holders := map[int][]key{} // token: the keys it holds
+	announced := map[key]bool{}
+	check := func(step int) {
+		for _, g := range drain(t, sub, &seq) {
+			require.NotEqual(t, presence.Overflow, g.kind)
+			k := key{g.room, g.id}
+			on := g.kind == presence.Online || g.kind == presence.Join
+			require.NotEqual(t, on, announced[k], "step %d: %v: events alternate", step, g)
+			announced[k] = on
+		}
+		now := time.Now()
+		tick := start.Add(now.Sub(start).Truncate(time.Second))
+		online := 0
+		for _, k := range slices.Collect(maps.Keys(announced)) {
+			s, known := model[k]
+			want := known && onlineAt(s, tick)
+			require.Equal(t, want, announced[k], "step %d: %v online", step, k)
+			if want && k.room == "" {
+				online++
+			}
+		}
+		for k, s := range model {
+			require.Equal(t, onlineAt(s, tick), announced[k], "step %d: %v online", step, k)
+		}
+		if now.Equal(tick) {
+			require.Equal(t, online, e.Online(), "step %d", step)
+		}
+	}
+	token := 0
+	for step := range 400 {
+		id, room := ids[r.IntN(len(ids))], rooms[r.IntN(len(rooms))]
+		now := time.Now()
+		switch op := r.IntN(20); {
+		case op < 7:
+			if room == "" {
+				e.Touch(id)
+			} else {
+				e.TouchIn(room, id)
+				touch(key{room, id}, now)
+			}
+			touch(key{"", id}, now)
+		case op < 10:
+			token++
+			ks := []key{{"", id}}
+			var rel func()
+			if room == "" {
+				rel = e.Hold(id)
+			} else {
+				rel = e.HoldIn(room, id)
+				ks = append(ks, key{room, id})
+			}
+			for _, k := range ks {
+				touch(k, now)
+				model[k].holds[token] = rel
+			}
+			holders[token] = ks
+		case op < 13:
+			if len(holders) == 0 {
+				continue
+			}
+			tok := slices.Sorted(maps.Keys(holders))[r.IntN(len(holders))]
+			for _, k := range holders[tok] {
+				s := model[k]
+				if s == nil || s.holds[tok] == nil {
+					continue // left or forgotten meanwhile
+				}
+				s.holds[tok]()
+				delete(s.holds, tok)
+				if len(s.holds) == 0 {
+					s.seen, s.released = now, now
+				}
+			}
+			delete(holders, tok)
+		case op < 14:
+			if room == "" {
+				continue
+			}
+			_, member := model[key{room, id}]
+			assert.Equal(t, member, e.Leave(room, id), "step %d: Leave", step)
+			delete(model, key{room, id})
+		case op < 15:
+			_, known := model[key{"", id}]
+			assert.Equal(t, known, e.Forget(id), "step %d: Forget", step)
+			for k := range model {
+				if k.id == id {
+					delete(model, k)
+				}
+			}
+		case op < 17:
+			time.Sleep(time.Duration(1+r.IntN(8)) * time.Second)
+		default:
+			time.Sleep(time.Duration(r.IntN(8000)) * time.Millisecond)
+		}
+		check(step)
+	}
+	for _, ks := range holders {
+		for _, k := range ks {
+			if s := model[k]; s != nil {
+				for _, rel := range s.holds {
+					rel()
+				}
+			}
+		}
+	}
+	time.Sleep(window + 2*time.Second)
+	for _, g := range drain(t, sub, &seq) {
+		k := key{g.room, g.id}
+		on := g.kind == presence.Online || g.kind == presence.Join
+		require.NotEqual(t, on, announced[k], "the end: %v: events alternate", g)
+		announced[k] = on
+	}
+	for k, on := range announced {
+		assert.False(t, on, "%v online at the end", k)
+	}
+	assert.Zero(t, e.Online())
+}
+
+// TestConcurrentEvents touches, holds and releases from many goroutines
+// with a subscriber reading, and checks that each user's events
+// alternate, start with Online and that Seq rises by one; once all is
+// released and the window has passed, everyone is offline.
+func TestConcurrentEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := presence.New(presence.WithOnlineWindow(5*time.Second), presence.WithHoldGrace(time.Second))
+		defer e.Close()
+		sub := e.Subscribe(1 << 20)
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				r := rand.New(rand.NewPCG(uint64(g), 2))
+				for i := range 2000 {
+					id := fmt.Sprint("u", r.IntN(50))
+					switch r.IntN(4) {
+					case 0:
+						e.Touch(id)
+					case 1:
+						e.TouchIn(fmt.Sprint("r", r.IntN(3)), id)
+					case 2:
+						e.HoldIn(fmt.Sprint("r", r.IntN(3)), id)()
+					default:
+						rel := e.Hold(id)
+						if i%100 == 0 {
+							time.Sleep(time.Second)
+						}
+						rel()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		time.Sleep(10 * time.Second)
+		var seq uint64
+		got := drain(t, sub, &seq)
+		require.Zero(t, sub.Dropped())
+		on := map[[2]string]bool{}
+		for _, g := range got {
+			k := [2]string{g.room, g.id}
+			up := g.kind == presence.Online || g.kind == presence.Join
+			require.NotEqual(t, up, on[k], "%v alternates", g)
+			on[k] = up
+		}
+		for k, up := range on {
+			assert.False(t, up, "%v still online", k)
+		}
+		assert.Zero(t, e.Online())
+		assert.Positive(t, len(got))
+	})
+}
