@@ -83,6 +83,36 @@
 // walk that made it; another room's is refused ([Room.CheckCursor]).
 // Snapshots carry memberships, and merging two merges them.
 //
+// # Events and held connections
+//
+// [Engine.Subscribe] returns a [Subscription] whose channel receives
+// [Event]s: Online when a user who was not online is touched or held,
+// Offline when one is neither held nor seen within the online window
+// ([WithOnlineWindow], default 5 minutes), and Join and Leave the same per
+// room. [Engine.Hold] and [Engine.HoldIn] keep a long-lived connection's
+// user online (and in the room) until released, several holds counting
+// once, with a grace ([WithHoldGrace]) after the last release; a held user
+// counts in every query as seen now. [Engine.Online] counts who is online.
+//
+//	sub := e.Subscribe(0)
+//	go func() {
+//		for ev := range sub.Events() { // closed by sub.Close or e.Close
+//			log.Println(ev.Kind, ev.ID, ev.Room) // "online alice", "join bob doc"
+//		}
+//	}()
+//	release := e.HoldIn("doc/42", userID) // while a websocket is open
+//	defer release()
+//
+// Publishing never waits: a subscriber that falls behind loses events,
+// counted by [Subscription.Dropped], and its next event is an Overflow, so
+// it knows to re-read the state with a query. With no subscriber no event
+// work is done. Offline is found by the engine's sweeper goroutine, started
+// by the first Subscribe or Hold and stopped by Close; each tick it walks
+// only the range of the time index that crossed the window's edge, so its
+// cost is per user going offline, not per user online. Users online when
+// it starts (restored from a snapshot, say) are online without an event,
+// and go Offline on time.
+//
 // # Snapshots
 //
 // [Engine.WriteTo] and [Engine.ReadFrom] move the whole state through any
@@ -108,6 +138,6 @@
 // key.go packs index keys; shard.go holds a shard and its contracts;
 // counts.go the counter ring; page.go the one k-way merge, which serves
 // pages, [Engine.Since] and [Engine.WriteTo]; query.go the queries;
-// rooms.go the rooms; snapshot.go the format and codec, merge.go the
+// rooms.go the rooms; events.go the events, holds and sweeper; snapshot.go the format and codec, merge.go the
 // max-merge, file.go the files and [Open], saver.go the saver.
 package presence

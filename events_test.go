@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -453,5 +454,44 @@ func TestConcurrentEvents(t *testing.T) {
 		}
 		assert.Zero(t, e.Online())
 		assert.Positive(t, len(got))
+	})
+}
+
+// TestRestoredOnlineGoOffline: after a deploy, the users a snapshot holds
+// within the online window are online with no Online event, and go
+// Offline (and Leave) on time when they do not come back: no zombies.
+func TestRestoredOnlineGoOffline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "presence.snap")
+		opts := []presence.OpenOption{presence.WithOnlineWindow(time.Minute), presence.WithHoldGrace(5 * time.Second)}
+		before, err := presence.Open(path, opts...)
+		require.NoError(t, err)
+		before.TouchAt("gone", time.Now().Add(-2*time.Minute)) // offline already
+		before.Touch("alice")
+		before.TouchIn("doc", "bob")
+		release := before.Hold("carol") // held until the deploy: written as seen then
+		_ = release
+		require.NoError(t, before.Close())
+
+		time.Sleep(20 * time.Second) // the deploy
+		after, err := presence.Open(path, opts...)
+		require.NoError(t, err)
+		defer after.Close()
+		sub := after.Subscribe(0)
+		var seq uint64
+		assert.Empty(t, drain(t, sub, &seq), "restored users are online without an event")
+		assert.Equal(t, 3, after.Online())
+
+		after.Touch("alice") // alice comes back
+		assert.Empty(t, drain(t, sub, &seq), "still online")
+		time.Sleep(41 * time.Second) // bob's and carol's minute is over
+		assert.ElementsMatch(t, []ev{
+			{presence.Offline, "bob", ""}, {presence.Leave, "bob", "doc"}, {presence.Offline, "carol", ""},
+		}, drain(t, sub, &seq))
+		assert.Equal(t, 1, after.Online())
+		time.Sleep(20 * time.Second)
+		assert.Equal(t, []ev{{presence.Offline, "alice", ""}}, drain(t, sub, &seq))
+		assert.Zero(t, after.Online())
+		assert.Equal(t, 4, after.Len(), "offline users keep their last-seen")
 	})
 }

@@ -113,3 +113,37 @@ func ExampleEngine_TouchIn() {
 	// busiest: [{ticket/42 3}]
 	// after alice left: 2
 }
+
+func ExampleEngine_Subscribe() {
+	e := presence.New()
+	defer e.Close()
+	sub := e.Subscribe(0)
+	e.Touch("alice")
+	e.TouchIn("doc", "alice")
+	e.TouchIn("doc", "alice") // already online and in the room: no event
+	e.Leave("doc", "alice")
+	e.Forget("alice")
+	for range 4 {
+		ev := <-sub.Events()
+		if ev.Room == "" {
+			fmt.Println(ev.Seq, ev.Kind, ev.ID)
+		} else {
+			fmt.Println(ev.Seq, ev.Kind, ev.ID, "in", ev.Room)
+		}
+	}
+	// Output:
+	// 1 online alice
+	// 2 join alice in doc
+	// 3 leave alice in doc
+	// 4 offline alice
+}
+
+func ExampleEngine_Hold() {
+	e := presence.New()
+	defer e.Close()
+	release := e.HoldIn("stream/7", "alice") // while her connection is open
+	fmt.Println(e.Online(), e.Room("stream/7").Count(time.Second))
+	release()
+	release() // idempotent
+	// Output: 1 1
+}
