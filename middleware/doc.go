@@ -30,6 +30,19 @@
 // [WithSkip]) are checked before the handler, and a skipped request costs
 // nothing more.
 //
+// # Long-lived connections
+//
+// A Server-Sent Events stream or a websocket is one request that lasts as
+// long as the user is there. [Hold] wraps such a handler: the request's
+// user is held in a [Holder] (the engine's Hold, or HoldIn with WithRoom)
+// from before the handler runs until it returns, so the user is online for
+// as long as the connection is open, and goes offline one hold grace after
+// the last of its connections closes.
+//
+//	live := middleware.Hold(e, middleware.FromContext(userKey),
+//		middleware.WithRoom(func(r *http.Request) string { return "doc/" + r.PathValue("id") }))
+//	mux.Handle("GET /docs/{id}/live", live(streamHandler))
+//
 // # Client IP
 //
 // The client IP (recorded as meta only with [WithMetaIP]) is RemoteAddr's,
@@ -44,13 +57,14 @@
 //
 // # Panics
 //
-// Track panics when it is built with a nil Recorder or IdentityFunc, an
-// invalid regular expression or an unknown proxy header, like
-// regexp.MustCompile: these are mistakes in the program, found at start-up.
-// It recovers nothing at request time: a panic in the IdentityFunc (which
-// runs after the handler) propagates like a handler's own panic, which
-// net/http logs before dropping the connection. Nothing is recorded for
-// that request, and a response already sent stands.
+// Track and Hold panic when built with a nil Recorder (Holder) or
+// IdentityFunc, an invalid regular expression or an unknown proxy header,
+// like regexp.MustCompile: these are mistakes in the program, found at
+// start-up. They recover nothing at request time: a panic in the
+// IdentityFunc (which Track runs after the handler) propagates like a
+// handler's own panic, which net/http logs before dropping the connection.
+// Nothing is recorded for that request, and a response already sent
+// stands. Hold releases its hold when the handler panics.
 //
 // # Frameworks
 //

@@ -157,37 +157,8 @@ func Track(rec Recorder, identify IdentityFunc, opts ...Option) func(http.Handle
 	if rec == nil {
 		panic("middleware: Track: nil Recorder")
 	}
-	if identify == nil {
-		panic("middleware: Track: nil IdentityFunc: say who a request belongs to")
-	}
-	t := &tracker{rec: rec, identify: identify}
-	for _, o := range opts {
-		o(&t.config)
-	}
-	if !t.classesSet {
-		t.classes = [6]bool{false, true, true, true, true, false}
-	}
-	if t.now == nil {
-		t.now = time.Now
-	}
-	for _, expr := range t.skipPatterns {
-		re, err := regexp.Compile(expr)
-		if err != nil {
-			panic(fmt.Sprintf("middleware: Track: WithSkipPattern(%q): %v", expr, err))
-		}
-		t.patterns = append(t.patterns, re)
-	}
-	if len(t.skipMethods) > 0 {
-		t.methods = map[string]bool{}
-		for _, m := range t.skipMethods {
-			t.methods[strings.ToUpper(m)] = true
-		}
-	}
-	switch t.ipHeader {
-	case "", "X-Forwarded-For", "X-Real-Ip", "Forwarded":
-	default:
-		panic(fmt.Sprintf("middleware: Track: WithTrustedProxies: unsupported header %q", t.ipHeader))
-	}
+	t := &tracker{rec: rec}
+	t.build("Track", identify, opts)
 	if t.metaIP || t.metaUA {
 		m, ok := rec.(MetaRecorder)
 		if !ok {
@@ -217,6 +188,43 @@ func Track(rec Recorder, identify IdentityFunc, opts ...Option) func(http.Handle
 			next.ServeHTTP(sw, r)
 			t.record(r, sw.status)
 		})
+	}
+}
+
+// build applies opts and checks what Track and Hold share: they panic,
+// naming themselves as who, on a nil identify, a bad pattern or an unknown
+// proxy header.
+func (t *tracker) build(who string, identify IdentityFunc, opts []Option) {
+	if identify == nil {
+		panic("middleware: " + who + ": nil IdentityFunc: say who a request belongs to")
+	}
+	t.identify = identify
+	for _, o := range opts {
+		o(&t.config)
+	}
+	if !t.classesSet {
+		t.classes = [6]bool{false, true, true, true, true, false}
+	}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	for _, expr := range t.skipPatterns {
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			panic(fmt.Sprintf("middleware: %s: WithSkipPattern(%q): %v", who, expr, err))
+		}
+		t.patterns = append(t.patterns, re)
+	}
+	if len(t.skipMethods) > 0 {
+		t.methods = map[string]bool{}
+		for _, m := range t.skipMethods {
+			t.methods[strings.ToUpper(m)] = true
+		}
+	}
+	switch t.ipHeader {
+	case "", "X-Forwarded-For", "X-Real-Ip", "Forwarded":
+	default:
+		panic(fmt.Sprintf("middleware: %s: WithTrustedProxies: unsupported header %q", who, t.ipHeader))
 	}
 }
 

@@ -1,0 +1,99 @@
+package middleware_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/onlinenow/presence"
+	"github.com/onlinenow/presence/middleware"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestHold: a long-lived handler's user is online, and in the route's
+// room, while the handler runs; two connections count once; the user goes
+// offline one grace after the last ends.
+func TestHold(t *testing.T) {
+	var _ middleware.RoomHolder = (*presence.Engine)(nil)
+	synctest.Test(t, func(t *testing.T) {
+		e := presence.New(presence.WithOnlineWindow(time.Minute), presence.WithHoldGrace(5*time.Second))
+		defer e.Close()
+		sub := e.Subscribe(0)
+		hangUp := map[string]chan struct{}{}
+		stream := func(w http.ResponseWriter, r *http.Request) { <-hangUp[r.URL.Query().Get("tab")] }
+		mux := http.NewServeMux()
+		mux.Handle("GET /live/{doc}", middleware.Hold(e, middleware.FromContext(ctxKey{}),
+			middleware.WithRoom(func(r *http.Request) string { return "doc/" + r.PathValue("doc") }),
+			middleware.WithSkip(func(r *http.Request) bool { return r.URL.Query().Has("skip") }),
+		)(http.HandlerFunc(stream)))
+		open := func(tab, user string) {
+			hangUp[tab] = make(chan struct{})
+			go serve(mux, withUser(httptest.NewRequest("GET", "/live/7?tab="+tab, nil), user))
+		}
+		open("1", "alice")
+		open("2", "alice")
+		synctest.Wait()
+		assert.Equal(t, presence.Event{Kind: presence.Online, ID: "alice", At: time.Now().UTC(), Seq: 1}, <-sub.Events())
+		assert.Equal(t, presence.Join, (<-sub.Events()).Kind)
+		assert.Empty(t, sub.Events(), "the second tab adds nothing")
+
+		time.Sleep(10 * time.Minute) // held all along
+		assert.Equal(t, 1, e.Online())
+		assert.Equal(t, 1, e.Room("doc/7").Count(time.Second))
+		assert.Empty(t, sub.Events())
+
+		close(hangUp["1"])
+		time.Sleep(time.Minute)
+		assert.Equal(t, 1, e.Room("doc/7").Count(time.Second), "one tab still open")
+		close(hangUp["2"])
+		synctest.Wait()
+		time.Sleep(4 * time.Second)
+		assert.Equal(t, 1, e.Online(), "within the grace")
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		assert.Zero(t, e.Online())
+		got := []presence.EventKind{(<-sub.Events()).Kind, (<-sub.Events()).Kind}
+		assert.ElementsMatch(t, []presence.EventKind{presence.Leave, presence.Offline}, got)
+
+		hangUp["3"] = make(chan struct{})
+		close(hangUp["3"])
+		serve(mux, withUser(httptest.NewRequest("GET", "/live/7?tab=3&skip", nil), "bob"))
+		serve(mux, httptest.NewRequest("GET", "/live/7?tab=3", nil)) // no user
+		assert.Empty(t, sub.Events(), "skipped and unidentified requests hold no one")
+		_, known := e.Get("bob")
+		assert.False(t, known)
+	})
+}
+
+func TestHoldReleasesOnPanic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := presence.New(presence.WithHoldGrace(time.Second))
+		defer e.Close()
+		h := middleware.Hold(e, middleware.FromContext(ctxKey{}))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+			panic("handler broke")
+		}))
+		assert.Panics(t, func() { serve(h, withUser(httptest.NewRequest("GET", "/", nil), "alice")) })
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		ls, ok := e.LastSeen("alice")
+		require.True(t, ok)
+		assert.Equal(t, time.Now().Add(-2*time.Second).UTC(), ls, "released when the handler panicked")
+	})
+}
+
+type holdOnly struct{}
+
+func (holdOnly) Hold(string) func() { return func() {} }
+
+func TestHoldPanicsOnMistakes(t *testing.T) {
+	id := middleware.FromContext(ctxKey{})
+	assert.PanicsWithValue(t, "middleware: Hold: nil Holder", func() { middleware.Hold(nil, id) })
+	assert.PanicsWithValue(t, "middleware: Hold: nil IdentityFunc: say who a request belongs to",
+		func() { middleware.Hold(holdOnly{}, nil) })
+	assert.PanicsWithValue(t, "middleware: Hold: WithRoom needs a RoomHolder",
+		func() { middleware.Hold(holdOnly{}, id, middleware.WithRoom(middleware.RoutePattern)) })
+	assert.Panics(t, func() { middleware.Hold(holdOnly{}, id, middleware.WithSkipPattern("(")) })
+}
