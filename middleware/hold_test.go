@@ -22,7 +22,9 @@ func TestHold(t *testing.T) {
 		e := presence.New(presence.WithOnlineWindow(time.Minute), presence.WithHoldGrace(5*time.Second))
 		defer e.Close()
 		sub := e.Subscribe(0)
-		hangUp := map[string]chan struct{}{}
+		// Every channel exists before any handler runs: the handlers read
+		// the map while this goroutine goes on.
+		hangUp := map[string]chan struct{}{"1": make(chan struct{}), "2": make(chan struct{}), "3": make(chan struct{})}
 		stream := func(w http.ResponseWriter, r *http.Request) { <-hangUp[r.URL.Query().Get("tab")] }
 		mux := http.NewServeMux()
 		mux.Handle("GET /live/{doc}", middleware.Hold(e, middleware.FromContext(ctxKey{}),
@@ -30,7 +32,6 @@ func TestHold(t *testing.T) {
 			middleware.WithSkip(func(r *http.Request) bool { return r.URL.Query().Has("skip") }),
 		)(http.HandlerFunc(stream)))
 		open := func(tab, user string) {
-			hangUp[tab] = make(chan struct{})
 			go serve(mux, withUser(httptest.NewRequest("GET", "/live/7?tab="+tab, nil), user))
 		}
 		open("1", "alice")
@@ -58,7 +59,6 @@ func TestHold(t *testing.T) {
 		got := []presence.EventKind{(<-sub.Events()).Kind, (<-sub.Events()).Kind}
 		assert.ElementsMatch(t, []presence.EventKind{presence.Leave, presence.Offline}, got)
 
-		hangUp["3"] = make(chan struct{})
 		close(hangUp["3"])
 		serve(mux, withUser(httptest.NewRequest("GET", "/live/7?tab=3&skip", nil), "bob"))
 		serve(mux, httptest.NewRequest("GET", "/live/7?tab=3", nil)) // no user
