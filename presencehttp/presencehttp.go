@@ -21,6 +21,17 @@
 //	GET /api/history           {"every_seconds":10, "points":[{"t":..., "count":...}]}, oldest first
 //	GET /api/rooms             {"rooms":[{"room":..., "count":...}]}, busiest first
 //	                           ?window=15m (default) &limit=50 (1..500); 404 for a backend without rooms
+//	GET /api/events            a text/event-stream of online, offline, join, leave and overflow events;
+//	                           ?room=NAME keeps that room's (and overflow); 404 for a backend without events
+//
+// /api/events writes each event as "id: <seq>", "event: <kind>" and
+// "data: {"kind":..., "id":..., "room":..., "at":..., "seq":...}", and a
+// ": heartbeat" comment every [WithHeartbeat] while quiet. A client that
+// reconnects with Last-Event-ID gets what it missed from the last
+// [WithEventReplay] events; one that missed more (or sent an id the
+// handler never made) gets an overflow event and should re-read the lists.
+// One subscription per Handler serves every stream, so a stream costs a
+// goroutine and its connection, not a copy of the events.
 //
 // With ?room=NAME, /api/counts, /api/users and /api/user answer for that
 // room's members, each at its last time in the room (a [RoomQuerier]'s; a
@@ -137,11 +148,13 @@ func (q engineQuerier[V]) Get(_ context.Context, id string) (presence.Activity, 
 type Option func(*config)
 
 type config struct {
-	windows  []time.Duration
-	meta     bool
-	history  *History
-	maxLimit int
-	now      func() time.Time
+	windows   []time.Duration
+	meta      bool
+	history   *History
+	maxLimit  int
+	replay    int
+	heartbeat time.Duration
+	now       func() time.Time
 }
 
 // WithWindows sets the windows /api/counts reports by default.
@@ -185,6 +198,7 @@ type server struct {
 	q         Querier
 	authorize func(*http.Request) bool
 	mux       *http.ServeMux
+	hub       *hub // nil unless q is an EventSource
 }
 
 // Handler returns the API and dashboard over q. authorize decides who may
@@ -209,6 +223,15 @@ func Handler(q Querier, authorize func(*http.Request) bool, opts ...Option) http
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.replay <= 0 {
+		s.replay = defaultReplay
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = defaultHeartbeat
+	}
+	if src, ok := q.(EventSource); ok {
+		s.hub = newHub(src, s.replay)
+	}
 	s.mux.HandleFunc("GET /{$}", s.asset("dashboard/index.html", "text/html; charset=utf-8"))
 	s.mux.HandleFunc("GET /app.js", s.asset("dashboard/app.js", "text/javascript; charset=utf-8"))
 	s.mux.HandleFunc("GET /app.css", s.asset("dashboard/app.css", "text/css; charset=utf-8"))
@@ -217,6 +240,7 @@ func Handler(q Querier, authorize func(*http.Request) bool, opts ...Option) http
 	s.mux.HandleFunc("GET /api/user", s.user)
 	s.mux.HandleFunc("GET /api/history", s.historyPoints)
 	s.mux.HandleFunc("GET /api/rooms", s.rooms)
+	s.mux.HandleFunc("GET /api/events", s.events)
 	return s
 }
 

@@ -56,7 +56,7 @@ func handler(e *presence.Engine, opts ...presencehttp.Option) http.Handler {
 
 func TestForbiddenLearnsNothing(t *testing.T) {
 	h := handler(populated(), presencehttp.WithMeta())
-	for _, path := range []string{"/", "/app.js", "/api/counts", "/api/users", "/api/user?id=user-0", "/api/history", "/api/nope",
+	for _, path := range []string{"/", "/app.js", "/api/events", "/api/counts", "/api/users", "/api/user?id=user-0", "/api/history", "/api/nope",
 		"/api/rooms", "/api/users?room=doc", "/api/counts?room=doc", "/api/user?id=user-0&room=doc"} {
 		w, body := get(t, h, path, false)
 		assert.Equal(t, http.StatusForbidden, w.Code, path)
