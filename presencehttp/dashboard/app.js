@@ -1,11 +1,17 @@
 // The presence dashboard: counts, a chart of the online count, the busiest
 // rooms, the newest users (of all, or of the room clicked) page by page,
-// and search by ID. It reads the JSON API relative to
-// this page's URL and refreshes every few seconds. User data is only ever
-// set as text, never as HTML.
+// and search by ID. It reads the JSON API relative to this page's URL.
+// While the event stream (api/events) is open, every event refreshes the
+// page (at most once per EVENT_DELAY_MS), and a slow poll catches what
+// events do not report (an online user seen again, a user leaving a short
+// window, the chart); without the stream (a backend without events, a
+// proxy that breaks it) the page polls every few seconds. User data is
+// only ever set as text, never as HTML.
 "use strict";
 
-const REFRESH_MS = 5000;
+const POLL_MS = 5000;       // without the event stream
+const LIVE_POLL_MS = 30000; // with it
+const EVENT_DELAY_MS = 100; // events within this share one refresh
 const PAGE_SIZE = 20;
 let skew = 0;          // server clock minus browser clock, ms
 let cursors = [""];    // cursor of each page walked so far; the last is shown
@@ -151,11 +157,16 @@ async function loadChart() {
   }
 }
 
+let live = false;      // the event stream is open
+let lastRefresh = 0;   // Date.now() of the last refresh's start
+let pending = null;    // the timer of a refresh an event asked for
+
 async function refresh() {
+  lastRefresh = Date.now();
   try {
     await loadCounts();
     await Promise.all([loadUsers(), loadChart(), loadRooms()]);
-    $("status").textContent = "updated " + new Date().toLocaleTimeString();
+    $("status").textContent = (live ? "live, updated " : "updated ") + new Date().toLocaleTimeString();
     $("status").className = "status";
     document.body.dataset.ready = "true";
   } catch (err) {
@@ -194,5 +205,22 @@ $("search").addEventListener("submit", async (ev) => {
   }
 });
 
+// listen follows api/events. EventSource reconnects by itself after a
+// network error (sending the last event's id, so nothing is missed); a
+// 404 or 403 closes it for good, and the page keeps polling.
+function listen() {
+  if (typeof EventSource === "undefined") return;
+  const es = new EventSource("api/events");
+  es.onopen = () => { live = true; document.body.dataset.live = "true"; };
+  es.onerror = () => { live = false; document.body.dataset.live = "false"; };
+  const changed = () => {
+    if (pending === null) pending = setTimeout(() => { pending = null; refresh(); }, EVENT_DELAY_MS);
+  };
+  for (const kind of ["online", "offline", "join", "leave", "overflow"]) es.addEventListener(kind, changed);
+}
+
 refresh();
-setInterval(refresh, REFRESH_MS);
+listen();
+setInterval(() => {
+  if (Date.now() - lastRefresh >= (live ? LIVE_POLL_MS : POLL_MS) - 100) refresh();
+}, POLL_MS);
