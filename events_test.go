@@ -118,6 +118,7 @@ func TestHold(t *testing.T) {
 		recent := e.Recent(time.Second, 0)
 		require.Len(t, recent, 1)
 		assert.Equal(t, time.Now().UTC(), recent[0].LastSeen)
+		assert.True(t, recent[0].Held)
 		e.Touch("alice") // changes nothing while held
 
 		tab1()
@@ -135,8 +136,9 @@ func TestHold(t *testing.T) {
 		assert.Equal(t, []ev{{presence.Offline, "alice", ""}}, drain(t, sub, &seq))
 		assert.Equal(t, 0, e.Online(), "offline by the grace")
 		assert.Equal(t, 1, e.Count(time.Minute), "yet seen within the window, at the release")
-		ls, _ = e.LastSeen("alice")
-		assert.Equal(t, released.UTC(), ls)
+		a, _ := e.Get("alice")
+		assert.Equal(t, released.UTC(), a.LastSeen)
+		assert.False(t, a.Held)
 
 		e.Touch("alice") // back: online again
 		assert.Equal(t, []ev{{presence.Online, "alice", ""}}, drain(t, sub, &seq))
@@ -190,10 +192,16 @@ func TestRoomEvents(t *testing.T) {
 		assert.Equal(t, 1, e.Room("live").Count(time.Second), "held in the room")
 		assert.Equal(t, []presence.RoomCount{{Room: "live", Count: 1}}, e.Rooms(time.Second, 0))
 		assert.Equal(t, []string{"live"}, e.RoomsOf("carol"))
+		held := e.Room("live").Recent(time.Second, 0)
+		require.Len(t, held, 1)
+		assert.True(t, held[0].Held, "Held in the room view")
 
 		release()
 		time.Sleep(6 * time.Second)
 		assert.ElementsMatch(t, []ev{{presence.Leave, "carol", "live"}, {presence.Offline, "carol", ""}}, drain(t, sub, &seq))
+		left := e.Room("live").Recent(time.Minute, 0)
+		require.Len(t, left, 1)
+		assert.False(t, left[0].Held)
 
 		e.TouchIn("doc", "dave")
 		drain(t, sub, &seq)

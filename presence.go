@@ -17,6 +17,9 @@ type Activity struct {
 	ID       string
 	LastSeen time.Time // exact, in UTC
 	Meta     string
+	// Held: the user (or, in a room view, the member) is held (Engine.Hold,
+	// HoldIn) as the query reads it, and LastSeen is the query's time.
+	Held bool
 }
 
 // Engine holds the last-seen time of every user and answers window queries

@@ -23,10 +23,11 @@ func (e *Engine) Get(id string) (Activity, bool) {
 
 func (e *Engine) activity(id string, ls int64) Activity {
 	meta, _ := e.metas.Load(id)
-	if ls == heldNs {
+	held := ls == heldNs
+	if held {
 		ls = e.now().UnixNano()
 	}
-	return Activity{ID: id, LastSeen: time.Unix(0, ls).UTC(), Meta: meta}
+	return Activity{ID: id, LastSeen: time.Unix(0, ls).UTC(), Meta: meta, Held: held}
 }
 
 // LastSeen returns a user's exact last-seen time, or false if the user is

@@ -779,11 +779,11 @@ func TestRestoreRepeats(t *testing.T) {
 		recs []presence.Activity
 		want presence.Activity
 	}{
-		{"newer wins", []presence.Activity{{"u", at(1), "a"}, {"u", at(5), "b"}, {"u", at(3), "c"}}, presence.Activity{"u", at(5), "b"}},
-		{"newer without meta", []presence.Activity{{"u", at(1), "a"}, {"u", at(9), ""}}, presence.Activity{"u", at(9), ""}},
-		{"tie: larger meta", []presence.Activity{{"u", at(2), "b"}, {"u", at(2), ""}, {"u", at(2), "c"}, {"u", at(2), "a"}}, presence.Activity{"u", at(2), "c"}},
-		{"tie lost to a newer", []presence.Activity{{"u", at(2), "z"}, {"u", at(2), "y"}, {"u", at(4), ""}}, presence.Activity{"u", at(4), ""}},
-		{"same slot", []presence.Activity{{"u", t0.Add(10), "a"}, {"u", t0.Add(20), ""}, {"u", t0.Add(15), "c"}}, presence.Activity{"u", t0.Add(20), ""}},
+		{"newer wins", []presence.Activity{{ID: "u", LastSeen: at(1), Meta: "a"}, {ID: "u", LastSeen: at(5), Meta: "b"}, {ID: "u", LastSeen: at(3), Meta: "c"}}, presence.Activity{ID: "u", LastSeen: at(5), Meta: "b"}},
+		{"newer without meta", []presence.Activity{{ID: "u", LastSeen: at(1), Meta: "a"}, {ID: "u", LastSeen: at(9), Meta: ""}}, presence.Activity{ID: "u", LastSeen: at(9), Meta: ""}},
+		{"tie: larger meta", []presence.Activity{{ID: "u", LastSeen: at(2), Meta: "b"}, {ID: "u", LastSeen: at(2), Meta: ""}, {ID: "u", LastSeen: at(2), Meta: "c"}, {ID: "u", LastSeen: at(2), Meta: "a"}}, presence.Activity{ID: "u", LastSeen: at(2), Meta: "c"}},
+		{"tie lost to a newer", []presence.Activity{{ID: "u", LastSeen: at(2), Meta: "z"}, {ID: "u", LastSeen: at(2), Meta: "y"}, {ID: "u", LastSeen: at(4), Meta: ""}}, presence.Activity{ID: "u", LastSeen: at(4), Meta: ""}},
+		{"same slot", []presence.Activity{{ID: "u", LastSeen: t0.Add(10), Meta: "a"}, {ID: "u", LastSeen: t0.Add(20), Meta: ""}, {ID: "u", LastSeen: t0.Add(15), Meta: "c"}}, presence.Activity{ID: "u", LastSeen: t0.Add(20), Meta: ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			perm := rand.New(rand.NewPCG(1, 1))

@@ -1,13 +1,16 @@
 // Command server is a runnable web server wiring the whole library: the
 // middleware records signed-in users and anonymous visitors in two engines,
 // the users' engine is snapshotted to disk, and the dashboard is served
-// under /admin/presence/ to whoever knows the admin token.
+// under /admin/presence/ to whoever knows the admin token. /live/NAME is a
+// live page: it holds its viewer in the room "live/NAME" for as long as it
+// is open, and shows who else is viewing, updated by the engine's events.
 //
 //	PRESENCE_ADMIN_TOKEN=s3cret go run ./examples/server -addr 127.0.0.1:8080
 //
 // Then open http://127.0.0.1:8080/login?user=alice to sign in as alice (a
-// demo login: no password), browse a few pages, and open
-// http://127.0.0.1:8080/admin/login?token=s3cret for the dashboard.
+// demo login: no password), browse a few pages, open
+// http://127.0.0.1:8080/live/doc-1 in two browsers signed in as two users,
+// and http://127.0.0.1:8080/admin/login?token=s3cret for the dashboard.
 package main
 
 import (
@@ -17,14 +20,17 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log"
+	"maps"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -103,6 +109,14 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 	site.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// The live page, and its stream of viewers, which holds the viewer in
+	// the page's room while it is open.
+	site.HandleFunc("GET /live/{doc}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, livePage)
+	})
+	holdViewer := middleware.Hold(users, middleware.FromContext(userKey{}), middleware.WithRoom(liveRoom))
+	site.Handle("GET /live/{doc}/viewers", holdViewer(viewers(users)))
 
 	// Signed-in users go to users, everyone else to guests; users are also
 	// recorded in the room of the route they asked for.
@@ -143,6 +157,101 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 	})
 	return root
 }
+
+// liveRoom is the room of a live page's viewers.
+func liveRoom(r *http.Request) string { return "live/" + r.PathValue("doc") }
+
+// viewers streams, as Server-Sent Events, who is viewing the live page:
+// a "viewers" event with the signed-in viewer and the room's viewers, sent
+// at the start and again at each Join or Leave in the room.
+func viewers(users *presence.Engine) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		you, ok := r.Context().Value(userKey{}).(string)
+		if !ok {
+			http.Error(w, "sign in at /login?user=NAME", http.StatusUnauthorized)
+			return
+		}
+		room := liveRoom(r)
+		// Subscribe, then read the state: an event after the read changes
+		// it, one before it is in the state already (a Join twice is
+		// harmless).
+		sub := users.Subscribe(64)
+		defer sub.Close()
+		viewing := map[string]bool{}
+		read := func() {
+			clear(viewing)
+			// Held members are the open pages; a member whose page closed
+			// is not held, though seen in the room until its Leave.
+			for _, a := range users.Room(room).Recent(time.Minute, 0) {
+				if a.Held {
+					viewing[a.ID] = true
+				}
+			}
+		}
+		rc := http.NewResponseController(w)
+		w.Header().Set("Content-Type", "text/event-stream")
+		send := func() error {
+			data, _ := json.Marshal(map[string]any{"you": you, "viewers": slices.Sorted(maps.Keys(viewing))})
+			if _, err := fmt.Fprintf(w, "event: viewers\ndata: %s\n\n", data); err != nil {
+				return err
+			}
+			return rc.Flush()
+		}
+		read()
+		if send() != nil {
+			return
+		}
+		// A comment now and then, so that a client gone without a word is
+		// noticed (the write fails) and released.
+		heartbeat := time.NewTicker(15 * time.Second)
+		defer heartbeat.Stop()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-heartbeat.C:
+				if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
+					return
+				}
+			case ev, ok := <-sub.Events():
+				switch {
+				case !ok:
+					return // the engine closed
+				case ev.Kind == presence.Overflow: // events were lost: read again
+					read()
+				case ev.Room == room && ev.Kind == presence.Join:
+					viewing[ev.ID] = true
+				case ev.Room == room && ev.Kind == presence.Leave:
+					delete(viewing, ev.ID)
+				default:
+					continue
+				}
+				if send() != nil {
+					return
+				}
+			}
+		}
+	})
+}
+
+// livePage shows the viewers its stream sends; names are set as text.
+const livePage = `<!doctype html>
+<meta charset="utf-8">
+<title>Live</title>
+<h1>Who is viewing this page</h1>
+<ul id="viewers"></ul>
+<script>
+const list = document.getElementById("viewers");
+new EventSource(location.pathname + "/viewers").addEventListener("viewers", (ev) => {
+  const v = JSON.parse(ev.data);
+  list.replaceChildren(...v.viewers.map((id) => {
+    const li = document.createElement("li");
+    li.textContent = id === v.you ? id + " (you)" : id;
+    return li;
+  }));
+});
+</script>
+`
 
 // authenticate puts the signed-in user's name in the request context.
 func authenticate(key []byte, next http.Handler) http.Handler {

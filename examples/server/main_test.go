@@ -1,9 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,4 +56,69 @@ func TestServerWiring(t *testing.T) {
 	resp.Body.Close()
 	_, ok = users.Get("mallory")
 	assert.False(t, ok)
+}
+
+// TestLivePage opens the live page's stream as alice, then as bob: alice
+// sees bob come and, once bob's stream closes and the hold grace passes,
+// go.
+func TestLivePage(t *testing.T) {
+	users := presence.New(presence.WithResolution(10*time.Millisecond), presence.WithHoldGrace(10*time.Millisecond))
+	defer users.Close()
+	guests := presence.New()
+	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
+	srv := httptest.NewServer(newApp(users, guests, hist, "", []byte("key")))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	// open signs in as name and opens the viewers stream of doc-1; next
+	// returns the viewers of the stream's next event.
+	open := func(name string, ctx context.Context) (next func() []string) {
+		jar, _ := cookiejar.New(nil)
+		client := &http.Client{Jar: jar}
+		resp, err := client.Get(srv.URL + "/login?user=" + name)
+		require.NoError(t, err)
+		resp.Body.Close()
+		resp, err = client.Get(srv.URL + "/live/doc-1")
+		require.NoError(t, err)
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Contains(t, string(page), "EventSource")
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/live/doc-1/viewers", nil)
+		resp, err = client.Do(req)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		t.Cleanup(func() { resp.Body.Close() })
+		lines := bufio.NewScanner(resp.Body)
+		return func() []string {
+			for lines.Scan() {
+				if data, ok := strings.CutPrefix(lines.Text(), "data: "); ok {
+					var v struct {
+						You     string
+						Viewers []string
+					}
+					require.NoError(t, json.Unmarshal([]byte(data), &v))
+					assert.Equal(t, name, v.You)
+					slices.Sort(v.Viewers)
+					return v.Viewers
+				}
+			}
+			t.Fatalf("%s's stream ended: %v", name, lines.Err())
+			return nil
+		}
+	}
+
+	alice := open("alice", ctx)
+	assert.Equal(t, []string{"alice"}, alice())
+	bobCtx, bobLeaves := context.WithCancel(ctx)
+	bob := open("bob", bobCtx)
+	assert.Equal(t, []string{"alice", "bob"}, bob(), "bob sees alice")
+	assert.Equal(t, []string{"alice", "bob"}, alice(), "alice sees bob join")
+	bobLeaves()
+	assert.Equal(t, []string{"alice"}, alice(), "and leave")
+
+	resp, err := http.Get(srv.URL + "/live/doc-1/viewers")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a guest is not a viewer")
 }
