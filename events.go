@@ -189,9 +189,30 @@ func (e *Engine) publish(kind EventKind, id, room string, at int64, now *reading
 		}
 	}
 	e.pubMu.Lock()
-	defer e.pubMu.Unlock()
+	e.deliverAll(Event{Kind: kind, ID: id, Room: room, At: time.Unix(0, at).UTC()})
+	e.pubMu.Unlock()
+}
+
+// publishEach publishes an event of kind for each of ids, as publish does,
+// at now, taking pubMu once: the sweeper's batches.
+func (e *Engine) publishEach(kind EventKind, ids []string, room string, now *reading) {
+	p := e.subs.Load()
+	if p == nil || len(*p) == 0 || len(ids) == 0 {
+		return
+	}
+	at := time.Unix(0, now.ns()).UTC()
+	e.pubMu.Lock()
+	for _, id := range ids {
+		e.deliverAll(Event{Kind: kind, ID: id, Room: room, At: at})
+	}
+	e.pubMu.Unlock()
+}
+
+// deliverAll numbers ev and delivers it to every subscriber. Called with
+// pubMu held.
+func (e *Engine) deliverAll(ev Event) {
 	e.seq++
-	ev := Event{Kind: kind, ID: id, Room: room, At: time.Unix(0, at).UTC(), Seq: e.seq}
+	ev.Seq = e.seq
 	for _, s := range *e.subs.Load() {
 		s.deliver(ev)
 	}
@@ -231,28 +252,35 @@ func (e *Engine) Online() int {
 // then sweeps each tick.
 func (e *Engine) startLive() {
 	e.startOnce.Do(func() {
-		e.pubMu.Lock()
-		closed := e.closing
-		e.pubMu.Unlock()
-		if closed {
-			return
+		if e.startEdges() {
+			go e.sweeper()
 		}
-		now := e.clock(unread)
-		edge := slotOf(now.ns()-e.onlineWindow, e.lay.res)
-		// Stored first: a room made from now on starts at the edge, and
-		// one made before is in roomMap for the loop below.
-		e.edgeSlot.Store(edge)
-		for _, s := range e.shards {
-			s.startEdge(edge)
-		}
-		e.roomMap.Range(func(_ string, s *shard) bool {
-			s.startEdge(edge)
-			return true
-		})
-		e.stop, e.done = make(chan struct{}), make(chan struct{})
-		e.started.Store(true)
-		go e.sweeper()
 	})
+}
+
+// startEdges readies the engine for sweeps, unless it is closed.
+func (e *Engine) startEdges() bool {
+	e.pubMu.Lock()
+	closed := e.closing
+	e.pubMu.Unlock()
+	if closed {
+		return false
+	}
+	now := e.clock(unread)
+	edge := slotOf(now.ns()-e.onlineWindow, e.lay.res)
+	// Stored first: a room made from now on starts at the edge, and
+	// one made before is in roomMap for the loop below.
+	e.edgeSlot.Store(edge)
+	for _, s := range e.shards {
+		s.startEdge(edge)
+	}
+	e.roomMap.Range(func(_ string, s *shard) bool {
+		s.startEdge(edge)
+		return true
+	})
+	e.stop, e.done = make(chan struct{}), make(chan struct{})
+	e.started.Store(true)
+	return true
 }
 
 func (e *Engine) sweeper() {
@@ -277,13 +305,14 @@ func (e *Engine) sweep() {
 	now := e.clock(unread)
 	edge := slotOf(now.ns()-e.onlineWindow, e.lay.res)
 	prev := e.edgeSlot.Swap(edge)
+	wait := e.tick / 2 // see awaitRoom
 	for _, s := range e.shards {
-		s.sweep(edge, &now)
+		s.sweep(edge, &now, &wait)
 	}
 	if e.roomMap.Size() > 0 {
 		for a := range e.roomIndex.Since(time.Unix(0, prev*e.lay.res)) {
 			if s, ok := e.roomMap.Load(a.ID); ok {
-				s.sweep(edge, &now)
+				s.sweep(edge, &now, &wait)
 			}
 		}
 	}
@@ -414,6 +443,40 @@ type holdSet struct{ n int }
 // going offline at once must not stall the touches of that shard.
 const sweepBatch = 256
 
+// roomFor reports whether every subscriber's channel has room for n more
+// events (or is empty, if it holds fewer).
+func (e *Engine) roomFor(n int) bool {
+	if p := e.subs.Load(); p != nil {
+		for _, sub := range *p {
+			if cap(sub.ch)-len(sub.ch) < min(n, cap(sub.ch)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// awaitRoom waits until every subscriber has room for a sweep's batch of
+// events, or until the sweep has waited *wait in all (half a tick). The
+// sweeper is the one producer of bursts (a million users going offline
+// at once): waiting for the subscribers there lets one that keeps up on
+// average receive all of a burst through a small buffer, and costs a
+// stalled one at most half a tick's delay per sweep that has users to
+// pass. It is called holding no lock, so no Touch, Hold or query waits
+// with it, and it sleeps rather than spins, so that on a machine with few
+// cores the subscribers get them.
+func (e *Engine) awaitRoom(wait *time.Duration) {
+	start := time.Now()
+	for !e.roomFor(sweepBatch) {
+		if time.Since(start) >= *wait {
+			*wait = 0
+			return
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+	*wait -= time.Since(start)
+}
+
 // startEdge moves the shard's edge to slot, if it is behind.
 func (s *shard) startEdge(slot int64) {
 	s.mu.Lock()
@@ -425,9 +488,10 @@ func (s *shard) startEdge(slot int64) {
 
 // sweep moves the edge to slot, publishing Offline (or Leave) for each
 // online user it passes, a batch per lock hold.
-func (s *shard) sweep(slot int64, now *reading) {
+func (s *shard) sweep(slot int64, now *reading, wait *time.Duration) {
 	end := s.lay.bound(slot)
 	var batch []item
+	var gone []string // the batch's users that go offline
 	for {
 		batch = batch[:0]
 		s.mu.Lock()
@@ -441,13 +505,22 @@ func (s *shard) sweep(slot int64, now *reading) {
 			}
 			return len(batch) < sweepBatch
 		})
+		if len(batch) > 0 && *wait > 0 && !s.e.roomFor(len(batch)) {
+			// Let the subscribers catch up, then take the batch again:
+			// the shard may have changed meanwhile.
+			s.mu.Unlock()
+			s.e.awaitRoom(wait)
+			continue
+		}
+		gone = gone[:0]
 		for _, it := range batch {
 			if s.online(it) {
-				s.announce(false, it.id(), 0, now)
+				gone = append(gone, it.id())
 			} else {
 				s.forgive(it.id())
 			}
 		}
+		s.e.publishEach(s.offKind(), gone, s.room, now)
 		full := len(batch) == sweepBatch
 		if full {
 			s.edge = batch[len(batch)-1]
@@ -573,16 +646,23 @@ func (s *shard) forgive(id string) {
 // announce publishes that id came online (or joined the room), or went
 // offline (or left it), at ns (0: now).
 func (s *shard) announce(online bool, id string, ns int64, now *reading) {
-	kind := Offline
+	kind := s.offKind()
 	switch {
 	case s.room == "" && online:
 		kind = Online
-	case s.room != "" && online:
+	case online:
 		kind = Join
-	case s.room != "":
-		kind = Leave
 	}
 	s.e.publish(kind, id, s.room, ns, now)
+}
+
+// offKind is the kind of the shard's events for a user gone: Offline, or
+// Leave in a room.
+func (s *shard) offKind() EventKind {
+	if s.room != "" {
+		return Leave
+	}
+	return Offline
 }
 
 // refile moves ent, filed as old, to ns.

@@ -364,3 +364,17 @@ func Restore(r io.Reader, opts ...Option) (*Engine, error) {
 	_, err := e.readFrom(r, true)
 	return e, err
 }
+
+// SweepByHand readies e's events without the sweeper goroutine, before
+// any subscription or hold, so that a benchmark times each sweep itself
+// with Sweep.
+func SweepByHand(e *Engine) {
+	e.startOnce.Do(func() {
+		if e.startEdges() {
+			close(e.done)
+		}
+	})
+}
+
+// Sweep sweeps e once, as a tick of its sweeper does.
+func Sweep(e *Engine) { e.sweep() }

@@ -1,0 +1,49 @@
+//go:build unix
+
+package presence_test
+
+import (
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/onlinenow/presence"
+)
+
+// BenchmarkHeldIdle: 1M users held (connections open, nothing else
+// happening) cost the process's CPU per wall second, in percent of one
+// core, as the sweeper ticks (each op is one tick of 100 ms at
+// WithResolution(100ms)). Holds are not walked per tick: held users sit
+// past every edge.
+func BenchmarkHeldIdle(b *testing.B) {
+	ids := userIDs()
+	e := presence.New(presence.WithResolution(100 * time.Millisecond))
+	defer e.Close()
+	releases := make([]func(), len(ids))
+	for k, id := range ids {
+		releases[k] = e.Hold(id)
+	}
+	if e.Online() != len(ids) {
+		b.Fatalf("%d online of %d held", e.Online(), len(ids))
+	}
+	runtime.GC()
+	b.ResetTimer()
+	cpu0, wall0 := cpuTime(), time.Now()
+	for range b.N {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cpu, wall := cpuTime()-cpu0, time.Since(wall0)
+	b.StopTimer()
+	b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%core")
+	for _, r := range releases {
+		r()
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
