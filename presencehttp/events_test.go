@@ -2,12 +2,16 @@ package presencehttp_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -39,19 +43,34 @@ const waitFor = 10 * time.Second
 
 func openStream(t testing.TB, url, lastID string) *sseClient {
 	t.Helper()
+	c, err := dial(url, lastID)
+	require.NoError(t, err)
+	return c
+}
+
+// dial opens an event stream (with a status other than 200, a client
+// whose stream yields nothing).
+func dial(url, lastID string) (*sseClient, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-	require.NoError(t, err)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	req.Header.Set("X-Admin", "yes")
 	req.Header.Set("Accept", "text/event-stream")
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	c := &sseClient{resp: resp, cancel: cancel, msgs: make(chan message, 1024)}
 	if resp.StatusCode != http.StatusOK {
-		return c
+		close(c.msgs)
+		return c, nil
 	}
 	go func() {
 		defer close(c.msgs)
@@ -78,7 +97,7 @@ func openStream(t testing.TB, url, lastID string) *sseClient {
 			}
 		}
 	}()
-	return c
+	return c, nil
 }
 
 func (c *sseClient) close() {
@@ -89,31 +108,34 @@ func (c *sseClient) close() {
 // next returns the next event, skipping comments.
 func (c *sseClient) next(t testing.TB) message {
 	t.Helper()
-	for {
-		select {
-		case m, ok := <-c.msgs:
-			require.True(t, ok, "stream ended")
-			if m.Comment == "" {
-				return m
-			}
-		case <-time.After(waitFor):
-			t.Fatal("no event")
-		}
-	}
+	m, err := c.await(false)
+	require.NoError(t, err)
+	return m
 }
 
 // comment returns the next comment, skipping events.
 func (c *sseClient) comment(t testing.TB) string {
 	t.Helper()
+	m, err := c.await(true)
+	require.NoError(t, err)
+	return m.Comment
+}
+
+// await returns the next comment or the next event, skipping the other
+// kind, within waitFor.
+func (c *sseClient) await(comment bool) (message, error) {
+	timeout := time.After(waitFor)
 	for {
 		select {
 		case m, ok := <-c.msgs:
-			require.True(t, ok, "stream ended")
-			if m.Comment != "" {
-				return m.Comment
+			if !ok {
+				return m, errors.New("stream ended")
 			}
-		case <-time.After(waitFor):
-			t.Fatal("no comment")
+			if (m.Comment != "") == comment {
+				return m, nil
+			}
+		case <-timeout:
+			return message{}, errors.New("nothing within the wait")
 		}
 	}
 }
@@ -133,10 +155,23 @@ func (m message) data(t testing.TB) eventData {
 
 // short is an event's kind, id and room, to compare.
 func (m message) short(t testing.TB) string {
-	d := m.data(t)
-	require.Equal(t, m.Event, d.Kind)
-	require.Equal(t, m.ID, strconv.FormatUint(d.Seq, 10), "the event ID is the Seq")
-	return strings.TrimSpace(d.Kind + " " + d.ID + " " + d.Room)
+	t.Helper()
+	s, err := m.describe()
+	require.NoError(t, err)
+	return s
+}
+
+// describe returns an event's kind, id and room, checking that its kind
+// and ID are its data's kind and Seq.
+func (m message) describe() (string, error) {
+	var d eventData
+	if err := json.Unmarshal([]byte(m.Data), &d); err != nil {
+		return "", fmt.Errorf("%w: %q", err, m.Data)
+	}
+	if m.Event != d.Kind || m.ID != strconv.FormatUint(d.Seq, 10) {
+		return "", fmt.Errorf("event %q id %q, data %q: the event ID is not the Seq or the kind is not the data's", m.Event, m.ID, m.Data)
+	}
+	return strings.TrimSpace(d.Kind + " " + d.ID + " " + d.Room), nil
 }
 
 func eventServer(t testing.TB, e *presence.Engine, opts ...presencehttp.Option) *httptest.Server {
@@ -326,7 +361,9 @@ func sseClients() int {
 // disconnect, twice; after the second round the server's goroutines and
 // heap are back to what they were after the first. (The first round sets
 // the baseline: the runtime keeps the goroutine structs it made, and maps
-// keep their size.)
+// keep their size.) The clients run in a child process (this test binary,
+// see TestMain), so that the server's process holds only its side of each
+// connection: 10,000 clients would take 20,000 descriptors in one.
 func TestEventStreamClients(t *testing.T) {
 	e := presence.New()
 	defer e.Close()
@@ -335,33 +372,162 @@ func TestEventStreamClients(t *testing.T) {
 	base, _ := settle(t, 0, 0)
 	var heap uint64
 	for round := range 2 {
-		clients := make([]*sseClient, n)
-		var wg sync.WaitGroup
-		for i := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				clients[i] = openStream(t, srv.URL+"/api/events", "")
-				clients[i].comment(t)
-			}()
-		}
-		wg.Wait()
-		assert.Greater(t, runtime.NumGoroutine(), base+n, "a goroutine per stream while open")
+		clients := startClients(t, srv.URL+"/api/events", n)
+		open := runtime.NumGoroutine()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		assert.Greater(t, open, base+n, "a goroutine per stream while open")
 		id := fmt.Sprint("user-", round)
 		e.Touch(id)
-		for _, c := range clients {
-			assert.Equal(t, "online "+id, c.next(t).short(t))
-		}
-		for _, c := range clients {
-			c.close()
-		}
-		clients = nil
+		clients.do(t, "expect online "+id)
+		clients.do(t, "close")
+		require.NoError(t, clients.cmd.Wait())
+		var g int
+		var h uint64
 		if round == 0 {
 			base, heap = settle(t, 0, 0) // with the handler's subscription's reader
+			g, h = base, heap
 		} else {
-			settle(t, base, heap)
+			g, h = settle(t, base, heap)
+		}
+		t.Logf("round %d: %d streams, %d goroutines and a heap of %d KiB while open, %d and %d KiB after (baseline %d and %d KiB)",
+			round, n, open, ms.HeapAlloc>>10, g, h>>10, base, heap>>10)
+	}
+}
+
+// clientProcess is a child process holding n event streams open.
+type clientProcess struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines chan string
+}
+
+// startClients starts a child process that opens n streams of url and
+// waits until each has its first comment.
+func startClients(t *testing.T, url string, n int) *clientProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "PRESENCE_SSE_HELPER="+url, "PRESENCE_SSE_CLIENTS="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	p := &clientProcess{cmd: cmd, in: in, lines: make(chan string)}
+	t.Cleanup(func() { cmd.Process.Kill() }) // after Wait, a no-op
+	go func() {
+		defer close(p.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+	}()
+	p.reply(t)
+	return p
+}
+
+// do sends the child a command and waits for its "ok".
+func (p *clientProcess) do(t *testing.T, cmd string) {
+	t.Helper()
+	_, err := fmt.Fprintln(p.in, cmd)
+	require.NoError(t, err)
+	p.reply(t)
+}
+
+func (p *clientProcess) reply(t *testing.T) {
+	t.Helper()
+	select {
+	case line, ok := <-p.lines:
+		require.True(t, ok, "the client process ended")
+		require.Equal(t, "ok", line)
+	case <-time.After(2 * time.Minute): // 10,000 clients under -race
+		t.Fatal("no answer from the client process")
+	}
+}
+
+// TestMain runs the client process of TestEventStreamClients when this
+// binary is started as one.
+func TestMain(m *testing.M) {
+	if url := os.Getenv("PRESENCE_SSE_HELPER"); url != "" {
+		os.Exit(runClients(url, sseClients()))
+	}
+	os.Exit(m.Run())
+}
+
+// runClients opens n streams of url, then answers the commands read from
+// stdin, a line each, with "ok" or an error: "expect EVENT" (each stream's
+// next event is EVENT, as message.describe puts it) and "close".
+func runClients(url string, n int) int {
+	answer := func(err error) {
+		if err != nil {
+			fmt.Println("error:", err)
+		} else {
+			fmt.Println("ok")
 		}
 	}
+	clients := make([]*sseClient, n)
+	answer(each(clients, func(i int, _ *sseClient) error {
+		c, err := dial(url, "")
+		if err != nil {
+			return err
+		}
+		clients[i] = c
+		if c.resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", c.resp.StatusCode)
+		}
+		_, err = c.await(true)
+		return err
+	}))
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch cmd, arg, _ := strings.Cut(in.Text(), " "); cmd {
+		case "expect":
+			answer(each(clients, func(_ int, c *sseClient) error {
+				m, err := c.await(false)
+				if err != nil {
+					return err
+				}
+				if got, err := m.describe(); err != nil || got != arg {
+					return fmt.Errorf("got %q (%v), want %q", got, err, arg)
+				}
+				return nil
+			}))
+		case "close":
+			for _, c := range clients {
+				c.close()
+			}
+			answer(nil)
+			return 0
+		default:
+			answer(fmt.Errorf("unknown command %q", cmd))
+		}
+	}
+	return 1
+}
+
+// each runs f for every client, 256 at a time, and returns the first
+// error.
+func each(clients []*sseClient, f func(int, *sseClient) error) error {
+	var wg sync.WaitGroup
+	var first error
+	var mu sync.Mutex
+	sem := make(chan struct{}, 256)
+	for i, c := range clients {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := f(i, c); err != nil {
+				mu.Lock()
+				first = cmp.Or(first, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
 }
 
 // settle waits until the goroutine count is at most goroutines and the heap
@@ -374,6 +540,7 @@ func settle(t testing.TB, goroutines int, heap uint64) (int, uint64) {
 	for {
 		http.DefaultClient.CloseIdleConnections()
 		runtime.GC()
+		runtime.GC() // sync.Pool (the server's bufio buffers) empties in two
 		runtime.ReadMemStats(&ms)
 		g := runtime.NumGoroutine()
 		if goroutines == 0 {
