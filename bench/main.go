@@ -13,6 +13,11 @@
 // -redis auto the program starts redis-server from PATH on a free loopback
 // port, without persistence, and stops it afterwards; without one, the
 // redis row says why it was skipped.
+//
+// Then, unless turned off: rooms against centrifuge's presence manager
+// (-rooms), and events (-events): the engine's touches/s with no
+// subscriber and with 4, and the rate at which a burst of every user
+// going offline at once reaches the subscribers.
 package main
 
 import (
@@ -45,6 +50,7 @@ type params struct {
 	Pipeline   int           `json:"pipeline"`
 	Snapshot   bool          `json:"snapshot"`
 	Rooms      bool          `json:"rooms"`
+	Events     bool          `json:"events"`
 
 	jsonOut, cpuProfile, memProfile string
 }
@@ -72,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (params, error) {
 	fs.IntVar(&p.Pipeline, "pipeline", 100, "commands per Redis pipeline flush, per worker")
 	fs.BoolVar(&p.Snapshot, "snapshot", true, "time a snapshot write and load of the engine's final state")
 	fs.BoolVar(&p.Rooms, "rooms", true, "also compare rooms with centrifuge's MemoryPresenceManager: a chat of users/10 rooms, a stream of users/10 members")
+	fs.BoolVar(&p.Events, "events", true, "also measure events: Touch with and without 4 subscribers, and the delivery of every user going offline at once")
 	fs.StringVar(&p.jsonOut, "json", "", "also write every figure, the parameters and machine facts to this file")
 	fs.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
 	fs.StringVar(&p.memProfile, "memprofile", "", "write a heap profile to this file at the end")
@@ -165,8 +172,17 @@ func run(p params, out, progress io.Writer) error {
 		}
 		printRooms(out, rooms)
 	}
+	var events *eventsResult
+	if p.Events {
+		r, err := runEvents(p)
+		if err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		printEvents(out, r)
+		events = &r
+	}
 	if p.jsonOut != "" {
-		if err := writeJSON(p.jsonOut, p, results, rooms); err != nil {
+		if err := writeJSON(p.jsonOut, p, results, rooms, events); err != nil {
 			return err
 		}
 	}

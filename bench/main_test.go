@@ -148,6 +148,7 @@ func TestSmoke(t *testing.T) {
 		Machine machine           `json:"machine"`
 		Results []json.RawMessage `json:"results"`
 		Rooms   []roomsResult     `json:"rooms"`
+		Events  eventsResult      `json:"events"`
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "out.json"))
 	require.NoError(t, err)
@@ -161,4 +162,10 @@ func TestSmoke(t *testing.T) {
 		assert.Positive(t, r.StatsNs)
 		assert.Equal(t, map[string]int{"chat": 2000, "stream": 200}[r.Workload], r.Memberships)
 	}
+	assert.Contains(t, s, "events: 2000 users")
+	ev := doc.Events
+	assert.Positive(t, ev.TouchesPerSec)
+	assert.Positive(t, ev.TouchesPerSecWithSubs)
+	assert.Equal(t, int64(eventSubscribers*2000), ev.Events+int64(ev.Dropped), "every user's Offline reached or was lost by each subscriber")
+	assert.Positive(t, ev.EventsPerSec)
 }

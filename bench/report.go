@@ -124,13 +124,14 @@ type machine struct {
 }
 
 // writeJSON writes every figure with the parameters and machine facts.
-func writeJSON(path string, p params, results []result, rooms []roomsResult) error {
+func writeJSON(path string, p params, results []result, rooms []roomsResult, events *eventsResult) error {
 	doc := struct {
 		Time    time.Time     `json:"time"`
 		Params  params        `json:"params"`
 		Machine machine       `json:"machine"`
 		Results []result      `json:"results"`
 		Rooms   []roomsResult `json:"rooms,omitempty"`
+		Events  *eventsResult `json:"events,omitempty"`
 	}{
 		Time:   time.Now().UTC(),
 		Params: p,
@@ -140,6 +141,7 @@ func writeJSON(path string, p params, results []result, rooms []roomsResult) err
 		},
 		Results: results,
 		Rooms:   rooms,
+		Events:  events,
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
