@@ -92,7 +92,8 @@
 // room. [Engine.Hold] and [Engine.HoldIn] keep a long-lived connection's
 // user online (and in the room) until released, several holds counting
 // once, with a grace ([WithHoldGrace]) after the last release; a held user
-// counts in every query as seen now. [Engine.Online] counts who is online.
+// counts in every query as seen now, with [Activity].Held set.
+// [Engine.Online] counts who is online.
 //
 //	sub := e.Subscribe(0)
 //	go func() {
@@ -109,7 +110,11 @@
 // work is done. Offline is found by the engine's sweeper goroutine, started
 // by the first Subscribe or Hold and stopped by Close; each tick it walks
 // only the range of the time index that crossed the window's edge, so its
-// cost is per user going offline, not per user online. Users online when
+// cost is per user going offline, not per user online. In a burst (a
+// million users going offline at once) it waits, holding no lock and for
+// half a tick at most per sweep, until each subscriber has room for its
+// next batch, so that one that keeps up receives all of it through a small
+// buffer; touches and queries never wait for it. Users online when
 // it starts (restored from a snapshot, say) are online without an event,
 // and go Offline on time.
 //

@@ -31,7 +31,9 @@
 // [WithEventReplay] events; one that missed more (or sent an id the
 // handler never made) gets an overflow event and should re-read the lists.
 // One subscription per Handler serves every stream, so a stream costs a
-// goroutine and its connection, not a copy of the events.
+// goroutine and its connection, not a copy of the events. The dashboard
+// follows /api/events and refreshes on each event, polling every 30
+// seconds besides (every 5 without the stream).
 //
 // With ?room=NAME, /api/counts, /api/users and /api/user answer for that
 // room's members, each at its last time in the room (a [RoomQuerier]'s; a
