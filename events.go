@@ -339,6 +339,9 @@ func (e *Engine) closeLive() {
 			e.unsubscribe(s)
 		}
 		e.pubMu.Unlock()
+		// Wait for a startLive in flight (it saw closing unset and will
+		// start the sweeper); one after this sees closing and starts none.
+		e.startOnce.Do(func() {})
 		if e.started.Load() {
 			close(e.stop)
 			<-e.done

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -502,4 +503,29 @@ func TestRestoredOnlineGoOffline(t *testing.T) {
 		assert.Zero(t, after.Online())
 		assert.Equal(t, 4, after.Len(), "offline users keep their last-seen")
 	})
+}
+
+// TestCloseRacesStart closes engines while their first subscription and
+// hold start the sweeper: no sweeper outlives its engine, and a Subscribe
+// after Close returns a closed subscription.
+func TestCloseRacesStart(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for range 500 {
+		e := presence.New()
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); e.Subscribe(1) }()
+		go func() { defer wg.Done(); e.Hold("alice")() }()
+		e.Close()
+		wg.Wait()
+		_, open := <-e.Subscribe(1).Events()
+		require.False(t, open, "a subscription after Close is closed")
+	}
+	// Sweepers that outlived their engines would tick forever; the
+	// goroutines above have all returned.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.LessOrEqual(t, runtime.NumGoroutine(), before, "a sweeper outlived its engine")
 }
