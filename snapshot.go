@@ -379,7 +379,10 @@ func (rs *records) next() (snapRecord, error) {
 		return snapRecord{}, err
 	}
 	rs.prev += d // wraps as the writer's subtraction did
-	if rs.prev < minNano || rs.prev > maxNano {
+	// maxNano is heldNs, a held user's mark: no writer puts it in a file
+	// (WriteTo writes a held user as seen now), and a file that does
+	// would hold its user for ever.
+	if rs.prev < minNano || rs.prev >= maxNano {
 		return snapRecord{}, corrupt("time %d out of range", rs.prev)
 	}
 	rec := snapRecord{ns: rs.prev, id: id, meta: meta}
