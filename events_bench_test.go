@@ -52,19 +52,7 @@ func BenchmarkTouchSubscribed(b *testing.B) {
 					drainAll(e.Subscribe(0))
 				}
 				seq := sequence(dist, 1<<22, len(ids), 1)
-				var worker atomic.Int64
-				b.ReportAllocs()
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					i := int(worker.Add(1)) * 7919
-					at := time.Duration(0)
-					var buf [13]byte
-					for pb.Next() {
-						at++
-						e.TouchAt(idInto(&buf, seq[i&(len(seq)-1)]), t0.Add(at))
-						i++
-					}
-				})
+				touchSameSlot(b, e, seq)
 			})
 		}
 		b.Run(fmt.Sprintf("1M-each-second/subscribers=%d", subs), func(b *testing.B) {
@@ -227,13 +215,32 @@ func floorID(u *floorUser) string {
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(u), unsafe.Sizeof(*u))), int(u.lastSeen))
 }
 
-func benchSweep(b *testing.B, ids []string, buffer int) {
-	var now atomic.Int64
+// sweptEngine returns an engine with an online window of an hour, swept
+// by hand (presence.Sweep), and the clock it reads.
+func sweptEngine(b *testing.B) (*presence.Engine, *atomic.Int64) {
+	now := new(atomic.Int64)
 	now.Store(t0.UnixNano())
 	e := presence.New(presence.WithClock(func() time.Time { return time.Unix(0, now.Load()) }),
 		presence.WithOnlineWindow(time.Hour))
-	defer e.Close()
+	b.Cleanup(func() { e.Close() })
 	presence.SweepByHand(e)
+	return e, now
+}
+
+// comeBack touches ids a millisecond apart from the base time of round
+// (rounds are 3 hours apart, past the window), the clock at the last, and
+// returns the base.
+func comeBack(e *presence.Engine, now *atomic.Int64, ids []string, round int) time.Time {
+	base := t0.Add(time.Duration(round) * 3 * time.Hour)
+	now.Store(base.Add(time.Duration(len(ids)) * time.Millisecond).UnixNano())
+	for k, id := range ids {
+		e.TouchAt(id, base.Add(time.Duration(k)*time.Millisecond))
+	}
+	return base
+}
+
+func benchSweep(b *testing.B, ids []string, buffer int) {
+	e, now := sweptEngine(b)
 	sub := e.Subscribe(buffer)
 	events, _ := drainAll(sub)
 	var swept time.Duration
@@ -241,11 +248,7 @@ func benchSweep(b *testing.B, ids []string, buffer int) {
 	for i := range b.N {
 		// Everyone comes back (Online events, untimed), then the
 		// clock passes the window and one sweep finds them offline.
-		base := t0.Add(time.Duration(i) * 3 * time.Hour)
-		now.Store(base.Add(time.Duration(len(ids)) * time.Millisecond).UnixNano())
-		for k, id := range ids {
-			e.TouchAt(id, base.Add(time.Duration(k)*time.Millisecond))
-		}
+		base := comeBack(e, now, ids, i)
 		waitCount(events, sub, int64(len(ids))*int64(2*i+1))
 		now.Store(base.Add(2 * time.Hour).UnixNano())
 		dropped := sub.Dropped()
@@ -283,19 +286,18 @@ func BenchmarkOfflineBurst(b *testing.B) {
 	}
 }
 
+// activeBase numbers the active users of benchOfflineBurst, after the
+// others.
+const activeBase = 50_000_000
+
 func benchOfflineBurst(b *testing.B, mode string) {
 	ids := userIDs()
 	// Two populations in one engine: 1M that go offline, and 1M others
-	// (user-… and then active-…), seen now, that the touches hit.
-	var now atomic.Int64
-	now.Store(t0.UnixNano())
-	e := presence.New(presence.WithClock(func() time.Time { return time.Unix(0, now.Load()) }),
-		presence.WithOnlineWindow(time.Hour))
-	defer e.Close()
-	presence.SweepByHand(e)
+	// (numbered from activeBase), seen now, that the touches hit.
+	e, now := sweptEngine(b)
 	active := make([]string, len(ids))
-	for k, id := range ids {
-		active[k] = "active-" + id[5:]
+	for k := range active {
+		active[k] = fmt.Sprintf("user-%08d", activeBase+k)
 	}
 	var events *atomic.Int64
 	sub := e.Subscribe(1 << 12)
@@ -308,11 +310,7 @@ func benchOfflineBurst(b *testing.B, mode string) {
 	var dropped uint64
 	b.StopTimer()
 	for i := range b.N {
-		base := t0.Add(time.Duration(i) * 3 * time.Hour)
-		now.Store(base.Add(time.Duration(len(ids)) * time.Millisecond).UnixNano())
-		for k, id := range ids {
-			e.TouchAt(id, base.Add(time.Duration(k)*time.Millisecond))
-		}
+		base := comeBack(e, now, ids, i)
 		at := base.Add(2 * time.Hour)
 		for _, id := range active {
 			e.TouchAt(id, at)
@@ -341,13 +339,13 @@ func benchOfflineBurst(b *testing.B, mode string) {
 			}
 			close(stop)
 		}()
-		var buf [15]byte
+		var buf [13]byte
 		for j := 0; ; j++ {
 			select {
 			case <-stop:
 			default:
 				u := seq[(i<<20+j)&(len(seq)-1)]
-				id := activeInto(&buf, u)
+				id := idInto(&buf, activeBase+u)
 				start := time.Now()
 				e.TouchAt(id, at)
 				lat = append(lat, time.Since(start))
@@ -373,14 +371,4 @@ func benchOfflineBurst(b *testing.B, mode string) {
 	if mode != "quiet" {
 		b.ReportMetric(float64(dropped)/float64(b.N), "dropped/op")
 	}
-}
-
-// activeInto writes active user n's ID into buf, as idInto does.
-func activeInto(buf *[15]byte, n int32) string {
-	copy(buf[:], "active-")
-	for i := 14; i >= 7; i-- {
-		buf[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return unsafe.String(&buf[0], len(buf))
 }

@@ -49,6 +49,22 @@ func drain(t *testing.T, sub *presence.Subscription, last *uint64) []ev {
 	}
 }
 
+// who is a user (room "") or a member of a room.
+type who struct{ room, id string }
+
+// alternate checks that each user's and member's events in got come and
+// go in turn, from on, which it updates. No event of got is an Overflow.
+func alternate(t *testing.T, got []ev, on map[who]bool, at string) {
+	t.Helper()
+	for _, g := range got {
+		require.NotEqual(t, presence.Overflow, g.kind, at)
+		k := who{g.room, g.id}
+		up := g.kind == presence.Online || g.kind == presence.Join
+		require.NotEqual(t, up, on[k], "%s: %v: events alternate", at, g)
+		on[k] = up
+	}
+}
+
 func TestEventKindString(t *testing.T) {
 	for k, want := range map[presence.EventKind]string{
 		presence.Online: "online", presence.Offline: "offline", presence.Join: "join",
@@ -268,7 +284,7 @@ func eventsModelRun(t *testing.T, seed uint64) {
 	ids := []string{"a", "b", "c", "d"}
 	rooms := []string{"", "x", "y"} // "" is global
 
-	type key struct{ room, id string }
+	type key = who
 	type state struct {
 		seen     time.Time      // last touch, or release of the last hold
 		released time.Time      // when the last hold was released
@@ -300,13 +316,7 @@ func eventsModelRun(t *testing.T, seed uint64) {
 	holders := map[int][]key{} // token: the keys it holds
 	announced := map[key]bool{}
 	check := func(step int) {
-		for _, g := range drain(t, sub, &seq) {
-			require.NotEqual(t, presence.Overflow, g.kind)
-			k := key{g.room, g.id}
-			on := g.kind == presence.Online || g.kind == presence.Join
-			require.NotEqual(t, on, announced[k], "step %d: %v: events alternate", step, g)
-			announced[k] = on
-		}
+		alternate(t, drain(t, sub, &seq), announced, fmt.Sprint("step ", step))
 		now := time.Now()
 		tick := start.Add(now.Sub(start).Truncate(time.Second))
 		online := 0
@@ -402,12 +412,7 @@ func eventsModelRun(t *testing.T, seed uint64) {
 		}
 	}
 	time.Sleep(window + 2*time.Second)
-	for _, g := range drain(t, sub, &seq) {
-		k := key{g.room, g.id}
-		on := g.kind == presence.Online || g.kind == presence.Join
-		require.NotEqual(t, on, announced[k], "the end: %v: events alternate", g)
-		announced[k] = on
-	}
+	alternate(t, drain(t, sub, &seq), announced, "the end")
 	for k, on := range announced {
 		assert.False(t, on, "%v online at the end", k)
 	}
@@ -451,13 +456,8 @@ func TestConcurrentEvents(t *testing.T) {
 		var seq uint64
 		got := drain(t, sub, &seq)
 		require.Zero(t, sub.Dropped())
-		on := map[[2]string]bool{}
-		for _, g := range got {
-			k := [2]string{g.room, g.id}
-			up := g.kind == presence.Online || g.kind == presence.Join
-			require.NotEqual(t, up, on[k], "%v alternates", g)
-			on[k] = up
-		}
+		on := map[who]bool{}
+		alternate(t, got, on, "")
 		for k, up := range on {
 			assert.False(t, up, "%v still online", k)
 		}

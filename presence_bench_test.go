@@ -143,21 +143,28 @@ func BenchmarkTouchSameSlot(b *testing.B) {
 				e.TouchAt(id, t0)
 			}
 			seq := sequence(dist, 1<<22, len(ids), 1)
-			var worker atomic.Int64
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				i := int(worker.Add(1)) * 7919
-				at := time.Duration(0)
-				var buf [13]byte
-				for pb.Next() {
-					at++
-					e.TouchAt(idInto(&buf, seq[i&(len(seq)-1)]), t0.Add(at))
-					i++
-				}
-			})
+			touchSameSlot(b, e, seq)
 		})
 	}
+}
+
+// touchSameSlot times touches of the users of seq from GOMAXPROCS
+// goroutines, each starting at its own place in seq, at times a nanosecond
+// apart from t0: every touch raises the user's time, in t0's slot.
+func touchSameSlot(b *testing.B, e *presence.Engine, seq []int32) {
+	var worker atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(worker.Add(1)) * 7919
+		at := time.Duration(0)
+		var buf [13]byte
+		for pb.Next() {
+			at++
+			e.TouchAt(idInto(&buf, seq[i&(len(seq)-1)]), t0.Add(at))
+			i++
+		}
+	})
 }
 
 // BenchmarkTouchMove: every touch enters a new slot, so the index entry moves
