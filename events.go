@@ -75,10 +75,12 @@ const defaultBuffer = 1024
 
 // live is the engine's events: subscribers, holds' grace and the sweeper.
 type live struct {
-	pubMu   sync.Mutex                      // serializes publishing: Seq order
-	subs    atomic.Pointer[[]*Subscription] // copied on write; nil or empty: no event work
-	seq     uint64                          // guarded by pubMu
-	closing bool                            // guarded by pubMu: Close has begun
+	pubMu      sync.Mutex                      // serializes publishing: Seq order
+	subs       atomic.Pointer[[]*Subscription] // copied on write; nil or empty: no event work
+	seq        uint64                          // guarded by pubMu
+	dropped    atomic.Uint64                   // lost by all subscribers; written under pubMu, read by Stats
+	lostLogged uint64                          // dropped as the sweeper last logged it; the sweeper's own
+	closing    bool                            // guarded by pubMu: Close has begun
 
 	onlineWindow int64 // ns; WithOnlineWindow
 	grace        int64 // ns; WithHoldGrace
@@ -227,6 +229,7 @@ func (s *Subscription) deliver(ev Event) {
 			s.owed = false
 		default:
 			s.dropped.Add(1)
+			s.e.dropped.Add(1)
 			s.lost = ev.Seq
 			return
 		}
@@ -235,6 +238,7 @@ func (s *Subscription) deliver(ev Event) {
 	case s.ch <- ev:
 	default:
 		s.dropped.Add(1)
+		s.e.dropped.Add(1)
 		s.owed, s.lost = true, ev.Seq
 	}
 }
@@ -305,6 +309,9 @@ func (e *Engine) sweep() {
 	now := e.clock(unread)
 	edge := slotOf(now.ns()-e.onlineWindow, e.lay.res)
 	prev := e.edgeSlot.Swap(edge)
+	if e.log != nil {
+		defer e.logLost()
+	}
 	wait := e.tick / 2 // see awaitRoom
 	for _, s := range e.shards {
 		s.sweep(edge, &now, &wait)
@@ -673,4 +680,14 @@ func (s *shard) refile(ent *entry, old item, n int, ns int64, now *reading) {
 	s.unfile(old)
 	s.file(ent, n, ns, now)
 	s.e.markDirty()
+}
+
+// logLost logs the events subscribers lost since it last logged, if any:
+// once a sweep at most, however many were lost.
+func (e *Engine) logLost() {
+	total := e.dropped.Load()
+	if n := total - e.lostLogged; n > 0 {
+		e.lostLogged = total
+		e.log.Warn("presence: subscribers fell behind and lost events", "lost", n, "lost_total", total)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // SaveFile writes a snapshot to path atomically: to a new temporary file in
@@ -15,9 +16,13 @@ import (
 // path, and the directory synced. On any error the temporary file is removed
 // and the previous file at path is left as it was.
 func (e *Engine) SaveFile(path string) (err error) {
+	start := time.Now()
+	var size int64
 	dir, base := splitPath(path)
 	f, err := os.CreateTemp(dir, base+tempSuffix+"*")
 	defer func() {
+		end := time.Now()
+		e.snapNanos.Add(int64(end.Sub(start)))
 		if err != nil {
 			if f != nil {
 				f.Close()
@@ -26,6 +31,8 @@ func (e *Engine) SaveFile(path string) (err error) {
 			err = fmt.Errorf("presence: save %s: %w", path, err)
 			e.snapErrors.Add(1)
 		} else {
+			e.snapBytes.Store(size)
+			e.snapLast.Store(end.UnixNano())
 			e.snapSaves.Add(1)
 		}
 	}()
@@ -36,7 +43,7 @@ func (e *Engine) SaveFile(path string) (err error) {
 		return err
 	}
 	bw := bufio.NewWriterSize(f, 256<<10)
-	if _, err = e.WriteTo(bw); err == nil {
+	if size, err = e.WriteTo(bw); err == nil {
 		err = bw.Flush()
 	}
 	if err == nil {
@@ -124,6 +131,9 @@ func Open(path string, opts ...OpenOption) (*Engine, error) {
 		err = fmt.Errorf("%w; moved to %s", err, aside)
 		if !c.startEmptyOnCorrupt {
 			return nil, err
+		}
+		if e.log != nil {
+			e.log.Error("presence: snapshot corrupt, starting empty", "path", path, "moved_to", aside, "err", err)
 		}
 		e.saver.report(err)
 	default:

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"log/slog"
 	"math/bits"
 	"runtime"
 	"time"
@@ -53,6 +54,7 @@ type config struct {
 
 	onlineWindow time.Duration
 	grace        time.Duration
+	logger       *slog.Logger
 }
 
 // fill applies the defaults and corrections, after the options.
@@ -144,3 +146,9 @@ func WithOnlineWindow(d time.Duration) Option { return func(c *config) { c.onlin
 // page reload is not an Offline and an Online; at least the resolution;
 // d <= 0 selects the default).
 func WithHoldGrace(d time.Duration) Option { return func(c *config) { c.grace = d } }
+
+// WithLogger makes the engine log its background work to l: failed
+// snapshot saves (with the path) and the corrupt file Open moved aside, at
+// level Error; each save, at Debug; events the sweeper's subscribers lost
+// by falling behind, at Warn. Nil, the default, logs nothing.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

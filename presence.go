@@ -2,6 +2,7 @@ package presence
 
 import (
 	"hash/maphash"
+	"log/slog"
 	"math"
 	"math/bits"
 	"runtime"
@@ -62,6 +63,11 @@ type Engine struct {
 	// inserted. Without a cap it stays 0 (shard.held counts): one counter
 	// written by every insert on every core would cost each a cache miss.
 	n             atomic.Int64
+	touches       *tally       // every touch recorded, per P; immutable pointer
+	log           *slog.Logger // nil: log nothing
+	snapNanos     atomic.Int64 // time in SaveFile, all calls
+	snapLast      atomic.Int64 // Unix ns at the end of the last good save; 0 before
+	snapBytes     atomic.Int64 // the last good save's size
 	rejectedIDs   atomic.Uint64
 	rejectedRooms atomic.Uint64
 	endedRooms    atomic.Uint64
@@ -98,6 +104,8 @@ func newEngine(c config) *Engine {
 		maxUsers:  int64(c.maxUsers),
 		expected:  c.expected,
 		now:       c.now,
+		touches:   newTally(),
+		log:       c.logger,
 	}
 	e.onlineWindow, e.grace, e.tick = int64(c.onlineWindow), int64(c.grace), min(max(c.resolution, 10*time.Millisecond), time.Second)
 	if e.maxUsers > 0 {
@@ -169,8 +177,10 @@ func (e *Engine) TouchAt(id string, at time.Time) {
 }
 
 // touch is the hot path. For a known user in the same slot it is one map
-// probe, one CAS and one load: no lock, no allocation, no clock.
+// probe, one CAS, one load and an add to this P's cell of the touch tally:
+// no lock, no allocation, no clock.
 func (e *Engine) touch(id string, ns int64, now *reading) {
+	e.touches.Add()
 	ent, ok := e.users.Load(id)
 	if !ok {
 		e.insert(id, ns, now)
@@ -342,6 +352,7 @@ func (e *Engine) Prune(t time.Time) int {
 type Stats struct {
 	Users       int    // as Len
 	Shards      int    // index shards
+	Touches     uint64 // touches recorded: Touch, TouchAt, TouchIn, TouchInAt and Hold calls with a valid ID
 	Inserted    uint64 // users added
 	Moved       uint64 // index moves: a known user's time entered a new slot
 	Evicted     uint64 // users removed to stay within WithMaxUsers
@@ -355,8 +366,15 @@ type Stats struct {
 	RoomsEnded    uint64 // rooms ended to stay within WithMaxRooms
 	RejectedRooms uint64 // TouchIn calls with an invalid room name
 
-	SnapshotsSaved uint64 // successful SaveFile calls, the saver's included
-	SnapshotErrors uint64 // failed ones
+	SnapshotsSaved    uint64        // successful SaveFile calls, the saver's included
+	SnapshotErrors    uint64        // failed ones
+	SnapshotTime      time.Duration // spent in SaveFile, successful calls and failed
+	LastSnapshot      time.Time     // when the last successful save ended; zero before one
+	LastSnapshotBytes int64         // that save's size
+
+	Subscribers   int    // open subscriptions
+	Events        uint64 // events published (each counted once, however many subscribers)
+	EventsDropped uint64 // events subscribers lost by falling behind, summed over subscribers
 }
 
 // Stats returns the engine's counters. It takes each shard's read lock in
@@ -365,6 +383,7 @@ func (e *Engine) Stats() Stats {
 	st := Stats{
 		Users:          e.Len(),
 		Shards:         len(e.shards),
+		Touches:        e.touches.Load(),
 		RejectedIDs:    e.rejectedIDs.Load(),
 		SnapshotsSaved: e.snapSaves.Load(),
 		SnapshotErrors: e.snapErrors.Load(),
@@ -372,7 +391,16 @@ func (e *Engine) Stats() Stats {
 		Memberships:    e.members.Size(),
 		RoomsEnded:     e.endedRooms.Load(),
 		RejectedRooms:  e.rejectedRooms.Load(),
+		SnapshotTime:   time.Duration(e.snapNanos.Load()),
+		EventsDropped:  e.dropped.Load(),
 	}
+	if ns := e.snapLast.Load(); ns != 0 {
+		st.LastSnapshot, st.LastSnapshotBytes = time.Unix(0, ns).UTC(), e.snapBytes.Load()
+	}
+	st.Subscribers = len(e.subscribers())
+	e.pubMu.Lock()
+	st.Events = e.seq
+	e.pubMu.Unlock()
 	for _, s := range e.shards {
 		s.addStats(&st)
 	}

@@ -141,7 +141,7 @@ func (e *Engine) fileIn(room, id string, ent *entry, ns int64, now *reading) {
 			e.trimRooms(id)
 		}
 		if _, ok := e.users.Load(id); !ok {
-			e.touch(id, ns, now) // a Forget came between: as if it came first
+			e.insert(id, ns, now) // a Forget came between: as if it came first
 		}
 		break
 	}

@@ -88,10 +88,16 @@ func (e *Engine) saveIfDirty() error {
 	if !e.dirty.Swap(false) {
 		return nil
 	}
+	start := time.Now()
 	err := e.SaveFile(e.saver.path)
 	if err != nil {
 		e.dirty.Store(true)
+		if e.log != nil {
+			e.log.Error("presence: snapshot save failed", "path", e.saver.path, "err", err)
+		}
 		e.saver.report(err)
+	} else if e.log != nil {
+		e.log.Debug("presence: snapshot saved", "path", e.saver.path, "bytes", e.snapBytes.Load(), "took", time.Since(start))
 	}
 	return err
 }
