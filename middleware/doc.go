@@ -55,6 +55,13 @@
 // walk's cost does not grow with the hops a client packs into the header
 // beyond reading them: it allocates nothing for them.
 //
+// # Counting
+//
+// WithCounters gives Track and Hold a [Counters] to count their requests
+// in: recorded, skipped, anonymous, refused for their status, and holds
+// started and open. The presenceprom module exports them as Prometheus
+// metrics.
+//
 // # Panics
 //
 // Track and Hold panic when built with a nil Recorder (Holder) or

@@ -44,10 +44,19 @@ func Hold(h Holder, identify IdentityFunc, opts ...Option) func(http.Handler) ht
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if t.skip(r) {
+				t.counters.inc(skipped)
 				next.ServeHTTP(w, r)
 				return
 			}
-			if id, ok := t.identify(r); ok && id != "" {
+			if id, ok := t.identify(r); !ok || id == "" {
+				t.counters.inc(anonymous)
+			} else {
+				if c := t.counters; c != nil {
+					c.inc(recorded)
+					c.inc(held)
+					c.open.Add(1)
+					defer c.open.Add(-1)
+				}
 				var release func()
 				if room := t.roomOf(r); room != "" {
 					release = rooms.HoldIn(room, id)

@@ -52,6 +52,7 @@ type config struct {
 	ipv6Prefix64 bool
 	room         func(*http.Request) string
 	now          func() time.Time
+	counters     *Counters
 }
 
 // WithSkipPrefix skips requests whose URL path starts with any of prefixes,
@@ -176,6 +177,7 @@ func Track(rec Recorder, identify IdentityFunc, opts ...Option) func(http.Handle
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if t.skip(r) {
+				t.counters.inc(skipped)
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -256,12 +258,15 @@ func (t *tracker) record(r *http.Request, status int) {
 		status = http.StatusOK // the handler wrote nothing; net/http sends 200
 	}
 	if k := status / 100; k < 1 || k > 5 || !t.classes[k] {
+		t.counters.inc(byStatus)
 		return
 	}
 	id, ok := t.identify(r)
 	if !ok || id == "" {
+		t.counters.inc(anonymous)
 		return
 	}
+	t.counters.inc(recorded)
 	if room := t.roomOf(r); room != "" {
 		t.rooms.TouchInAt(room, id, t.now()) // and globally
 	} else {
