@@ -56,6 +56,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -83,6 +84,7 @@ type config struct {
 	retention   time.Duration
 	onError     func(error)
 	now         func() time.Time
+	log         *slog.Logger
 }
 
 // WithPrefix sets the prefix of the Redis keys (default "presence").
@@ -117,6 +119,11 @@ func WithOnError(f func(error)) Option { return func(c *config) { c.onError = f 
 // idle long enough to leave the buffer; nil selects time.Now.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
+// WithLogger makes the flusher log to l: failed flushes and trims at Error
+// (with the keys involved), and the first good flush after failures at
+// Info. Nil, the default, logs nothing.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
 // Stats counts a Store's work.
 type Stats struct {
 	Touches     uint64 // TouchAt calls accepted
@@ -127,6 +134,10 @@ type Stats struct {
 	Flushes     uint64 // successful flushes
 	FlushErrors uint64 // failed flushes and trims
 	Trimmed     uint64 // users removed by retention
+
+	FlushCalls uint64        // flushes that had something to send, successful or failed
+	FlushTime  time.Duration // time those spent
+	LastFlush  time.Time     // when the last successful flush ended; zero before one
 }
 
 // pending is one buffered user. ns is the newest time touched; sent the
@@ -156,6 +167,8 @@ type Store struct {
 
 	touches                                      *xsync.Counter // striped: TouchAt from many cores does not contend
 	sent, dropped, flushes, flushErrors, trimmed atomic.Uint64
+	flushCalls                                   atomic.Uint64
+	flushNanos, lastFlush                        atomic.Int64
 
 	flushMu   sync.Mutex      // one flush at a time
 	ctx       context.Context // cancelled by Close: stops the loop and its flush
@@ -332,6 +345,11 @@ func (s *Store) Flush(ctx context.Context) error {
 	if len(changes) == 0 {
 		return nil
 	}
+	start := time.Now()
+	defer func() {
+		s.flushCalls.Add(1)
+		s.flushNanos.Add(int64(time.Since(start)))
+	}()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
@@ -349,7 +367,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		s.flushErrors.Add(1)
-		return fmt.Errorf("redispresence: flush of %d users: %w", len(changes), err)
+		return fmt.Errorf("redispresence: flush of %d users to %s:{0..%d}: %w", len(changes), s.cfg.prefix, s.cfg.keys-1, err)
 	}
 	for _, c := range changes {
 		// Newer touches made during the flush stay pending: sent only
@@ -360,6 +378,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	}
 	s.sent.Add(uint64(members))
 	s.flushes.Add(1)
+	s.lastFlush.Store(time.Now().UnixNano())
 	return nil
 }
 
@@ -369,6 +388,7 @@ func (s *Store) loop() {
 	defer close(s.done)
 	wait := s.cfg.interval
 	nextTrim := s.cfg.now()
+	failed := 0 // flushes failed in a row
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
@@ -384,8 +404,13 @@ func (s *Store) loop() {
 				return
 			}
 			s.report(err)
+			failed++
 			wait = min(2*wait, 30*time.Second)
 		} else {
+			if failed > 0 && s.cfg.log != nil {
+				s.cfg.log.Info("redispresence: flushing again", "failed_flushes", failed)
+			}
+			failed = 0
 			wait = s.cfg.interval
 			if s.cfg.retention > 0 && !s.cfg.now().Before(nextTrim) {
 				if err := s.Trim(s.ctx); err != nil && s.ctx.Err() == nil {
@@ -399,6 +424,9 @@ func (s *Store) loop() {
 }
 
 func (s *Store) report(err error) {
+	if s.cfg.log != nil {
+		s.cfg.log.Error("redispresence: write to Redis failed", "prefix", s.cfg.prefix, "err", err)
+	}
 	if f := s.cfg.onError; f != nil {
 		f(err)
 	}
@@ -418,7 +446,7 @@ func (s *Store) Trim(ctx context.Context) error {
 			old, err := s.rdb.ZRangeByScore(ctx, s.key(k), &redis.ZRangeBy{Min: "-inf", Max: cutoff, Count: 1000}).Result()
 			if err != nil {
 				s.flushErrors.Add(1)
-				return fmt.Errorf("redispresence: trim: %w", err)
+				return fmt.Errorf("redispresence: trim %s: %w", s.key(k), err)
 			}
 			if len(old) == 0 {
 				break
@@ -432,7 +460,7 @@ func (s *Store) Trim(ctx context.Context) error {
 			pipe.HDel(ctx, s.metaKey(k), old...)
 			if _, err := pipe.Exec(ctx); err != nil {
 				s.flushErrors.Add(1)
-				return fmt.Errorf("redispresence: trim: %w", err)
+				return fmt.Errorf("redispresence: trim %s: %w", s.key(k), err)
 			}
 			s.trimmed.Add(uint64(len(old)))
 		}
@@ -802,6 +830,10 @@ func (s *Store) Stats() Stats {
 	st := Stats{
 		Touches: uint64(s.touches.Value()), Sent: s.sent.Load(), Dropped: s.dropped.Load(),
 		Flushes: s.flushes.Load(), FlushErrors: s.flushErrors.Load(), Trimmed: s.trimmed.Load(),
+		FlushCalls: s.flushCalls.Load(), FlushTime: time.Duration(s.flushNanos.Load()),
+	}
+	if ns := s.lastFlush.Load(); ns != 0 {
+		st.LastFlush = time.Unix(0, ns).UTC()
 	}
 	s.buf.Range(func(_ string, p *pending) bool {
 		if ns := p.ns.Load(); ns != deadNS {

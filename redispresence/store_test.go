@@ -1,8 +1,10 @@
 package redispresence_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -256,6 +259,10 @@ func TestRedisDownThenBack(t *testing.T) {
 	ctx := context.Background()
 	s.TouchAt("before", t0)
 	require.NoError(t, s.Flush(ctx))
+	up := s.Stats()
+	assert.Equal(t, uint64(1), up.FlushCalls)
+	assert.Positive(t, up.FlushTime)
+	assert.False(t, up.LastFlush.IsZero())
 
 	srv.stop()
 	for i := range 2000 { // never blocks, never fails; 1,499 more fit
@@ -267,6 +274,9 @@ func TestRedisDownThenBack(t *testing.T) {
 	assert.Equal(t, uint64(501), st.Dropped)
 	assert.Equal(t, uint64(1), st.FlushErrors)
 	assert.Equal(t, 1500, st.Pending)
+	assert.Equal(t, uint64(2), st.FlushCalls, "a failed flush is timed too")
+	assert.Greater(t, st.FlushTime, up.FlushTime)
+	assert.Equal(t, up.LastFlush, st.LastFlush, "the last good flush stands")
 
 	qctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -291,8 +301,10 @@ func TestRedisDownThenBack(t *testing.T) {
 func TestFlusherReportsAndRecovers(t *testing.T) {
 	srv, rdb := connect(t)
 	errc := make(chan error, 100)
+	var logs lockedBuffer
 	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(20*time.Millisecond),
 		redispresence.WithTimeout(200*time.Millisecond),
+		redispresence.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
 		redispresence.WithOnError(func(err error) { errc <- err }))
 	require.NoError(t, err)
 	defer s.Close(context.Background())
@@ -310,6 +322,29 @@ func TestFlusherReportsAndRecovers(t *testing.T) {
 		_, ok, err := s.Get(ctx, "x")
 		return err == nil && ok
 	}, 40*time.Second, 50*time.Millisecond, "the flusher writes the buffered user once Redis is back")
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "flushing again") }, 10*time.Second, 10*time.Millisecond)
+	out := logs.String()
+	assert.Contains(t, out, `level=ERROR msg="redispresence: write to Redis failed" prefix=presence err="redispresence: flush of 1 users to presence:{0..15}:`)
+	assert.Contains(t, out, `level=INFO msg="redispresence: flushing again" failed_flushes=`)
+}
+
+// lockedBuffer is a bytes.Buffer for a logger written by the flusher and
+// read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestRetentionAndForget(t *testing.T) {
