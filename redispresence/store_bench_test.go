@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/onlinenow/presence/redispresence"
+	"github.com/onlinenow/presence/redispresence/redistest"
 )
 
 // benchStore returns a Store on a redis-server of its own that flushes
 // only when told to.
 func benchStore(b *testing.B) *redispresence.Store {
-	rdb := client(startRedisB(b))
+	rdb := client(redistest.Start(b))
 	b.Cleanup(func() { rdb.Close() })
 	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(time.Hour))
 	if err != nil {

@@ -7,9 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net"
-	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -23,80 +20,23 @@ import (
 	"github.com/onlinenow/presence"
 	"github.com/onlinenow/presence/presencetest"
 	"github.com/onlinenow/presence/redispresence"
+	"github.com/onlinenow/presence/redispresence/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// server is a redis-server the test started on a free loopback port,
-// without persistence.
-type server struct {
-	t    testing.TB
-	bin  string
-	port int
-	cmd  *exec.Cmd
-}
-
-func (s *server) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
-
-// startRedis starts redis-server, or skips the test when it is not
-// installed (a failure when PRESENCE_STRICT is set, as in CI).
-func startRedis(t *testing.T) *server { return startRedisTB(t) }
-
-func startRedisB(b *testing.B) *server { return startRedisTB(b) }
-
-func startRedisTB(t testing.TB) *server {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("PRESENCE_STRICT") != "" {
-			t.Fatal("PRESENCE_STRICT is set and redis-server is not installed")
-		}
-		t.Skip("redis-server not in PATH; install the Debian package redis-server")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s := &server{t: t, bin: bin, port: l.Addr().(*net.TCPAddr).Port}
-	l.Close()
-	s.start()
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *server) start() {
-	s.cmd = exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no")
-	require.NoError(s.t, s.cmd.Start())
-	c := redis.NewClient(&redis.Options{Addr: s.addr()})
-	defer c.Close()
-	for i := 0; ; i++ {
-		if c.Ping(context.Background()).Err() == nil {
-			return
-		}
-		require.Less(s.t, i, 250, "redis-server did not start")
-		time.Sleep(20 * time.Millisecond) // polling a process start, not waiting for expiry
-	}
-}
-
-func (s *server) stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-		s.cmd = nil
-	}
-}
-
 // connect starts a redis-server and returns it with a client closed at the
 // end of the test.
-func connect(t *testing.T) (*server, redis.UniversalClient) {
-	srv := startRedis(t)
+func connect(t *testing.T) (*redistest.Server, redis.UniversalClient) {
+	srv := redistest.Start(t)
 	rdb := client(srv)
 	t.Cleanup(func() { rdb.Close() })
 	return srv, rdb
 }
 
-func client(s *server) redis.UniversalClient {
-	return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{s.addr()},
+func client(s *redistest.Server) redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{s.Addr()},
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
 		MaxRetries: -1})
 }
@@ -264,7 +204,7 @@ func TestRedisDownThenBack(t *testing.T) {
 	assert.Positive(t, up.FlushTime)
 	assert.False(t, up.LastFlush.IsZero())
 
-	srv.stop()
+	srv.Stop()
 	for i := range 2000 { // never blocks, never fails; 1,499 more fit
 		s.TouchAt(fmt.Sprint("down", i), t0.Add(time.Duration(i)*time.Millisecond))
 	}
@@ -285,7 +225,7 @@ func TestRedisDownThenBack(t *testing.T) {
 	_, _, err = s.Page(qctx, t0, "", 10)
 	assert.Error(t, err)
 
-	srv.start() // same port, empty: everything buffered must be written again
+	srv.Restart() // same port, empty: everything buffered must be written again
 	require.Eventually(t, func() bool { return s.Flush(ctx) == nil }, 10*time.Second, 50*time.Millisecond)
 	n, err := s.CountSince(ctx, time.Time{})
 	require.NoError(t, err)
@@ -308,7 +248,7 @@ func TestFlusherReportsAndRecovers(t *testing.T) {
 		redispresence.WithOnError(func(err error) { errc <- err }))
 	require.NoError(t, err)
 	defer s.Close(context.Background())
-	srv.stop()
+	srv.Stop()
 	s.TouchAt("x", t0)
 	select {
 	case err := <-errc:
@@ -316,7 +256,7 @@ func TestFlusherReportsAndRecovers(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the flusher did not report the failure")
 	}
-	srv.start()
+	srv.Restart()
 	ctx := context.Background()
 	require.Eventually(t, func() bool {
 		_, ok, err := s.Get(ctx, "x")
@@ -521,14 +461,14 @@ func TestPagingWhenOneSetHoldsTheNewest(t *testing.T) {
 // are accepted but never answered. Touches still return at once, and queries
 // with no deadline of their own give up after the Store's timeout.
 func TestSlowRedisBoundedByTimeout(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	// No read timeout of the client's own: only contexts bound the waits.
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.addr()},
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()},
 		ReadTimeout: -1, WriteTimeout: -1, ContextTimeoutEnabled: true, MaxRetries: -1})
 	defer rdb.Close()
 	s := newStore(t, rdb, redispresence.WithTimeout(200*time.Millisecond))
-	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGSTOP))
-	defer srv.cmd.Process.Signal(syscall.SIGCONT)
+	require.NoError(t, srv.Signal(syscall.SIGSTOP))
+	defer srv.Signal(syscall.SIGCONT)
 
 	s.TouchAt("x", t0)
 	errs := make(chan error, 3)

@@ -1,0 +1,32 @@
+// Package presenceprom exports the presence engine, its HTTP middleware
+// and its Redis backend as Prometheus metrics, in the style of
+// client_golang's own collectors package: each New*Collector returns a
+// [prometheus.Collector] that reads the part's counters when scraped and
+// that the caller registers on a registry of its choice. Nothing is
+// registered on the global registry.
+//
+// # Usage
+//
+//	reg := prometheus.NewRegistry()
+//	reg.MustRegister(presenceprom.NewCollector(engine,
+//		presenceprom.WithWindow("15m", 15*time.Minute)))
+//	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//
+// # Cost
+//
+// A scrape reads what [presence.Engine.Stats] keeps (each shard's counters
+// under its read lock, the touch tally's per-P cells) and one slot-counter
+// sum per window: O(shards x windows), not O(users) or O(rooms), and the
+// allocations of the metrics themselves. Counters on the engine's hot path
+// are per P, so exporting them costs Touch nothing it did not pay already.
+// The Redis collector calls [redispresence.Store.Stats], which walks the
+// Store's write buffer (at most WithMaxBuffered users).
+//
+// # Metrics
+//
+// The README of this module lists every metric, its type and labels. All
+// names start with the namespace ([WithNamespace], "presence" by default);
+// the middleware's continue with "_http", the Redis backend's with
+// "_redis". Metrics are never removed from a scrape once an engine has
+// them, except the timestamps of a last success, which appear after one.
+package presenceprom
