@@ -4,6 +4,11 @@
 // under /admin/presence/ to whoever knows the admin token. /live/NAME is a
 // live page: it holds its viewer in the room "live/NAME" for as long as it
 // is open, and shows who else is viewing, updated by the engine's events.
+// /admin/metrics serves Prometheus metrics of both engines, the
+// middleware and the Go runtime, to the same admin (the cookie, or
+// "Authorization: Bearer TOKEN" for a scraper); -metrics-addr serves them
+// on a listener of their own instead, without the token, for a network
+// only the scraper reaches.
 //
 //	PRESENCE_ADMIN_TOKEN=s3cret go run ./examples/server -addr 127.0.0.1:8080
 //
@@ -25,6 +30,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -35,14 +41,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/onlinenow/presence"
 	"github.com/onlinenow/presence/middleware"
 	"github.com/onlinenow/presence/presencehttp"
+	"github.com/onlinenow/presence/presenceprom"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	data := flag.String("data", os.TempDir(), "directory for the users' snapshot")
+	metricsAddr := flag.String("metrics-addr", "", "serve /metrics on this address, without the admin token, instead of /admin/metrics")
 	flag.Parse()
 
 	token := os.Getenv("PRESENCE_ADMIN_TOKEN")
@@ -51,7 +63,7 @@ func main() {
 	}
 	users, err := presence.Open(filepath.Join(*data, "presence-users.snap"),
 		presence.WithRetention(30*24*time.Hour),
-		presence.WithSnapshotErrorHandler(func(err error) { log.Print(err) }))
+		presence.WithLogger(slog.Default())) // failed saves, with the path
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -62,7 +74,15 @@ func main() {
 	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
 	go hist.Run(ctx)
 
-	srv := &http.Server{Addr: *addr, Handler: newApp(users, guests, hist, token, randomKey())}
+	app, metrics := newApp(users, guests, hist, token, randomKey(), *metricsAddr == "")
+	srv := &http.Server{Addr: *addr, Handler: app}
+	if *metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics)
+		ms := &http.Server{Addr: *metricsAddr, Handler: mux}
+		go func() { log.Print(ms.ListenAndServe()) }()
+		defer ms.Close()
+	}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -86,10 +106,24 @@ func randomKey() []byte {
 
 type userKey struct{}
 
-// newApp wires the site: key signs the demo login cookie.
-func newApp(users, guests *presence.Engine, hist *presencehttp.History, token string, key []byte) http.Handler {
-	site := http.NewServeMux()
-	site.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+// newApp wires the site, and returns it and the Prometheus handler; key
+// signs the demo login cookie. With adminMetrics the site serves the
+// metrics at /admin/metrics to the admin.
+func newApp(users, guests *presence.Engine, hist *presencehttp.History, token string, key []byte, adminMetrics bool) (site, metrics http.Handler) {
+	counters := middleware.NewCounters()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		presenceprom.NewCollector(users, presenceprom.WithConstLabels(prometheus.Labels{"engine": "users"}),
+			presenceprom.WithWindow("5m", 5*time.Minute), presenceprom.WithWindow("1h", time.Hour)),
+		presenceprom.NewCollector(guests, presenceprom.WithConstLabels(prometheus.Labels{"engine": "guests"}),
+			presenceprom.WithWindow("5m", 5*time.Minute), presenceprom.WithWindow("1h", time.Hour)),
+		presenceprom.NewMiddlewareCollector(counters),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+
+	pages := http.NewServeMux()
+	pages.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		if u, ok := r.Context().Value(userKey{}).(string); ok {
 			// The room is the route: Track records this request in it after the handler.
 			here := users.Room(r.Pattern).Count(5 * time.Minute)
@@ -99,7 +133,7 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 		}
 		fmt.Fprintf(w, "Hello, guest. Sign in at /login?user=NAME. %d guests online.\n", guests.Count(5*time.Minute))
 	})
-	site.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) {
+	pages.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) {
 		name := r.URL.Query().Get("user")
 		if name == "" || len(name) > 64 || strings.ContainsAny(name, ".;, ") {
 			http.Error(w, "want ?user=NAME", http.StatusBadRequest)
@@ -108,25 +142,27 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 		http.SetCookie(w, &http.Cookie{Name: "user", Value: sign(key, name), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
-	site.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	pages.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	// The live page, and its stream of viewers, which holds the viewer in
 	// the page's room while it is open.
-	site.HandleFunc("GET /live/{doc}", func(w http.ResponseWriter, r *http.Request) {
+	pages.HandleFunc("GET /live/{doc}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, livePage)
 	})
-	holdViewer := middleware.Hold(users, middleware.FromContext(userKey{}), middleware.WithRoom(liveRoom))
-	site.Handle("GET /live/{doc}/viewers", holdViewer(viewers(users)))
+	holdViewer := middleware.Hold(users, middleware.FromContext(userKey{}), middleware.WithRoom(liveRoom),
+		middleware.WithCounters(counters))
+	pages.Handle("GET /live/{doc}/viewers", holdViewer(viewers(users)))
 
 	// Signed-in users go to users, everyone else to guests; users are also
 	// recorded in the room of the route they asked for.
 	trackUsers := middleware.Track(users, middleware.FromContext(userKey{}),
 		middleware.WithSkipPrefix("/healthz", "/admin/"), middleware.WithMetaUserAgent(),
-		middleware.WithRoom(middleware.RoutePattern))
+		middleware.WithRoom(middleware.RoutePattern), middleware.WithCounters(counters))
 	assign, visitor := middleware.Anonymous("visitor")
-	trackGuests := middleware.Track(guests, visitor, middleware.WithSkipPrefix("/healthz", "/admin/"))
-	tracked := trackUsers(site)
-	guestSite := assign(trackGuests(site))
+	trackGuests := middleware.Track(guests, visitor, middleware.WithSkipPrefix("/healthz", "/admin/"),
+		middleware.WithCounters(counters))
+	tracked := trackUsers(pages)
+	guestSite := assign(trackGuests(pages))
 	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := r.Context().Value(userKey{}).(string); ok {
 			tracked.ServeHTTP(w, r)
@@ -136,8 +172,13 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 	})
 
 	isAdmin := func(r *http.Request) bool {
-		c, err := r.Cookie("presence_admin")
-		return token != "" && err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(token)) == 1
+		given := ""
+		if c, err := r.Cookie("presence_admin"); err == nil {
+			given = c.Value
+		} else if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			given = b // a scraper's bearer_token
+		}
+		return token != "" && given != "" && subtle.ConstantTimeCompare([]byte(given), []byte(token)) == 1
 	}
 	dashboard := presencehttp.Handler(presencehttp.FromEngine(users), isAdmin,
 		presencehttp.WithHistory(hist), presencehttp.WithMeta())
@@ -145,6 +186,15 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 	root := http.NewServeMux()
 	root.Handle("/", authenticate(key, page))
 	root.Handle("/admin/presence/", http.StripPrefix("/admin/presence", dashboard))
+	if adminMetrics {
+		root.Handle("GET /admin/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !isAdmin(r) {
+				http.Error(w, "forbidden", http.StatusForbidden)
+				return
+			}
+			metrics.ServeHTTP(w, r)
+		}))
+	}
 	root.HandleFunc("GET /admin/login", func(w http.ResponseWriter, r *http.Request) {
 		t := r.URL.Query().Get("token")
 		if token == "" || subtle.ConstantTimeCompare([]byte(t), []byte(token)) != 1 {
@@ -155,7 +205,7 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 		http.Redirect(w, r, "/admin/presence/", http.StatusSeeOther)
 	})
-	return root
+	return root, metrics
 }
 
 // liveRoom is the room of a live page's viewers.

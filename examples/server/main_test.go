@@ -22,7 +22,7 @@ import (
 func TestServerWiring(t *testing.T) {
 	users, guests := presence.New(), presence.New()
 	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
-	srv := httptest.NewServer(newApp(users, guests, hist, "s3cret", []byte("key")))
+	srv := httptest.NewServer(handler(newApp(users, guests, hist, "s3cret", []byte("key"), true)))
 	defer srv.Close()
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, Timeout: 10 * time.Second}
@@ -66,7 +66,7 @@ func TestLivePage(t *testing.T) {
 	defer users.Close()
 	guests := presence.New()
 	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
-	srv := httptest.NewServer(newApp(users, guests, hist, "", []byte("key")))
+	srv := httptest.NewServer(handler(newApp(users, guests, hist, "", []byte("key"), true)))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -121,4 +121,57 @@ func TestLivePage(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a guest is not a viewer")
+}
+
+// handler is newApp's site, for tests that do not scrape.
+func handler(site, _ http.Handler) http.Handler { return site }
+
+// TestMetrics: /admin/metrics answers the admin only (cookie or bearer
+// token), with both engines' and the middleware's metrics after requests;
+// the metrics handler alone is what -metrics-addr serves.
+func TestMetrics(t *testing.T) {
+	users, guests := presence.New(), presence.New()
+	defer users.Close()
+	defer guests.Close()
+	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
+	site, metrics := newApp(users, guests, hist, "s3cret", []byte("key"), true)
+	srv := httptest.NewServer(site)
+	defer srv.Close()
+	get := func(path, bearer string) (int, string) {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	jar, _ := cookiejar.New(nil)
+	alice := &http.Client{Jar: jar}
+	resp, err := alice.Get(srv.URL + "/login?user=alice")
+	require.NoError(t, err)
+	resp.Body.Close()
+	get("/", "") // a guest
+
+	code, _ := get("/admin/metrics", "")
+	assert.Equal(t, http.StatusForbidden, code)
+	code, _ = get("/admin/metrics", "wrong")
+	assert.Equal(t, http.StatusForbidden, code)
+	code, body := get("/admin/metrics", "s3cret")
+	require.Equal(t, http.StatusOK, code)
+	for _, line := range []string{
+		`presence_users{engine="users"} 1`,
+		`presence_users{engine="guests"} 2`, // the sign-in request was a guest's
+		`presence_active_users{engine="users",window="5m"} 1`,
+		`presence_http_requests_total{result="recorded"} 3`, // the two guests' and alice's
+		"go_goroutines ",
+	} {
+		assert.True(t, slices.Contains(strings.Split(body, "\n"), line) || strings.HasSuffix(line, " ") && strings.Contains(body, "\n"+line), "no line %q", line)
+	}
+
+	rec := httptest.NewRecorder()
+	metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	assert.True(t, slices.Contains(strings.Split(rec.Body.String(), "\n"), `presence_users{engine="users"} 1`))
 }
