@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/puzpuzpuz/xsync/v3"
+
+	"github.com/onlinenow/presence/internal/tally"
 )
 
 // Activity is one user's presence: when they were last seen and the meta an
@@ -63,7 +65,7 @@ type Engine struct {
 	// inserted. Without a cap it stays 0 (shard.held counts): one counter
 	// written by every insert on every core would cost each a cache miss.
 	n             atomic.Int64
-	touches       *tally       // every touch recorded, per P; immutable pointer
+	touches       *tally.Tally // counter 0: every touch recorded, per P; immutable pointer
 	log           *slog.Logger // nil: log nothing
 	snapNanos     atomic.Int64 // time in SaveFile, all calls
 	snapLast      atomic.Int64 // Unix ns at the end of the last good save; 0 before
@@ -104,7 +106,7 @@ func newEngine(c config) *Engine {
 		maxUsers:  int64(c.maxUsers),
 		expected:  c.expected,
 		now:       c.now,
-		touches:   newTally(),
+		touches:   tally.New(),
 		log:       c.logger,
 	}
 	e.onlineWindow, e.grace, e.tick = int64(c.onlineWindow), int64(c.grace), min(max(c.resolution, 10*time.Millisecond), time.Second)
@@ -180,7 +182,7 @@ func (e *Engine) TouchAt(id string, at time.Time) {
 // probe, one CAS, one load and an add to this P's cell of the touch tally:
 // no lock, no allocation, no clock.
 func (e *Engine) touch(id string, ns int64, now *reading) {
-	e.touches.Add()
+	e.touches.Add(0)
 	ent, ok := e.users.Load(id)
 	if !ok {
 		e.insert(id, ns, now)
@@ -383,7 +385,7 @@ func (e *Engine) Stats() Stats {
 	st := Stats{
 		Users:          e.Len(),
 		Shards:         len(e.shards),
-		Touches:        e.touches.Load(),
+		Touches:        e.touches.Load(0),
 		RejectedIDs:    e.rejectedIDs.Load(),
 		SnapshotsSaved: e.snapSaves.Load(),
 		SnapshotErrors: e.snapErrors.Load(),

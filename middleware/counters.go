@@ -3,29 +3,29 @@ package middleware
 import (
 	"sync/atomic"
 
-	"github.com/puzpuzpuz/xsync/v3"
+	"github.com/onlinenow/presence/internal/tally"
 )
 
 // Counters counts what the Track and Hold middleware given it
 // ([WithCounters]) did with the requests they saw; the presenceprom module
 // exports them as metrics. One Counters may serve several middleware.
 //
-// Counters is safe for concurrent use. Its per-request counters are
-// striped, so requests on many cores do not write one cache line. Make it
+// Counters is safe for concurrent use. Its per-request counters are kept
+// per P, so requests on many cores do not write one cache line (the open
+// holds, changed twice per long-lived request, are one atomic). Make it
 // with NewCounters.
 type Counters struct {
-	n    [kinds]*xsync.Counter
+	n    *tally.Tally
 	open atomic.Int64
 }
 
-// What Counters counts, as indexes of Counters.n.
+// What Counters counts, as counters of Counters.n.
 const (
 	recorded = iota
 	skipped
 	anonymous
 	byStatus
 	held
-	kinds
 )
 
 // CounterStats is what a Counters holds at one moment.
@@ -39,17 +39,11 @@ type CounterStats struct {
 }
 
 // NewCounters returns zeroed Counters.
-func NewCounters() *Counters {
-	c := &Counters{}
-	for i := range c.n {
-		c.n[i] = xsync.NewCounter()
-	}
-	return c
-}
+func NewCounters() *Counters { return &Counters{n: tally.New()} }
 
 // Stats returns the counts. Each is read atomically, the set is not.
 func (c *Counters) Stats() CounterStats {
-	v := func(k int) uint64 { return uint64(c.n[k].Value()) }
+	v := c.n.Load
 	return CounterStats{
 		Recorded: v(recorded), Skipped: v(skipped), Anonymous: v(anonymous),
 		Status: v(byStatus), Held: v(held), Open: c.open.Load(),
@@ -63,6 +57,6 @@ func WithCounters(c *Counters) Option { return func(cf *config) { cf.counters = 
 // inc adds one to counter k; on nil Counters it does nothing.
 func (c *Counters) inc(k int) {
 	if c != nil {
-		c.n[k].Inc()
+		c.n.Add(k)
 	}
 }

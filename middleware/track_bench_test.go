@@ -22,7 +22,8 @@ func (w nopWriter) WriteHeader(int)             {}
 // Track, for an identified user whose slot does not change (one hot user,
 // the real clock), from all procs. "tracked-meta" also records the client
 // IP and user agent as meta, into an engine with retention, where SetMeta
-// reads the clock even when the meta is unchanged.
+// reads the clock even when the meta is unchanged. "tracked-counted" is
+// "tracked" counting its requests (WithCounters).
 func BenchmarkTrack(b *testing.B) {
 	empty := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	r := withUser(httptest.NewRequest("GET", "/page", nil), "alice")
@@ -30,7 +31,9 @@ func BenchmarkTrack(b *testing.B) {
 	tracked := middleware.Track(presence.New(), middleware.FromContext(ctxKey{}), middleware.WithSkipPrefix("/static/"))(empty)
 	withMeta := middleware.Track(presence.New(presence.WithRetention(24*time.Hour)), middleware.FromContext(ctxKey{}),
 		middleware.WithSkipPrefix("/static/"), middleware.WithMetaIP(), middleware.WithMetaUserAgent())(empty)
-	for name, h := range map[string]http.Handler{"bare": empty, "tracked": tracked, "tracked-meta": withMeta} {
+	counted := middleware.Track(presence.New(), middleware.FromContext(ctxKey{}), middleware.WithSkipPrefix("/static/"),
+		middleware.WithCounters(middleware.NewCounters()))(empty)
+	for name, h := range map[string]http.Handler{"bare": empty, "tracked": tracked, "tracked-meta": withMeta, "tracked-counted": counted} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
