@@ -128,6 +128,20 @@
 // refuses a bad one with an error wrapping [ErrCorruptSnapshot] or
 // [ErrSnapshotVersion]. snapshot.go documents the format byte by byte.
 //
+// # Metrics and logs
+//
+// [Engine.Stats] returns the engine's counters: users, touches, index
+// moves, users added and removed by reason, rejected IDs and room names,
+// rooms, snapshots (saves, errors, time spent, the last good one's time
+// and size) and events (subscribers, published, lost). It costs
+// O(shards), whatever the number of users: the touch count is kept per P
+// (internal/tally), so the hot path writes no line another core reads,
+// and the rest is counted under locks a write holds anyway. The
+// presenceprom module exports all of it to Prometheus. [WithLogger] sends
+// the background work's trouble (failed saves with their path, a corrupt
+// file moved aside, events subscribers lost) to a *slog.Logger; without
+// it nothing is logged.
+//
 // # Limits and bad input
 //
 // IDs must be 1 to [MaxIDLen] bytes; others are ignored and counted in

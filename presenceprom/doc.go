@@ -17,8 +17,8 @@
 // A scrape reads what [presence.Engine.Stats] keeps (each shard's counters
 // under its read lock, the touch tally's per-P cells) and one slot-counter
 // sum per window: O(shards x windows), not O(users) or O(rooms), and the
-// allocations of the metrics themselves. Counters on the engine's hot path
-// are per P, so exporting them costs Touch nothing it did not pay already.
+// allocations of the metrics themselves. The engine counts touches per P
+// whether or not a collector reads them (BENCHMARKS.md gives the cost).
 // The Redis collector calls [redispresence.Store.Stats], which walks the
 // Store's write buffer (at most WithMaxBuffered users).
 //
