@@ -51,6 +51,8 @@ type Engine struct {
 	now       func() time.Time
 	saver     *saver          // nil unless made by Open
 	onEvict   func(id string) // called after each eviction for the cap; nil if none
+	touches   *tally.Tally    // counter 0: every touch; read by every Touch, so with the read-only fields
+	log       *slog.Logger    // nil: log nothing
 
 	rooms
 	live
@@ -65,8 +67,6 @@ type Engine struct {
 	// inserted. Without a cap it stays 0 (shard.held counts): one counter
 	// written by every insert on every core would cost each a cache miss.
 	n             atomic.Int64
-	touches       *tally.Tally // counter 0: every touch recorded, per P; immutable pointer
-	log           *slog.Logger // nil: log nothing
 	snapNanos     atomic.Int64 // time in SaveFile, all calls
 	snapLast      atomic.Int64 // Unix ns at the end of the last good save; 0 before
 	snapBytes     atomic.Int64 // the last good save's size
