@@ -354,7 +354,7 @@ func (e *Engine) Prune(t time.Time) int {
 type Stats struct {
 	Users       int    // as Len
 	Shards      int    // index shards
-	Touches     uint64 // touches recorded: Touch, TouchAt, TouchIn, TouchInAt and Hold calls with a valid ID
+	Touches     uint64 // touches recorded: Touch, TouchAt, TouchIn, TouchInAt and Hold calls with a valid ID (and usable time)
 	Inserted    uint64 // users added
 	Moved       uint64 // index moves: a known user's time entered a new slot
 	Evicted     uint64 // users removed to stay within WithMaxUsers

@@ -88,7 +88,6 @@ func (e *Engine) saveIfDirty() error {
 	if !e.dirty.Swap(false) {
 		return nil
 	}
-	start := time.Now()
 	err := e.SaveFile(e.saver.path)
 	if err != nil {
 		e.dirty.Store(true)
@@ -97,7 +96,7 @@ func (e *Engine) saveIfDirty() error {
 		}
 		e.saver.report(err)
 	} else if e.log != nil {
-		e.log.Debug("presence: snapshot saved", "path", e.saver.path, "bytes", e.snapBytes.Load(), "took", time.Since(start))
+		e.log.Debug("presence: snapshot saved", "path", e.saver.path, "bytes", e.snapBytes.Load())
 	}
 	return err
 }

@@ -27,6 +27,7 @@
 // The README of this module lists every metric, its type and labels. All
 // names start with the namespace ([WithNamespace], "presence" by default);
 // the middleware's continue with "_http", the Redis backend's with
-// "_redis". Metrics are never removed from a scrape once an engine has
-// them, except the timestamps of a last success, which appear after one.
+// "_redis". Every metric is in every scrape, but for the time of the last
+// good snapshot (and its size) and of the last good flush, which appear
+// after the first.
 package presenceprom
