@@ -58,6 +58,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,7 +128,7 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 // Stats counts a Store's work.
 type Stats struct {
 	Touches     uint64 // TouchAt calls accepted
-	Sent        uint64 // ZADD members sent to Redis
+	Sent        uint64 // ZADD members sent to Redis, not counting Resent
 	Buffered    int    // users in the buffer now
 	Pending     int    // of which with a change not yet sent
 	Dropped     uint64 // touches refused because the buffer was full
@@ -136,6 +137,7 @@ type Stats struct {
 	Trimmed     uint64 // users removed by retention
 
 	FlushCalls uint64        // flushes that had something to send, successful or failed
+	Resent     uint64        // ZADD members sent again after a failed flush or a new connection
 	FlushTime  time.Duration // time those spent
 	LastFlush  time.Time     // when the last successful flush ended; zero before one
 }
@@ -167,8 +169,14 @@ type Store struct {
 
 	touches                                      *xsync.Counter // striped: TouchAt from many cores does not contend
 	sent, dropped, flushes, flushErrors, trimmed atomic.Uint64
-	flushCalls                                   atomic.Uint64
-	flushNanos, lastFlush                        atomic.Int64
+	flushCalls, resent                           atomic.Uint64
+	// resend asks the next flush to send the last good flush's times again:
+	// set by a failed flush and by a new connection (a failover or a
+	// restart may have lost writes Redis acknowledged but did not
+	// replicate). last is that flush's batch, per set; the flusher's own.
+	resend                atomic.Bool
+	last                  [][]redis.Z
+	flushNanos, lastFlush atomic.Int64
 
 	flushMu   sync.Mutex      // one flush at a time
 	ctx       context.Context // cancelled by Close: stops the loop and its flush
@@ -204,9 +212,46 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("redispresence: Redis must answer ZADD GT (6.2+): %w", err)
 	}
 	rdb.Del(ctx, probe)
+	s.watchDials()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
 	return s, nil
+}
+
+// watchDials makes a new connection to Redis, from now on, ask the next
+// flush to send the last batch again: after a failover go-redis dials the
+// new master, which may lack the old one's last writes (replication is
+// asynchronous). ZADD GT makes the second write harmless where it was not
+// lost. A cluster client's nodes are watched each, those it has and those
+// it finds later (a promoted replica). A dial for another reason (a pool
+// growing under queries) costs one batch sent twice.
+func (s *Store) watchDials() {
+	h := dialWatch{s}
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		c.OnNewNode(func(n *redis.Client) { n.AddHook(h) })
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.timeout)
+		defer cancel()
+		c.ForEachShard(ctx, func(_ context.Context, n *redis.Client) error { n.AddHook(h); return nil })
+	default:
+		s.rdb.AddHook(h)
+	}
+}
+
+type dialWatch struct{ s *Store }
+
+func (w dialWatch) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err == nil {
+			w.s.resend.Store(true)
+		}
+		return conn, err
+	}
+}
+func (dialWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (dialWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // key is sorted set n's name; metaKey its meta hash's.
@@ -310,6 +355,16 @@ func (s *Store) Flush(ctx context.Context) error {
 	}
 	var changes []change
 	byKey := make([][]redis.Z, s.cfg.keys)
+	resend := s.resend.Swap(false)
+	resent := 0
+	if resend {
+		for k, zs := range s.last {
+			// Sent first: a newer time of the same user later in the batch
+			// wins anyway (GT).
+			byKey[k] = append(byKey[k], zs...)
+			resent += len(zs)
+		}
+	}
 	metas := make([][]any, s.cfg.keys)
 	idleBefore := s.cfg.now().Add(-3 * s.cfg.interval).UnixNano()
 	s.buf.Range(func(id string, p *pending) bool {
@@ -342,7 +397,7 @@ func (s *Store) Flush(ctx context.Context) error {
 		changes = append(changes, change{p, id, ns, meta})
 		return true
 	})
-	if len(changes) == 0 {
+	if len(changes) == 0 && resent == 0 {
 		return nil
 	}
 	start := time.Now()
@@ -367,6 +422,9 @@ func (s *Store) Flush(ctx context.Context) error {
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		s.flushErrors.Add(1)
+		// Part of the batch may have reached a master about to be
+		// replaced: the next flush sends the last good batch again.
+		s.resend.Store(true)
 		return fmt.Errorf("redispresence: flush of %d users to %s:{0..%d}: %w", len(changes), s.cfg.prefix, s.cfg.keys-1, err)
 	}
 	for _, c := range changes {
@@ -376,7 +434,16 @@ func (s *Store) Flush(ctx context.Context) error {
 		}
 		c.p.metaSent.Store(c.meta)
 	}
-	s.sent.Add(uint64(members))
+	if !resend && s.resend.Load() {
+		// A connection dialed during this flush (to a new master, maybe):
+		// the resend it asks for must cover the batch before this one too.
+		for k, zs := range s.last {
+			byKey[k] = append(byKey[k], zs...)
+		}
+	}
+	s.last = byKey
+	s.sent.Add(uint64(members - resent))
+	s.resent.Add(uint64(resent))
 	s.flushes.Add(1)
 	s.lastFlush.Store(time.Now().UnixNano())
 	return nil
@@ -830,7 +897,7 @@ func (s *Store) Stats() Stats {
 	st := Stats{
 		Touches: uint64(s.touches.Value()), Sent: s.sent.Load(), Dropped: s.dropped.Load(),
 		Flushes: s.flushes.Load(), FlushErrors: s.flushErrors.Load(), Trimmed: s.trimmed.Load(),
-		FlushCalls: s.flushCalls.Load(), FlushTime: time.Duration(s.flushNanos.Load()),
+		FlushCalls: s.flushCalls.Load(), Resent: s.resent.Load(), FlushTime: time.Duration(s.flushNanos.Load()),
 	}
 	if ns := s.lastFlush.Load(); ns != 0 {
 		st.LastFlush = time.Unix(0, ns).UTC()

@@ -18,7 +18,6 @@ import (
 	"unsafe"
 
 	"github.com/onlinenow/presence"
-	"github.com/onlinenow/presence/presencetest"
 	"github.com/onlinenow/presence/redispresence"
 	"github.com/onlinenow/presence/redispresence/redistest"
 	"github.com/redis/go-redis/v9"
@@ -72,18 +71,6 @@ func walk(t testing.TB, s *redispresence.Store, since time.Time, size func(n int
 
 // pagesOf is a walk's page size function for pages of k.
 func pagesOf(k int) func(int) int { return func(int) int { return k } }
-
-// TestContract runs the query contract every backend keeps (presencetest)
-// against a Store on a real Redis, each check under its own prefix.
-func TestContract(t *testing.T) {
-	_, rdb := connect(t)
-	n := 0
-	presencetest.Test(t, func(t *testing.T) presencetest.Backend {
-		n++
-		s := newStore(t, rdb, redispresence.WithPrefix(fmt.Sprint("contract", n)), redispresence.WithKeys(7))
-		return presencetest.Backend{Querier: s, Recorder: s, Sync: s.Flush}
-	})
-}
 
 func TestTwoNodesOneView(t *testing.T) {
 	_, rdb := connect(t)
