@@ -38,7 +38,10 @@
 // (default 1M). A user not already buffered beyond that is dropped, and
 // counted in Stats.Dropped. Flushes time out ([WithTimeout], default 2s),
 // back off up to 30s, and report to [WithOnError] and Stats; nothing buffered
-// is lost, and everything is written once Redis answers again. Queries fail
+// is lost, and everything is written once Redis answers again.
+// After a failed flush or a new connection (a failover, a restart), the
+// next flush also sends the last good batch again (Stats.Resent): a new
+// master may lack writes the old one acknowledged but did not replicate. Queries fail
 // as soon as their context or the timeout says so: for contexts to cut
 // network waits short, create the client with ContextTimeoutEnabled (without
 // it, go-redis bounds them by its own read and write timeouts).
