@@ -38,11 +38,11 @@
 // (default 1M). A user not already buffered beyond that is dropped, and
 // counted in Stats.Dropped. Flushes time out ([WithTimeout], default 2s),
 // back off up to 30s, and report to [WithOnError] and Stats; nothing buffered
-// is lost, and everything is written once Redis answers again.
-// After a failed flush or a new connection (a failover, a restart), the
-// next flush also sends the last good batch again (Stats.Resent): a new
-// master may lack writes the old one acknowledged but did not replicate. Queries fail
-// as soon as their context or the timeout says so: for contexts to cut
+// is lost, and everything is written once Redis answers again. After a
+// failed flush or a new connection (a failover, a restart), the next flush
+// also sends the two last good batches again (Stats.Resent): a new master
+// may lack writes the old one acknowledged but did not replicate. Queries
+// fail as soon as their context or the timeout says so: for contexts to cut
 // network waits short, create the client with ContextTimeoutEnabled (without
 // it, go-redis bounds them by its own read and write timeouts).
 //
@@ -62,6 +62,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,12 +174,15 @@ type Store struct {
 	touches                                      *xsync.Counter // striped: TouchAt from many cores does not contend
 	sent, dropped, flushes, flushErrors, trimmed atomic.Uint64
 	flushCalls, resent                           atomic.Uint64
-	// resend asks the next flush to send the last good flush's times again:
-	// set by a failed flush and by a new connection (a failover or a
-	// restart may have lost writes Redis acknowledged but did not
-	// replicate). last is that flush's batch, per set; the flusher's own.
+	// resend asks the next flush to send the two last good flushes' own
+	// times again: set by a failed flush and by a new connection (a
+	// failover or a restart may have lost writes Redis acknowledged but did
+	// not replicate; the connection may have been dialed during the last
+	// flush, after the one it lost). last and prev are those batches, per
+	// set, without what they resent themselves, so they stay two
+	// intervals' worth; the flusher's own.
 	resend                atomic.Bool
-	last                  [][]redis.Z
+	last, prev            [][]redis.Z
 	flushNanos, lastFlush atomic.Int64
 
 	flushMu   sync.Mutex      // one flush at a time
@@ -207,6 +211,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 	s := &Store{
 		cfg: c, rdb: rdb, buf: xsync.NewMapOf[string, *pending](),
 		touches: xsync.NewCounter(), done: make(chan struct{}),
+		last: make([][]redis.Z, c.keys), prev: make([][]redis.Z, c.keys),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
@@ -222,12 +227,12 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 }
 
 // watchDials makes a new connection to Redis, from now on, ask the next
-// flush to send the last batch again: after a failover go-redis dials the
+// flush to send the two last batches again: after a failover go-redis dials the
 // new master, which may lack the old one's last writes (replication is
 // asynchronous). ZADD GT makes the second write harmless where it was not
 // lost. A cluster client's nodes are watched each, those it has and those
 // it finds later (a promoted replica). A dial for another reason (a pool
-// growing under queries) costs one batch sent twice.
+// growing under queries) costs two batches sent twice.
 func (s *Store) watchDials() {
 	h := dialWatch{s}
 	switch c := s.rdb.(type) {
@@ -358,16 +363,6 @@ func (s *Store) Flush(ctx context.Context) error {
 	}
 	var changes []change
 	byKey := make([][]redis.Z, s.cfg.keys)
-	resend := s.resend.Swap(false)
-	resent := 0
-	if resend {
-		for k, zs := range s.last {
-			// Sent first: a newer time of the same user later in the batch
-			// wins anyway (GT).
-			byKey[k] = append(byKey[k], zs...)
-			resent += len(zs)
-		}
-	}
 	metas := make([][]any, s.cfg.keys)
 	idleBefore := s.cfg.now().Add(-3 * s.cfg.interval).UnixNano()
 	s.buf.Range(func(id string, p *pending) bool {
@@ -400,6 +395,16 @@ func (s *Store) Flush(ctx context.Context) error {
 		changes = append(changes, change{p, id, ns, meta})
 		return true
 	})
+	resent := 0
+	all := byKey // this flush's own times, and the resent ones
+	if s.resend.Swap(false) {
+		all = make([][]redis.Z, s.cfg.keys)
+		for k := range all {
+			// A newer time of the same user in the batch wins anyway (GT).
+			all[k] = slices.Concat(byKey[k], s.last[k], s.prev[k])
+			resent += len(all[k]) - len(byKey[k])
+		}
+	}
 	if len(changes) == 0 && resent == 0 {
 		return nil
 	}
@@ -412,7 +417,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	members := 0
-	for k, zs := range byKey {
+	for k, zs := range all {
 		for len(zs) > 0 {
 			batch := zs[:min(len(zs), 512)]
 			zs = zs[len(batch):]
@@ -437,14 +442,9 @@ func (s *Store) Flush(ctx context.Context) error {
 		}
 		c.p.metaSent.Store(c.meta)
 	}
-	if !resend && s.resend.Load() {
-		// A connection dialed during this flush (to a new master, maybe):
-		// the resend it asks for must cover the batch before this one too.
-		for k, zs := range s.last {
-			byKey[k] = append(byKey[k], zs...)
-		}
+	if len(changes) > 0 {
+		s.last, s.prev = byKey, s.last
 	}
-	s.last = byKey
 	s.sent.Add(uint64(members - resent))
 	s.resent.Add(uint64(resent))
 	s.flushes.Add(1)

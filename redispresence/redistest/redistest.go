@@ -78,14 +78,13 @@ func start(t testing.TB, bin string, port int, args ...string) *Server {
 // port+offset was free too (a cluster node's bus listens at +10000).
 func freePort(t testing.TB, offset int) int {
 	t.Helper()
+	if offset == 0 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
 	for range 100 {
-		if offset == 0 {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			port := l.Addr().(*net.TCPAddr).Port
-			l.Close()
-			return port
-		}
 		port := 20000 + rand.IntN(65535-offset-20000)
 		a, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
