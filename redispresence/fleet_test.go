@@ -63,6 +63,13 @@ func TestContract(t *testing.T) {
 				s := newStore(t, rdb, redispresence.WithPrefix(fmt.Sprint("contract", n)), redispresence.WithKeys(7))
 				return presencetest.Backend{Querier: s, Recorder: s, Sync: s.Flush}
 			})
+			// And on a room of a Store, whose members' times are their times
+			// in the room.
+			presencetest.Test(t, func(t *testing.T) presencetest.Backend {
+				n++
+				s := newStore(t, rdb, redispresence.WithPrefix(fmt.Sprint("contract", n)), redispresence.WithKeys(7))
+				return presencetest.Backend{Querier: s.Room("r"), Recorder: roomRecorder{s, "r"}, Sync: s.Flush}
+			})
 		})
 	}
 }

@@ -59,8 +59,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/maphash"
 	"log/slog"
 	"math"
+	"math/bits"
 	"net"
 	"slices"
 	"strconv"
@@ -87,6 +89,8 @@ type config struct {
 	timeout     time.Duration
 	maxBuffered int
 	retention   time.Duration
+	maxRooms    int
+	perUser     int
 	onError     func(error)
 	now         func() time.Time
 	log         *slog.Logger
@@ -114,6 +118,17 @@ func WithMaxBuffered(n int) Option { return func(c *config) { c.maxBuffered = n 
 // WithRetention makes the Store trim users idle longer than d from Redis
 // every minute (0, the default, keeps them).
 func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
+
+// WithMaxRooms caps the number of rooms, as the engine's option does: a
+// flush that makes rooms beyond the cap ends the least recently active
+// rooms, with their memberships. Zero (the default) means no cap. Every
+// Store sharing the data should use the same cap.
+func WithMaxRooms(n int) Option { return func(c *config) { c.maxRooms = max(n, 0) } }
+
+// WithMaxRoomsPerUser caps the rooms one user is in, as the engine's option
+// does: a flush that puts a user in more leaves the rooms it was least
+// recently active in. Zero (the default) means no cap.
+func WithMaxRoomsPerUser(n int) Option { return func(c *config) { c.perUser = max(n, 0) } }
 
 // WithOnError sets a function called with each failed flush or trim. It must
 // not block for long.
@@ -146,7 +161,18 @@ type Stats struct {
 	LastFlush  time.Time     // when the last successful flush ended; zero before one
 }
 
-// pending is one buffered user. ns is the newest time touched; sent the
+// entryKey names a buffer entry: a user (room "") or a membership.
+type entryKey struct{ room, id string }
+
+var entrySeed = maphash.MakeSeed()
+
+// hashEntry mixes two string hashes: the runtime's hash of a struct of
+// strings costs more.
+func hashEntry(k entryKey, _ uint64) uint64 {
+	return maphash.String(entrySeed, k.id) ^ bits.RotateLeft64(maphash.String(entrySeed, k.room), 29)
+}
+
+// pending is one buffered user or membership. ns is the newest time touched; sent the
 // newest time Redis acknowledged. ns is deadNS once the entry has left the
 // buffer, which sends a late TouchAt holding it to insert a new one.
 type pending struct {
@@ -168,8 +194,11 @@ var (
 type Store struct {
 	cfg config
 	rdb redis.UniversalClient
-	buf *xsync.MapOf[string, *pending]
+	buf *xsync.MapOf[entryKey, *pending]
 	n   atomic.Int64 // entries in buf
+
+	userKeys    []string // the users' sorted sets, by shardOf
+	indexPrefix string   // of the room index's sets
 
 	touches                                      *xsync.Counter // striped: TouchAt from many cores does not contend
 	sent, dropped, flushes, flushErrors, trimmed atomic.Uint64
@@ -182,7 +211,7 @@ type Store struct {
 	// set, without what they resent themselves, so they stay two
 	// intervals' worth; the flusher's own.
 	resend                atomic.Bool
-	last, prev            [][]redis.Z
+	last, prev            map[string][]redis.Z
 	flushNanos, lastFlush atomic.Int64
 
 	flushMu   sync.Mutex      // one flush at a time
@@ -209,9 +238,12 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 		c.now = time.Now
 	}
 	s := &Store{
-		cfg: c, rdb: rdb, buf: xsync.NewMapOf[string, *pending](),
+		cfg: c, rdb: rdb, buf: xsync.NewMapOfWithHasher[entryKey, *pending](hashEntry),
 		touches: xsync.NewCounter(), done: make(chan struct{}),
-		last: make([][]redis.Z, c.keys), prev: make([][]redis.Z, c.keys),
+		indexPrefix: c.prefix + ":rooms:{",
+	}
+	for k := range c.keys {
+		s.userKeys = append(s.userKeys, s.key(k))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
@@ -281,12 +313,17 @@ func (s *Store) TouchAt(id string, at time.Time) {
 	if id == "" || len(id) > presence.MaxIDLen || at.IsZero() {
 		return
 	}
-	ns := at.UnixNano()
 	s.touches.Inc()
+	s.raise(entryKey{id: id}, at.UnixNano())
+}
+
+// raise sets k's buffered time to ns unless it is newer already: for an
+// entry buffered, one map probe and a CAS.
+func (s *Store) raise(k entryKey, ns int64) {
 	for {
-		p, ok := s.buf.Load(id)
+		p, ok := s.buf.Load(k)
 		if !ok {
-			if !s.insert(id, ns) {
+			if !s.insert(k, ns) {
 				continue // raced with a removal; try again
 			}
 			return
@@ -301,17 +338,17 @@ func (s *Store) TouchAt(id string, at time.Time) {
 	}
 }
 
-// insert adds a buffer entry for id, or raises one added meanwhile. It
+// insert adds a buffer entry for k, or raises one added meanwhile. It
 // returns false if it found a dead entry (the caller retries).
-func (s *Store) insert(id string, ns int64) bool {
+func (s *Store) insert(k entryKey, ns int64) bool {
 	if s.n.Load() >= int64(s.cfg.maxBuffered) {
 		s.dropped.Add(1)
 		return true
 	}
 	ok := true
-	// A copy for the map to keep: the caller's string may alias a buffer it
+	// A copy for the map to keep: the caller's strings may alias a buffer it
 	// reuses (a request's bytes).
-	s.buf.Compute(strings.Clone(id), func(old *pending, loaded bool) (*pending, bool) {
+	s.buf.Compute(entryKey{strings.Clone(k.room), strings.Clone(k.id)}, func(old *pending, loaded bool) (*pending, bool) {
 		if loaded {
 			if old.ns.Load() == deadNS {
 				ok = false
@@ -330,6 +367,18 @@ func (s *Store) insert(id string, ns int64) bool {
 	return ok
 }
 
+// drop removes k's entry from the buffer, and reports whether it held one.
+// A TouchAt racing with it either lands before (and is dropped) or inserts
+// a new entry.
+func (s *Store) drop(k entryKey) bool {
+	p, ok := s.buf.LoadAndDelete(k)
+	if ok {
+		p.ns.Store(deadNS)
+		s.n.Add(-1)
+	}
+	return ok
+}
+
 // SetMeta buffers meta for a user touched through this Store; it is sent
 // with the next flush. It returns false for a user not in the buffer or
 // meta longer than presence.MaxMetaLen.
@@ -337,7 +386,7 @@ func (s *Store) SetMeta(id, meta string) bool {
 	if len(meta) > presence.MaxMetaLen {
 		return false
 	}
-	p, ok := s.buf.Load(id)
+	p, ok := s.buf.Load(entryKey{id: id})
 	if !ok || p.ns.Load() == deadNS {
 		return false
 	}
@@ -350,32 +399,33 @@ func (s *Store) SetMeta(id, meta string) bool {
 }
 
 // Flush sends every buffered change to Redis now, in one pipeline, and
-// returns its error. Users flushed and then idle for a few intervals leave
-// the buffer.
+// returns its error. Users and memberships flushed and then idle for a few
+// intervals leave the buffer.
 func (s *Store) Flush(ctx context.Context) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	type change struct {
 		p    *pending
-		id   string
 		ns   int64
 		meta *string
 	}
 	var changes []change
-	byKey := make([][]redis.Z, s.cfg.keys)
+	byKey := map[string][]redis.Z{} // by sorted set: the users', a room's, a user's rooms
 	metas := make([][]any, s.cfg.keys)
+	roomTimes := map[string]int64{} // each room's newest time in this flush, for the index
+	var inIDs []string              // the users whose room lists are written
 	idleBefore := s.cfg.now().Add(-3 * s.cfg.interval).UnixNano()
-	s.buf.Range(func(id string, p *pending) bool {
+	s.buf.Range(func(ek entryKey, p *pending) bool {
 		ns, sent := p.ns.Load(), p.sent.Load()
 		meta, metaSent := p.meta.Load(), p.metaSent.Load()
 		if ns == deadNS {
 			return true
 		}
 		if ns == sent && meta == metaSent {
-			// Clean: let idle users go, unless a touch comes in first.
+			// Clean: let idle entries go, unless a touch comes in first.
 			if ns < idleBefore && p.ns.CompareAndSwap(ns, deadNS) {
 				removed := false
-				s.buf.Compute(id, func(old *pending, loaded bool) (*pending, bool) {
+				s.buf.Compute(ek, func(old *pending, loaded bool) (*pending, bool) {
 					removed = loaded && old == p
 					return old, !loaded || removed // never store a nil; keep a newer entry
 				})
@@ -385,24 +435,41 @@ func (s *Store) Flush(ctx context.Context) error {
 			}
 			return true
 		}
-		k := s.shardOf(id)
-		if ns != sent {
-			byKey[k] = append(byKey[k], redis.Z{Score: float64(ns / 1000), Member: id})
+		if us := float64(ns / 1000); ns != sent && ek.room == "" {
+			key := s.userKeys[s.shardOf(ek.id)]
+			byKey[key] = append(byKey[key], redis.Z{Score: us, Member: ek.id})
+		} else if ns != sent {
+			key, in := s.roomKey(ek.room), s.inKey(ek.id)
+			byKey[key] = append(byKey[key], redis.Z{Score: us, Member: ek.id})
+			if len(byKey[in]) == 0 {
+				inIDs = append(inIDs, ek.id)
+			}
+			byKey[in] = append(byKey[in], redis.Z{Score: us, Member: ek.room})
+			roomTimes[ek.room] = max(roomTimes[ek.room], ns/1000)
 		}
 		if meta != metaSent && meta != nil {
-			metas[k] = append(metas[k], id, *meta)
+			k := s.shardOf(ek.id)
+			metas[k] = append(metas[k], ek.id, *meta)
 		}
-		changes = append(changes, change{p, id, ns, meta})
+		changes = append(changes, change{p, ns, meta})
 		return true
 	})
+	for room, us := range roomTimes {
+		key := s.indexKey(s.shardOf(room))
+		byKey[key] = append(byKey[key], redis.Z{Score: float64(us), Member: room})
+	}
 	resent := 0
 	all := byKey // this flush's own times, and the resent ones
 	if s.resend.Swap(false) {
-		all = make([][]redis.Z, s.cfg.keys)
-		for k := range all {
-			// A newer time of the same user in the batch wins anyway (GT).
-			all[k] = slices.Concat(byKey[k], s.last[k], s.prev[k])
-			resent += len(all[k]) - len(byKey[k])
+		all = make(map[string][]redis.Z, len(byKey))
+		for _, batch := range []map[string][]redis.Z{byKey, s.last, s.prev} {
+			for key, zs := range batch {
+				// A newer time of the same member in the batch wins anyway (GT).
+				all[key] = slices.Concat(all[key], zs)
+			}
+		}
+		for key, zs := range all {
+			resent += len(zs) - len(byKey[key])
 		}
 	}
 	if len(changes) == 0 && resent == 0 {
@@ -417,23 +484,40 @@ func (s *Store) Flush(ctx context.Context) error {
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	members := 0
-	for k, zs := range all {
+	var newRooms []*redis.IntCmd // ZADDs to the room index: how many rooms they added
+	for key, zs := range all {
+		index := strings.HasPrefix(key, s.indexPrefix)
 		for len(zs) > 0 {
 			batch := zs[:min(len(zs), 512)]
 			zs = zs[len(batch):]
-			pipe.ZAddGT(ctx, s.key(k), batch...)
+			cmd := pipe.ZAddGT(ctx, key, batch...)
+			if index {
+				newRooms = append(newRooms, cmd)
+			}
 			members += len(batch)
 		}
-		if len(metas[k]) > 0 {
-			pipe.HSet(ctx, s.metaKey(k), metas[k]...)
+	}
+	for k, m := range metas {
+		if len(m) > 0 {
+			pipe.HSet(ctx, s.metaKey(k), m...)
+		}
+	}
+	cards := make([]*redis.IntCmd, 0, len(inIDs))
+	for _, id := range inIDs {
+		in := s.inKey(id)
+		if s.cfg.retention > 0 {
+			pipe.PExpire(ctx, in, s.cfg.retention)
+		}
+		if s.cfg.perUser > 0 {
+			cards = append(cards, pipe.ZCard(ctx, in))
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		s.flushErrors.Add(1)
 		// Part of the batch may have reached a master about to be
-		// replaced: the next flush sends the last good batch again.
+		// replaced: the next flush sends the last good batches again.
 		s.resend.Store(true)
-		return fmt.Errorf("redispresence: flush of %d users to %s:{0..%d}: %w", len(changes), s.cfg.prefix, s.cfg.keys-1, err)
+		return fmt.Errorf("redispresence: flush of %d entries under %s: %w", len(changes), s.cfg.prefix, err)
 	}
 	for _, c := range changes {
 		// Newer touches made during the flush stay pending: sent only
@@ -449,7 +533,11 @@ func (s *Store) Flush(ctx context.Context) error {
 	s.resent.Add(uint64(resent))
 	s.flushes.Add(1)
 	s.lastFlush.Store(time.Now().UnixNano())
-	return nil
+	added := int64(0)
+	for _, c := range newRooms {
+		added += c.Val()
+	}
+	return errors.Join(s.capMemberships(ctx, inIDs, cards), s.capRooms(ctx, added))
 }
 
 // loop flushes every interval, backing off while flushes fail, and trims
@@ -535,33 +623,24 @@ func (s *Store) Trim(ctx context.Context) error {
 			s.trimmed.Add(uint64(len(old)))
 		}
 	}
-	return nil
-}
-
-// Forget removes a user from Redis and from the buffer.
-func (s *Store) Forget(ctx context.Context, id string) error {
-	if p, ok := s.buf.LoadAndDelete(id); ok {
-		p.ns.Store(deadNS)
-		s.n.Add(-1)
-	}
-	k := s.shardOf(id)
-	pipe := s.rdb.Pipeline()
-	pipe.ZRem(ctx, s.key(k), id)
-	pipe.HDel(ctx, s.metaKey(k), id)
-	_, err := pipe.Exec(ctx)
-	return err
+	return s.trimRooms(ctx, cutoff)
 }
 
 // CountSince returns how many users Redis holds with a last-seen time at t
 // or later: one ZCOUNT per set, in one pipeline.
 func (s *Store) CountSince(ctx context.Context, t time.Time) (int, error) {
+	return s.count(ctx, s.userKeys, t)
+}
+
+// count sums the members of the sets keys scored t or later.
+func (s *Store) count(ctx context.Context, keys []string, t time.Time) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
 	min := strconv.FormatInt(t.UnixMicro(), 10)
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, s.cfg.keys)
-	for k := range cmds {
-		cmds[k] = pipe.ZCount(ctx, s.key(k), min, "+inf")
+	cmds := make([]*redis.IntCmd, len(keys))
+	for k, key := range keys {
+		cmds[k] = pipe.ZCount(ctx, key, min, "+inf")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("redispresence: count: %w", err)
@@ -624,6 +703,11 @@ func parseCursor(s string) (cursor, bool, error) {
 // when T users share the cursor's microsecond (see fetch). limit <= 0 returns
 // all the rest, as the engine does.
 func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
+	return s.page(ctx, s.userKeys, t, cur, limit)
+}
+
+// page walks the sets keys as Page describes.
+func (s *Store) page(ctx context.Context, keys []string, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
 	after, has, err := parseCursor(cur)
@@ -640,19 +724,19 @@ func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([
 	// the cut; a set whose fetched users all made the cut is asked again, for
 	// twice as many, until that holds.
 	want := limit + 1 // one more, to know whether a next page exists
-	lists := make([][]redis.Z, s.cfg.keys)
-	more := make([]bool, s.cfg.keys) // the set may hold users not fetched yet
-	tied := make([]bool, s.cfg.keys) // its last ask read only users tied with the cursor
-	batch := make([]int64, s.cfg.keys)
-	todo := make([]int, s.cfg.keys)
+	lists := make([][]redis.Z, len(keys))
+	more := make([]bool, len(keys)) // the set may hold users not fetched yet
+	tied := make([]bool, len(keys)) // its last ask read only users tied with the cursor
+	batch := make([]int64, len(keys))
+	todo := make([]int, len(keys))
 	for k := range todo {
 		todo[k] = k
-		batch[k] = int64(min(want, 2*((want+s.cfg.keys-1)/s.cfg.keys)+2))
+		batch[k] = int64(min(want, 2*((want+len(keys)-1)/len(keys))+2))
 	}
 	var heads []int
 	for round := 0; ; round++ {
 		if len(todo) > 0 {
-			if err := s.fetch(ctx, todo, lo, after, has, int64(want), lists, batch, more, tied); err != nil {
+			if err := s.fetch(ctx, keys, todo, lo, after, has, int64(want), lists, batch, more, tied); err != nil {
 				return nil, "", fmt.Errorf("redispresence: page: %w", err)
 			}
 		}
@@ -729,7 +813,7 @@ func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([
 // as TouchAt of whole seconds makes them), reading them again on every page would cost O(T) per page,
 // so the set's next ask runs pageScript instead, which skips them in
 // O(log T) (through a script, a read of 16 sets took 40% longer).
-func (s *Store) fetch(ctx context.Context, todo []int, lo string, after cursor, has bool, want int64, lists [][]redis.Z, batch []int64, more, tied []bool) error {
+func (s *Store) fetch(ctx context.Context, keys []string, todo []int, lo string, after cursor, has bool, want int64, lists [][]redis.Z, batch []int64, more, tied []bool) error {
 	type ask struct {
 		c      cursor
 		has    bool
@@ -747,13 +831,13 @@ func (s *Store) fetch(ctx context.Context, todo []int, lo string, after cursor, 
 			}
 			switch {
 			case a.has && tied[k]:
-				a.script = eval(ctx, pipe, []string{s.key(k)}, lo, batch[k], a.c.score, a.c.member)
+				a.script = eval(ctx, pipe, []string{keys[k]}, lo, batch[k], a.c.score, a.c.member)
 			default:
 				hi := "+inf"
 				if a.has {
 					hi = strconv.FormatInt(a.c.score, 10) // inclusive: the ties before the cursor are passed over below
 				}
-				a.plain = pipe.ZRevRangeByScoreWithScores(ctx, s.key(k), &redis.ZRangeBy{Min: lo, Max: hi, Count: batch[k]})
+				a.plain = pipe.ZRevRangeByScoreWithScores(ctx, keys[k], &redis.ZRangeBy{Min: lo, Max: hi, Count: batch[k]})
 			}
 		}
 		_, err := pipe.Exec(ctx)
@@ -880,12 +964,16 @@ func (s *Store) fillMeta(ctx context.Context, as []presence.Activity) error {
 
 // Get returns one user's activity from Redis, or false if unknown.
 func (s *Store) Get(ctx context.Context, id string) (presence.Activity, bool, error) {
+	return s.get(ctx, s.userKeys[s.shardOf(id)], id)
+}
+
+// get reads id's score in the set key, and its meta.
+func (s *Store) get(ctx context.Context, key, id string) (presence.Activity, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
-	k := s.shardOf(id)
 	pipe := s.rdb.Pipeline()
-	score := pipe.ZScore(ctx, s.key(k), id)
-	meta := pipe.HGet(ctx, s.metaKey(k), id)
+	score := pipe.ZScore(ctx, key, id)
+	meta := pipe.HGet(ctx, s.metaKey(s.shardOf(id)), id)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return presence.Activity{}, false, fmt.Errorf("redispresence: get: %w", err)
 	}
@@ -905,7 +993,7 @@ func (s *Store) Stats() Stats {
 	if ns := s.lastFlush.Load(); ns != 0 {
 		st.LastFlush = time.Unix(0, ns).UTC()
 	}
-	s.buf.Range(func(_ string, p *pending) bool {
+	s.buf.Range(func(_ entryKey, p *pending) bool {
 		if ns := p.ns.Load(); ns != deadNS {
 			st.Buffered++
 			if ns != p.sent.Load() || p.meta.Load() != p.metaSent.Load() {

@@ -251,7 +251,7 @@ func TestFlusherReportsAndRecovers(t *testing.T) {
 	}, 40*time.Second, 50*time.Millisecond, "the flusher writes the buffered user once Redis is back")
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "flushing again") }, 10*time.Second, 10*time.Millisecond)
 	out := logs.String()
-	assert.Contains(t, out, `level=ERROR msg="redispresence: write to Redis failed" prefix=presence err="redispresence: flush of 1 users to presence:{0..15}:`)
+	assert.Contains(t, out, `level=ERROR msg="redispresence: write to Redis failed" prefix=presence err="redispresence: flush of 1 entries under presence:`)
 	assert.Contains(t, out, `level=INFO msg="redispresence: flushing again" failed_flushes=`)
 }
 

@@ -1,0 +1,383 @@
+package redispresence
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/onlinenow/presence"
+	"github.com/onlinenow/presence/middleware"
+	"github.com/onlinenow/presence/presencehttp"
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	_ middleware.RoomRecorder = (*Store)(nil)
+	_ presencehttp.Querier    = Room{}
+)
+
+// roomKey is the sorted set of room's members, scored by their time in the
+// room; inKey the set of the rooms id is in, scored the same. Each is one
+// key, hash-tagged by a CRC-32C of the name, so that a name holding braces
+// cannot choose its Redis Cluster slot, and rooms spread over the slots.
+func (s *Store) roomKey(room string) string { return s.cfg.prefix + ":room:{" + tag(room) + "}" + room }
+func (s *Store) inKey(id string) string     { return s.cfg.prefix + ":in:{" + tag(id) + "}" + id }
+
+// indexKey is set n of the room index: rooms scored by their latest
+// activity, spread by shardOf as the users are, so that no key takes every
+// node's room writes.
+func (s *Store) indexKey(n int) string { return s.indexPrefix + strconv.Itoa(n) + "}" }
+
+func tag(name string) string {
+	return strconv.FormatUint(uint64(crc32.Checksum(unsafe.Slice(unsafe.StringData(name), len(name)), castagnoli)), 36)
+}
+
+// TouchIn records activity by id now (the Store's clock) in room, and
+// globally; see [Store.TouchInAt].
+func (s *Store) TouchIn(room, id string) { s.TouchInAt(room, id, s.cfg.now()) }
+
+// TouchInAt records activity by id at the given time in room, and globally
+// as [Store.TouchAt] does, in the same buffer: the flusher sends a
+// membership's newest time once per interval, however often it is touched.
+// A room name [presence.ValidRoom] refuses is ignored (the global touch is
+// still recorded).
+func (s *Store) TouchInAt(room, id string, at time.Time) {
+	if id == "" || len(id) > presence.MaxIDLen || at.IsZero() {
+		return
+	}
+	s.touches.Inc()
+	ns := at.UnixNano()
+	s.raise(entryKey{id: id}, ns)
+	if presence.ValidRoom(room) {
+		s.raise(entryKey{room, id}, ns)
+	}
+}
+
+// Leave ends id's membership of room in Redis and in this Store's buffer;
+// id's global time stays. It reports whether id was a member. A touch of
+// the membership still buffered on another Store joins it again at that
+// Store's next flush, as a touch after a Leave does.
+func (s *Store) Leave(ctx context.Context, room, id string) (bool, error) {
+	// Under the flush lock: a flush in progress would write the membership
+	// back after the ZREM.
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
+	buffered := s.drop(entryKey{room, id})
+	pipe := s.rdb.Pipeline()
+	n := pipe.ZRem(ctx, s.roomKey(room), id)
+	pipe.ZRem(ctx, s.inKey(id), room)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, fmt.Errorf("redispresence: leave: %w", err)
+	}
+	return buffered || n.Val() > 0, nil
+}
+
+// Forget removes a user from Redis and from the buffer: its time, meta and
+// memberships. It walks the buffer for the user's memberships, so it costs
+// O(buffer).
+func (s *Store) Forget(ctx context.Context, id string) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
+	s.buf.Range(func(k entryKey, _ *pending) bool {
+		if k.id == id {
+			s.drop(k)
+		}
+		return true
+	})
+	rooms, err := s.rdb.ZRange(ctx, s.inKey(id), 0, -1).Result()
+	if err != nil {
+		return fmt.Errorf("redispresence: forget: %w", err)
+	}
+	k := s.shardOf(id)
+	pipe := s.rdb.Pipeline()
+	pipe.ZRem(ctx, s.key(k), id)
+	pipe.HDel(ctx, s.metaKey(k), id)
+	for _, room := range rooms {
+		pipe.ZRem(ctx, s.roomKey(room), id)
+	}
+	pipe.Del(ctx, s.inKey(id))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("redispresence: forget: %w", err)
+	}
+	return nil
+}
+
+// Room is a read view of one room in Redis: its members, each with the
+// time it was last seen in the room. It is a plain value, safe for
+// concurrent use, and a presencehttp.Querier. A room no one is in is empty.
+type Room struct {
+	s    *Store
+	name string
+	keys []string // the room's one set
+}
+
+// Room returns the view of the room called name.
+func (s *Store) Room(name string) Room { return Room{s, name, []string{s.roomKey(name)}} }
+
+// Name returns the room's name.
+func (r Room) Name() string { return r.name }
+
+// CountSince returns how many members were seen in the room at t or later:
+// one ZCOUNT.
+func (r Room) CountSince(ctx context.Context, t time.Time) (int, error) {
+	return r.s.count(ctx, r.keys, t)
+}
+
+// Page returns up to limit members seen in the room since t, newest first
+// by their time in the room, after the cursor, as [Store.Page] does for all
+// users; Activity.Meta is the user's.
+func (r Room) Page(ctx context.Context, t time.Time, cursor string, limit int) ([]presence.Activity, string, error) {
+	return r.s.page(ctx, r.keys, t, cursor, limit)
+}
+
+// Get returns id's activity in the room (LastSeen is the time in the room,
+// Meta the user's), or false if id is not a member.
+func (r Room) Get(ctx context.Context, id string) (presence.Activity, bool, error) {
+	return r.s.get(ctx, r.keys[0], id)
+}
+
+// RoomsOf returns the rooms id is in, most recently active first (ties by
+// name), leaving out memberships older than the retention: one read of the
+// user's room list and one ZSCORE per room, so that rooms ended meanwhile
+// are left out too.
+func (s *Store) RoomsOf(ctx context.Context, id string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
+	rooms, err := s.rdb.ZRange(ctx, s.inKey(id), 0, -1).Result()
+	if err != nil || len(rooms) == 0 {
+		return nil, wrap("rooms of", err)
+	}
+	pipe := s.rdb.Pipeline()
+	scores := make([]*redis.FloatCmd, len(rooms))
+	for i, room := range rooms {
+		scores[i] = pipe.ZScore(ctx, s.roomKey(room), id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrap("rooms of", err)
+	}
+	cutoff := s.cutoff()
+	type in struct {
+		room string
+		us   float64
+	}
+	var got []in
+	for i, room := range rooms {
+		if us, err := scores[i].Result(); err == nil && us >= cutoff {
+			got = append(got, in{room, us})
+		}
+	}
+	slices.SortFunc(got, func(a, b in) int { return cmp.Or(cmp.Compare(b.us, a.us), strings.Compare(a.room, b.room)) })
+	out := make([]string, len(got))
+	for i, g := range got {
+		out[i] = g.room
+	}
+	return out, nil
+}
+
+// Rooms returns the rooms with members seen at since or later, busiest
+// first (ties by name), at most limit of them (limit <= 0: all), as the
+// engine's Rooms does. It reads the rooms active since then from the index
+// and counts each (one ZCOUNT per room, pipelined): O(rooms active).
+func (s *Store) Rooms(ctx context.Context, since time.Time, limit int) ([]presence.RoomCount, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
+	lo := strconv.FormatInt(since.UnixMicro(), 10)
+	pipe := s.rdb.Pipeline()
+	names := make([]*redis.StringSliceCmd, s.cfg.keys)
+	for k := range names {
+		names[k] = pipe.ZRangeByScore(ctx, s.indexKey(k), &redis.ZRangeBy{Min: lo, Max: "+inf"})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, wrap("rooms", err)
+	}
+	var rooms []string
+	for _, c := range names {
+		rooms = append(rooms, c.Val()...)
+	}
+	if len(rooms) == 0 {
+		return nil, nil
+	}
+	pipe = s.rdb.Pipeline()
+	counts := make([]*redis.IntCmd, len(rooms))
+	for i, room := range rooms {
+		counts[i] = pipe.ZCount(ctx, s.roomKey(room), lo, "+inf")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, wrap("rooms", err)
+	}
+	var out []presence.RoomCount
+	for i, room := range rooms {
+		if n := int(counts[i].Val()); n > 0 {
+			out = append(out, presence.RoomCount{Room: room, Count: n})
+		}
+	}
+	slices.SortFunc(out, func(a, b presence.RoomCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Room, b.Room))
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit:limit]
+	}
+	return out, nil
+}
+
+// cutoff is the oldest score retention keeps (Unix microseconds), or -Inf.
+func (s *Store) cutoff() float64 {
+	if s.cfg.retention <= 0 {
+		return -1 << 63
+	}
+	return float64(s.cfg.now().Add(-s.cfg.retention).UnixMicro())
+}
+
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("redispresence: %s: %w", what, err)
+}
+
+// capMemberships makes each user of ids whose room list (its size in cards)
+// holds more than WithMaxRoomsPerUser leave the rooms it was least
+// recently active in. A user list and a room are two Cluster slots, so
+// this takes two round trips, not a script; a room touched on another Store
+// between them is joined again at that Store's next flush.
+func (s *Store) capMemberships(ctx context.Context, ids []string, cards []*redis.IntCmd) error {
+	if len(cards) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	type over struct {
+		id     string
+		popped *redis.ZSliceCmd
+	}
+	var overs []over
+	for i, c := range cards {
+		if n := c.Val() - int64(s.cfg.perUser); n > 0 {
+			overs = append(overs, over{ids[i], pipe.ZPopMin(ctx, s.inKey(ids[i]), n)})
+		}
+	}
+	if len(overs) == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return wrap("rooms per user", err)
+	}
+	pipe = s.rdb.Pipeline()
+	for _, o := range overs {
+		for _, z := range o.popped.Val() {
+			pipe.ZRem(ctx, s.roomKey(z.Member.(string)), o.id)
+		}
+	}
+	_, err := pipe.Exec(ctx)
+	return wrap("rooms per user", err)
+}
+
+// capRooms ends the least recently active rooms beyond WithMaxRooms, after
+// a flush that added rooms to the index: it reads each index set's size,
+// and, when over, the oldest rooms of each, and deletes the oldest of all.
+func (s *Store) capRooms(ctx context.Context, added int64) error {
+	if s.cfg.maxRooms <= 0 || added == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	cards := make([]*redis.IntCmd, s.cfg.keys)
+	for k := range cards {
+		cards[k] = pipe.ZCard(ctx, s.indexKey(k))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return wrap("max rooms", err)
+	}
+	total := int64(0)
+	for _, c := range cards {
+		total += c.Val()
+	}
+	excess := total - int64(s.cfg.maxRooms)
+	if excess <= 0 {
+		return nil
+	}
+	pipe = s.rdb.Pipeline()
+	oldest := make([]*redis.ZSliceCmd, s.cfg.keys)
+	for k := range oldest {
+		oldest[k] = pipe.ZRangeWithScores(ctx, s.indexKey(k), 0, excess-1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return wrap("max rooms", err)
+	}
+	var all []redis.Z
+	for _, c := range oldest {
+		all = append(all, c.Val()...)
+	}
+	slices.SortFunc(all, func(a, b redis.Z) int {
+		if zLess(a, b) {
+			return -1
+		}
+		return 1
+	})
+	return s.endRooms(ctx, all[:min(int64(len(all)), excess)])
+}
+
+// endRooms deletes rooms (members of the index) and their index entries.
+func (s *Store) endRooms(ctx context.Context, rooms []redis.Z) error {
+	if len(rooms) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for _, z := range rooms {
+		room := z.Member.(string)
+		pipe.Del(ctx, s.roomKey(room))
+		pipe.ZRem(ctx, s.indexKey(s.shardOf(room)), room)
+	}
+	_, err := pipe.Exec(ctx)
+	return wrap("end rooms", err)
+}
+
+// trimRooms applies retention to the rooms, after Trim did to the users:
+// rooms idle longer end, and the memberships older than it leave the
+// others. The users' room lists expire with retention (each flush that
+// writes one renews it); RoomsOf leaves out what they hold beyond it.
+func (s *Store) trimRooms(ctx context.Context, cutoff string) error {
+	for k := range s.cfg.keys {
+		idx := s.indexKey(k)
+		for {
+			idle, err := s.rdb.ZRangeByScoreWithScores(ctx, idx, &redis.ZRangeBy{Min: "-inf", Max: cutoff, Count: 1000}).Result()
+			if err == nil && len(idle) > 0 {
+				err = s.endRooms(ctx, idle)
+			}
+			if err != nil {
+				s.flushErrors.Add(1)
+				return wrap("trim rooms", err)
+			}
+			if len(idle) == 0 {
+				break
+			}
+		}
+		active, err := s.rdb.ZRange(ctx, idx, 0, -1).Result()
+		if err != nil {
+			s.flushErrors.Add(1)
+			return wrap("trim rooms", err)
+		}
+		for len(active) > 0 {
+			batch := active[:min(len(active), 1000)]
+			active = active[len(batch):]
+			pipe := s.rdb.Pipeline()
+			for _, room := range batch {
+				pipe.ZRemRangeByScore(ctx, s.roomKey(room), "-inf", cutoff)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				s.flushErrors.Add(1)
+				return wrap("trim rooms", err)
+			}
+		}
+	}
+	return nil
+}
