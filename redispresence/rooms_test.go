@@ -265,5 +265,3 @@ func TestConcurrentRoomTouchesAndFlushes(t *testing.T) {
 		assert.Equal(t, count[rc.Room], rc.Count, rc.Room)
 	}
 }
-
-
