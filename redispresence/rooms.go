@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/onlinenow/presence"
 	"github.com/onlinenow/presence/middleware"
@@ -23,21 +21,41 @@ var (
 	_ presencehttp.Querier    = Room{}
 )
 
-// roomKey is the sorted set of room's members, scored by their time in the
-// room; inKey the set of the rooms id is in, scored the same. Each is one
-// key, hash-tagged by a CRC-32C of the name, so that a name holding braces
-// cannot choose its Redis Cluster slot, and rooms spread over the slots.
-func (s *Store) roomKey(room string) string { return s.cfg.prefix + ":room:{" + tag(room) + "}" + room }
-func (s *Store) inKey(id string) string     { return s.cfg.prefix + ":in:{" + tag(id) + "}" + id }
-
-// indexKey is set n of the room index: rooms scored by their latest
-// activity, spread by shardOf as the users are, so that no key takes every
-// node's room writes.
-func (s *Store) indexKey(n int) string { return s.indexPrefix + strconv.Itoa(n) + "}" }
-
-func tag(name string) string {
-	return strconv.FormatUint(uint64(crc32.Checksum(unsafe.Slice(unsafe.StringData(name), len(name)), castagnoli)), 36)
+// setRef names a sorted set the flusher writes.
+type setRef struct {
+	kind setKind
+	n    int    // the shard: of the user (usersSet, inSet) or of the room (roomSet, indexSet)
+	name string // the room (roomSet) or the user (inSet)
 }
+
+type setKind uint8
+
+const (
+	usersSet setKind = iota // users by last-seen time
+	roomSet                 // a room's members by their time in it
+	inSet                   // the rooms a user is in, by its time in each
+	indexSet                // rooms by their latest activity
+)
+
+// keyOf is the name of the set r. Every key of a shard n carries the hash
+// tag {n}, so that the events' scripts, which read and write a shard's
+// sets, stream and state together, run on Redis Cluster; a room's key is
+// tagged by its name's shard, not by anything in the name.
+func (s *Store) keyOf(r setRef) string {
+	switch r.kind {
+	case roomSet:
+		return s.cfg.prefix + ":room:{" + strconv.Itoa(r.n) + "}" + r.name
+	case inSet:
+		return s.cfg.prefix + ":in:{" + strconv.Itoa(r.n) + "}" + r.name
+	case indexSet:
+		return s.cfg.prefix + ":rooms:{" + strconv.Itoa(r.n) + "}"
+	}
+	return s.userKeys[r.n]
+}
+
+func (s *Store) roomKey(room string) string { return s.keyOf(setRef{roomSet, s.shardOf(room), room}) }
+func (s *Store) inKey(id string) string     { return s.keyOf(setRef{inSet, s.shardOf(id), id}) }
+func (s *Store) indexKey(n int) string      { return s.keyOf(setRef{kind: indexSet, n: n}) }
 
 // TouchIn records activity by id now (the Store's clock) in room, and
 // globally; see [Store.TouchInAt].
@@ -72,13 +90,25 @@ func (s *Store) Leave(ctx context.Context, room, id string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
 	buffered := s.drop(entryKey{room, id})
+	s.unsend(setRef{roomSet, s.shardOf(room), room}, id)
+	s.unsend(setRef{inSet, s.shardOf(id), id}, room)
 	pipe := s.rdb.Pipeline()
-	n := pipe.ZRem(ctx, s.roomKey(room), id)
+	var n interface{ Result() (int64, error) }
+	if e := s.ev; e != nil {
+		// ZREM and the Leave event in one script: a sweep between them
+		// would publish a Leave of its own.
+		sh := s.shardOf(room)
+		n = int64Cmd{leaveScript.Eval(ctx, pipe, []string{s.roomKey(room), e.stream(sh), e.state(sh)},
+			s.cfg.streamLen, id, room, s.cfg.now().UnixMicro())}
+	} else {
+		n = pipe.ZRem(ctx, s.roomKey(room), id)
+	}
 	pipe.ZRem(ctx, s.inKey(id), room)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, fmt.Errorf("redispresence: leave: %w", err)
 	}
-	return buffered || n.Val() > 0, nil
+	removed, _ := n.Result()
+	return buffered || removed > 0, nil
 }
 
 // Forget removes a user from Redis and from the buffer: its time, meta and
@@ -99,6 +129,12 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("redispresence: forget: %w", err)
 	}
+	s.unsend(setRef{kind: usersSet, n: s.shardOf(id)}, id)
+	delete(s.last, setRef{inSet, s.shardOf(id), id})
+	delete(s.prev, setRef{inSet, s.shardOf(id), id})
+	for _, room := range rooms {
+		s.unsend(setRef{roomSet, s.shardOf(room), room}, id)
+	}
 	k := s.shardOf(id)
 	pipe := s.rdb.Pipeline()
 	pipe.ZRem(ctx, s.key(k), id)
@@ -111,6 +147,18 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 		return fmt.Errorf("redispresence: forget: %w", err)
 	}
 	return nil
+}
+
+// unsend removes member from the batches a resend would send again into
+// ref, so that it does not write back what Leave or Forget removed. Called
+// with flushMu held. Another Store's resend, after a dial within two
+// intervals of the Leave, can still write its own last touch back.
+func (s *Store) unsend(ref setRef, member string) {
+	for _, batch := range []map[setRef][]redis.Z{s.last, s.prev} {
+		if zs, ok := batch[ref]; ok {
+			batch[ref] = slices.DeleteFunc(zs, func(z redis.Z) bool { return z.Member == member })
+		}
+	}
 }
 
 // Room is a read view of one room in Redis: its members, each with the
@@ -381,3 +429,8 @@ func (s *Store) trimRooms(ctx context.Context, cutoff string) error {
 	}
 	return nil
 }
+
+// int64Cmd reads a script's integer reply as an IntCmd's.
+type int64Cmd struct{ *redis.Cmd }
+
+func (c int64Cmd) Result() (int64, error) { return c.Int64() }

@@ -91,6 +91,9 @@ type config struct {
 	retention   time.Duration
 	maxRooms    int
 	perUser     int
+	window      time.Duration // WithEvents; 0: no events
+	poll        time.Duration
+	streamLen   int
 	onError     func(error)
 	now         func() time.Time
 	log         *slog.Logger
@@ -197,8 +200,11 @@ type Store struct {
 	buf *xsync.MapOf[entryKey, *pending]
 	n   atomic.Int64 // entries in buf
 
-	userKeys    []string // the users' sorted sets, by shardOf
-	indexPrefix string   // of the room index's sets
+	userKeys []string // the users' sorted sets, by shardOf
+	ev       *events  // nil without WithEvents
+
+	heldMu sync.Mutex
+	held   map[entryKey]int // Hold's counts, of this Store
 
 	touches                                      *xsync.Counter // striped: TouchAt from many cores does not contend
 	sent, dropped, flushes, flushErrors, trimmed atomic.Uint64
@@ -211,7 +217,7 @@ type Store struct {
 	// set, without what they resent themselves, so they stay two
 	// intervals' worth; the flusher's own.
 	resend                atomic.Bool
-	last, prev            map[string][]redis.Z
+	last, prev            map[setRef][]redis.Z
 	flushNanos, lastFlush atomic.Int64
 
 	flushMu   sync.Mutex      // one flush at a time
@@ -224,23 +230,23 @@ type Store struct {
 // New returns a Store writing to rdb and starts its flusher. It checks that
 // Redis answers (within the timeout) and supports ZADD GT (Redis 6.2+).
 func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
-	c := config{prefix: "presence", keys: 16, interval: time.Second, timeout: 2 * time.Second, maxBuffered: 1_000_000, now: time.Now}
+	c := config{prefix: "presence", keys: 16, interval: time.Second, timeout: 2 * time.Second, maxBuffered: 1_000_000, now: time.Now,
+		poll: 50 * time.Millisecond, streamLen: 100_000}
 	for _, o := range opts {
 		o(&c)
 	}
 	if c.keys <= 0 || c.keys > 4096 {
 		return nil, fmt.Errorf("redispresence: WithKeys(%d): want 1 to 4096", c.keys)
 	}
-	if c.interval <= 0 || c.timeout <= 0 || c.maxBuffered <= 0 {
-		return nil, errors.New("redispresence: interval, timeout and max buffered must be positive")
+	if c.interval <= 0 || c.timeout <= 0 || c.maxBuffered <= 0 || c.poll <= 0 || c.streamLen <= 0 || c.window < 0 {
+		return nil, errors.New("redispresence: interval, timeout, max buffered, event poll and stream length must be positive, the window not negative")
 	}
 	if c.now == nil {
 		c.now = time.Now
 	}
 	s := &Store{
 		cfg: c, rdb: rdb, buf: xsync.NewMapOfWithHasher[entryKey, *pending](hashEntry),
-		touches: xsync.NewCounter(), done: make(chan struct{}),
-		indexPrefix: c.prefix + ":rooms:{",
+		touches: xsync.NewCounter(), done: make(chan struct{}), held: map[entryKey]int{},
 	}
 	for k := range c.keys {
 		s.userKeys = append(s.userKeys, s.key(k))
@@ -255,6 +261,11 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 	s.watchDials()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
+	if c.window > 0 {
+		s.ev = newEvents(s)
+		s.ev.wg.Add(1)
+		go s.ev.sweeper()
+	}
 	return s, nil
 }
 
@@ -404,13 +415,14 @@ func (s *Store) SetMeta(id, meta string) bool {
 func (s *Store) Flush(ctx context.Context) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
+	s.touchHeld()
 	type change struct {
 		p    *pending
 		ns   int64
 		meta *string
 	}
 	var changes []change
-	byKey := map[string][]redis.Z{} // by sorted set: the users', a room's, a user's rooms
+	byKey := map[setRef][]redis.Z{} // by sorted set: the users', a room's, a user's rooms, the index
 	metas := make([][]any, s.cfg.keys)
 	roomTimes := map[string]int64{} // each room's newest time in this flush, for the index
 	var inIDs []string              // the users whose room lists are written
@@ -436,10 +448,10 @@ func (s *Store) Flush(ctx context.Context) error {
 			return true
 		}
 		if us := float64(ns / 1000); ns != sent && ek.room == "" {
-			key := s.userKeys[s.shardOf(ek.id)]
+			key := setRef{kind: usersSet, n: s.shardOf(ek.id)}
 			byKey[key] = append(byKey[key], redis.Z{Score: us, Member: ek.id})
 		} else if ns != sent {
-			key, in := s.roomKey(ek.room), s.inKey(ek.id)
+			key, in := setRef{roomSet, s.shardOf(ek.room), ek.room}, setRef{inSet, s.shardOf(ek.id), ek.id}
 			byKey[key] = append(byKey[key], redis.Z{Score: us, Member: ek.id})
 			if len(byKey[in]) == 0 {
 				inIDs = append(inIDs, ek.id)
@@ -455,14 +467,14 @@ func (s *Store) Flush(ctx context.Context) error {
 		return true
 	})
 	for room, us := range roomTimes {
-		key := s.indexKey(s.shardOf(room))
+		key := setRef{kind: indexSet, n: s.shardOf(room)}
 		byKey[key] = append(byKey[key], redis.Z{Score: float64(us), Member: room})
 	}
 	resent := 0
 	all := byKey // this flush's own times, and the resent ones
 	if s.resend.Swap(false) {
-		all = make(map[string][]redis.Z, len(byKey))
-		for _, batch := range []map[string][]redis.Z{byKey, s.last, s.prev} {
+		all = make(map[setRef][]redis.Z, len(byKey))
+		for _, batch := range []map[setRef][]redis.Z{byKey, s.last, s.prev} {
 			for key, zs := range batch {
 				// A newer time of the same member in the batch wins anyway (GT).
 				all[key] = slices.Concat(all[key], zs)
@@ -484,17 +496,39 @@ func (s *Store) Flush(ctx context.Context) error {
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	members := 0
-	var newRooms []*redis.IntCmd // ZADDs to the room index: how many rooms they added
-	for key, zs := range all {
-		index := strings.HasPrefix(key, s.indexPrefix)
+	var newRooms []interface{ Result() (int64, error) } // ZADDs to the room index: how many rooms they added
+	var scripted [][]any         // with events: by shard, what the publish script writes
+	if s.ev != nil {
+		scripted = make([][]any, s.cfg.keys)
+	}
+	for ref, zs := range all {
+		if scripted != nil && ref.kind != inSet {
+			// The script writes the users' and rooms' sets and the index,
+			// and publishes who came online.
+			if ref.kind != indexSet {
+				for _, z := range zs {
+					scripted[ref.n] = append(scripted[ref.n], ref.name, z.Member, int64(z.Score))
+				}
+				members += len(zs)
+			}
+			continue
+		}
+		key := s.keyOf(ref)
 		for len(zs) > 0 {
 			batch := zs[:min(len(zs), 512)]
 			zs = zs[len(batch):]
 			cmd := pipe.ZAddGT(ctx, key, batch...)
-			if index {
+			if ref.kind == indexSet {
 				newRooms = append(newRooms, cmd)
 			}
 			members += len(batch)
+		}
+	}
+	for n, args := range scripted {
+		for len(args) > 0 {
+			batch := args[:min(len(args), 3*512)]
+			args = args[len(batch):]
+			newRooms = append(newRooms, int64Cmd{s.ev.publish(ctx, pipe, n, batch)})
 		}
 	}
 	for k, m := range metas {
@@ -504,7 +538,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	}
 	cards := make([]*redis.IntCmd, 0, len(inIDs))
 	for _, id := range inIDs {
-		in := s.inKey(id)
+		in := s.keyOf(setRef{inSet, s.shardOf(id), id})
 		if s.cfg.retention > 0 {
 			pipe.PExpire(ctx, in, s.cfg.retention)
 		}
@@ -535,7 +569,8 @@ func (s *Store) Flush(ctx context.Context) error {
 	s.lastFlush.Store(time.Now().UnixNano())
 	added := int64(0)
 	for _, c := range newRooms {
-		added += c.Val()
+		n, _ := c.Result()
+		added += n
 	}
 	return errors.Join(s.capMemberships(ctx, inIDs, cards), s.capRooms(ctx, added))
 }
@@ -1013,6 +1048,10 @@ func (s *Store) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		<-s.done
+		if s.ev != nil {
+			s.ev.wg.Wait()
+			s.ev.closeAll()
+		}
 		err = s.Flush(ctx)
 	})
 	return err

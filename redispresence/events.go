@@ -1,0 +1,490 @@
+package redispresence
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/onlinenow/presence"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNoEvents is returned by Subscribe on a Store made without WithEvents.
+var ErrNoEvents = errors.New("redispresence: events need WithEvents")
+
+// WithEvents makes the Store publish presence events for the whole fleet,
+// with users online while seen within window: Online and Offline, Join and
+// Leave (see [Store.Subscribe]). Every Store sharing the data must use it,
+// with the same window, for events to be complete: a Store without it
+// writes touches that raise no Online.
+func WithEvents(window time.Duration) Option { return func(c *config) { c.window = window } }
+
+// WithEventPoll sets how often a Store with subscribers reads the event
+// streams (default 50ms): the latency a subscriber adds to a flush's.
+func WithEventPoll(d time.Duration) Option { return func(c *config) { c.poll = d } }
+
+// WithStreamLen sets about how many events each shard's stream keeps
+// (XADD MAXLEN ~, default 100,000): how far a Store that lost Redis for a
+// while can fall behind and still resume without an Overflow.
+func WithStreamLen(n int) Option { return func(c *config) { c.streamLen = n } }
+
+// events is a Store's share of the fleet's events. Each shard n of the
+// users has a stream "<prefix>:events:{n}" and a state hash
+// "<prefix>:edge:{n}" (the window's edge as last applied, and the stream's
+// last sequence number), in the slot of the shard's sets: the scripts that
+// change who is online and publish it run atomically on one shard, so the
+// stream's order is the order of the changes.
+type events struct {
+	s      *Store
+	window int64 // µs
+	node   string
+
+	mu      sync.Mutex // guards subs and the subscriptions' loss state
+	subs    []*Subscription
+	reading sync.Once
+	wg      sync.WaitGroup
+	read    atomic.Uint64 // events read from the streams
+}
+
+func newEvents(s *Store) *events {
+	var b [8]byte
+	rand.Read(b[:])
+	return &events{s: s, window: s.cfg.window.Microseconds(), node: hex.EncodeToString(b[:])}
+}
+
+func (e *events) stream(n int) string { return e.s.cfg.prefix + ":events:{" + strconv.Itoa(n) + "}" }
+func (e *events) state(n int) string  { return e.s.cfg.prefix + ":edge:{" + strconv.Itoa(n) + "}" }
+func (e *events) keys(n int) []string {
+	return []string{e.s.userKeys[n], e.stream(n), e.state(n), e.s.indexKey(n)}
+}
+
+// edge is the window's edge now, in Unix µs: users seen at it or before
+// are offline.
+func (e *events) edge() int64 { return e.s.cfg.now().UnixMicro() - e.window }
+
+// publish queues, on pipe, the write of records (room, id, µs; room "" for
+// the user's global time) of shard n, which publishes Online and Join for
+// those it raises from the window's edge or before to after it. Its reply
+// is how many rooms it added to the index.
+func (e *events) publish(ctx context.Context, pipe redis.Pipeliner, n int, records []any) *redis.Cmd {
+	args := append([]any{e.s.keyOf(setRef{kind: roomSet, n: n}), e.s.cfg.streamLen, e.edge()}, records...)
+	// EVAL, not EVALSHA: a pipeline cannot send the script again after a
+	// NOSCRIPT (a restart or a failover empties the cache), and the body
+	// costs a few hundred bytes per 512 records.
+	return publishScript.Eval(ctx, pipe, e.keys(n), args...)
+}
+
+// publishScript: KEYS users, stream, state and index of one shard; ARGV the
+// room keys' prefix, the stream's length, the edge to use if the shard has
+// none yet, then (room, id, µs) records. The edge is the shard's own, as
+// the sweeper last moved it, so that a user is online exactly while its
+// time is after it: each Online is followed by one Offline, whichever
+// Stores' clocks decided them.
+var publishScript = redis.NewScript(`
+local st = KEYS[3]
+local edge = redis.call('HGET', st, 'edge')
+if not edge then
+  edge = ARGV[3]
+  redis.call('HSET', st, 'edge', edge)
+end
+edge = tonumber(edge)
+local added = 0
+for i = 4, #ARGV, 3 do
+  local room, id, score = ARGV[i], ARGV[i+1], ARGV[i+2]
+  local key, kind = KEYS[1], 'online'
+  if room ~= '' then
+    key, kind = ARGV[1] .. room, 'join'
+    added = added + redis.call('ZADD', KEYS[4], 'GT', score, room)
+  end
+  local old = redis.call('ZSCORE', key, id)
+  redis.call('ZADD', key, 'GT', score, id)
+  if tonumber(score) > edge and (not old or tonumber(old) <= edge) then
+    local q = redis.call('HINCRBY', st, 'seq', 1)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'k', kind, 'id', id, 'r', room, 'at', score, 'q', q)
+  end
+end
+return added
+`)
+
+// sweepScript moves one shard's edge to ARGV[3] and publishes Offline for
+// the users, and Leave for the members of the shard's rooms, whose time it
+// passed: a range read from the old edge to the new, for the users and
+// each room active since the old edge. KEYS and ARGV[1..2] as
+// publishScript's.
+var sweepScript = redis.NewScript(`
+local st = KEYS[3]
+local old = redis.call('HGET', st, 'edge')
+local new = ARGV[3]
+if not old then
+  redis.call('HSET', st, 'edge', new)
+  return 0
+end
+if tonumber(new) <= tonumber(old) then return 0 end
+local n = 0
+local function off(key, kind, room)
+  local gone = redis.call('ZRANGEBYSCORE', key, '(' .. old, new, 'WITHSCORES')
+  for j = 1, #gone, 2 do
+    local q = redis.call('HINCRBY', st, 'seq', 1)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'k', kind, 'id', gone[j], 'r', room, 'at', gone[j+1], 'q', q)
+    n = n + 1
+  end
+end
+off(KEYS[1], 'offline', '')
+for _, room in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. old, '+inf')) do
+  off(ARGV[1] .. room, 'leave', room)
+end
+redis.call('HSET', st, 'edge', new)
+return n
+`)
+
+// leaveScript removes ARGV[2] from the room KEYS[1] (of the shard whose
+// stream and state are KEYS[2] and KEYS[3]) and publishes Leave, at
+// ARGV[4], if it was online in it. ARGV[1] is the stream's length, ARGV[3]
+// the room.
+var leaveScript = redis.NewScript(`
+local old = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not old then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[2])
+local edge = redis.call('HGET', KEYS[3], 'edge')
+if edge and tonumber(old) > tonumber(edge) then
+  local q = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'k', 'left', 'id', ARGV[2], 'r', ARGV[3], 'at', ARGV[4], 'q', q)
+end
+return 1
+`)
+
+// sweeper moves the window's edge every interval while this Store holds
+// the lease ("<prefix>:sweeper", SET NX PX for three intervals, renewed
+// each): one Store of the fleet at a time does the work. Two at once (a
+// lease lost to a pause) publish nothing twice: each shard's script reads
+// the edge it moves.
+func (e *events) sweeper() {
+	defer e.wg.Done()
+	s := e.s
+	t := time.NewTicker(s.cfg.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := e.sweep(s.ctx); err != nil && s.ctx.Err() == nil {
+			s.flushErrors.Add(1)
+			s.report(err)
+		}
+	}
+}
+
+// sweep takes or renews the lease and, holding it, moves every shard's
+// edge to now less the window.
+func (e *events) sweep(ctx context.Context) error {
+	s := e.s
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
+	held, err := leaseScript.Run(ctx, s.rdb, []string{s.cfg.prefix + ":sweeper"}, e.node, (3 * s.cfg.interval).Milliseconds()).Int()
+	if err != nil || held == 0 {
+		return wrap("sweeper lease", err)
+	}
+	edge := e.edge()
+	pipe := s.rdb.Pipeline()
+	for n := range s.cfg.keys {
+		sweepScript.Eval(ctx, pipe, e.keys(n), s.keyOf(setRef{kind: roomSet, n: n}), s.cfg.streamLen, edge)
+	}
+	_, err = pipe.Exec(ctx)
+	return wrap("sweep", err)
+}
+
+// leaseScript takes the lease KEYS[1] for ARGV[1] for ARGV[2] ms, or
+// renews it if ARGV[1] holds it; 1 if it does now.
+var leaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+`)
+
+// Subscription receives the fleet's events on one Store, from
+// [Store.Subscribe]. It is safe for concurrent use.
+//
+// Every subscription of every Store sees each event once. Events of one
+// shard's stream arrive in the order Redis made them: a user's Online and
+// Offline, and a member's Join and Leave in one room, in order. Event.Seq
+// numbers the events of one stream. Its channel has a fixed buffer:
+// reading never waits for a subscriber, so one that falls behind loses
+// events, counted by Dropped, and the next event it gets is an Overflow. An
+// Overflow also reports events lost to the Store: read from a stream after
+// Redis trimmed them (WithStreamLen), or lost by a failover.
+type Subscription struct {
+	e       *events
+	ch      chan presence.Event
+	dropped atomic.Uint64
+	owed    bool // guarded by e.mu: an Overflow goes first
+	closed  bool
+}
+
+// Subscribe returns a subscription to the fleet's events from now on, with
+// a channel buffer of buffer events (buffer <= 0 selects 1024). The first
+// starts the Store's reader of the streams; Close of the Store closes every
+// subscription.
+func (s *Store) Subscribe(buffer int) (*Subscription, error) {
+	e := s.ev
+	if e == nil {
+		return nil, ErrNoEvents
+	}
+	if buffer <= 0 {
+		buffer = 1024
+	}
+	sub := &Subscription{e: e, ch: make(chan presence.Event, buffer)}
+	e.mu.Lock()
+	if s.ctx.Err() != nil {
+		sub.closed = true
+		close(sub.ch)
+	} else {
+		e.subs = append(e.subs, sub)
+	}
+	e.mu.Unlock()
+	e.reading.Do(func() {
+		ready := make(chan struct{})
+		e.wg.Add(1)
+		go e.reader(ready)
+		<-ready
+	})
+	return sub, nil
+}
+
+// Events returns the channel the subscription's events arrive on; it is
+// closed by Close and by the Store's Close.
+func (sub *Subscription) Events() <-chan presence.Event { return sub.ch }
+
+// Dropped returns how many events the subscription lost by falling behind.
+func (sub *Subscription) Dropped() uint64 { return sub.dropped.Load() }
+
+// Close ends the subscription and closes its channel. It is idempotent.
+func (sub *Subscription) Close() {
+	e := sub.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, x := range e.subs {
+		if x == sub {
+			e.subs = append(e.subs[:i:i], e.subs[i+1:]...)
+		}
+	}
+	if !sub.closed {
+		sub.closed = true
+		close(sub.ch)
+	}
+}
+
+// deliver sends ev to every subscription; lost says events were lost
+// before it. Called with e.mu held.
+func (e *events) deliver(ev presence.Event, lost bool) {
+	for _, sub := range e.subs {
+		if lost {
+			sub.owed = true
+		}
+		if sub.owed {
+			select {
+			case sub.ch <- presence.Event{Kind: presence.Overflow, At: ev.At, Seq: ev.Seq - 1}:
+				sub.owed = false
+			default:
+				sub.dropped.Add(1)
+				continue
+			}
+		}
+		select {
+		case sub.ch <- ev:
+		default:
+			sub.dropped.Add(1)
+			sub.owed = true
+		}
+	}
+}
+
+// reader polls every shard's stream from where it last read, until the
+// Store closes. It starts at each stream's last event (closing ready once
+// it knows them), so that subscribers see events from now on; after a
+// failed read it goes on from the same IDs, which resumes where it was if
+// Redis kept the events, and reports a gap in the sequence numbers as an
+// Overflow if not.
+func (e *events) reader(ready chan struct{}) {
+	defer e.wg.Done()
+	s := e.s
+	k := s.cfg.keys
+	ids := make([]string, k)
+	seqs := make([]int64, k) // the last sequence number read; -1: unknown
+	for n := range k {
+		ids[n], seqs[n] = "", -1
+	}
+	t := time.NewTicker(s.cfg.poll)
+	defer t.Stop()
+	defer e.closeAll()
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		e.readOnce(ids, seqs)
+		if first {
+			close(ready)
+		}
+	}
+}
+
+// readOnce reads every stream once: the start of those not started yet,
+// the events after the last read of the others.
+func (e *events) readOnce(ids []string, seqs []int64) {
+	s := e.s
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	starts := make([]*redis.XMessageSliceCmd, len(ids))
+	reads := make([]*redis.XStreamSliceCmd, len(ids))
+	for n, id := range ids {
+		if id == "" {
+			starts[n] = pipe.XRevRangeN(ctx, e.stream(n), "+", "-", 1)
+		} else {
+			reads[n] = pipe.XRead(ctx, &redis.XReadArgs{Streams: []string{e.stream(n), id}, Count: 1024, Block: -1})
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		if s.ctx.Err() == nil {
+			s.report(wrap("read events", err))
+		}
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for n := range ids {
+		if starts[n] != nil {
+			ids[n], seqs[n] = "0-0", 0
+			if m := starts[n].Val(); len(m) > 0 {
+				ids[n], seqs[n] = m[0].ID, seqOf(m[0])
+			}
+			continue
+		}
+		for _, st := range reads[n].Val() {
+			for _, m := range st.Messages {
+				q := seqOf(m)
+				lost := seqs[n] >= 0 && q != seqs[n]+1
+				ids[n], seqs[n] = m.ID, q
+				e.read.Add(1)
+				if ev, ok := e.eventOf(m, q); ok {
+					e.deliver(ev, lost)
+				}
+			}
+		}
+	}
+}
+
+func seqOf(m redis.XMessage) int64 {
+	q, _ := m.Values["q"].(string)
+	n, err := strconv.ParseInt(q, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// eventOf decodes a stream entry. The time of an Offline or a Leave the
+// sweeper found is when the user's window ended.
+func (e *events) eventOf(m redis.XMessage, q int64) (presence.Event, bool) {
+	str := func(k string) string { v, _ := m.Values[k].(string); return v }
+	at, err := strconv.ParseInt(str("at"), 10, 64)
+	if err != nil {
+		return presence.Event{}, false
+	}
+	ev := presence.Event{ID: str("id"), Room: str("r"), Seq: uint64(q)}
+	switch str("k") {
+	case "online":
+		ev.Kind = presence.Online
+	case "join":
+		ev.Kind = presence.Join
+	case "offline":
+		ev.Kind, at = presence.Offline, at+e.window
+	case "leave":
+		ev.Kind, at = presence.Leave, at+e.window
+	case "left":
+		ev.Kind = presence.Leave
+	default:
+		return presence.Event{}, false
+	}
+	ev.At = time.UnixMicro(at).UTC()
+	return ev, true
+}
+
+// closeAll closes every subscription, when the Store closes.
+func (e *events) closeAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, sub := range e.subs {
+		if !sub.closed {
+			sub.closed = true
+			close(sub.ch)
+		}
+	}
+	e.subs = nil
+}
+
+// Hold makes id online on every Store, and counted once however many
+// Stores hold it, until release is called (release is idempotent): each
+// flush of this Store writes id's time as the flush's, so a user held
+// anywhere stays in the window, and one held only on a Store that dies
+// goes offline one window after its last flush, with no Store to tell.
+// Holds of one user on one Store are counted; the last release writes
+// its time. An invalid id is ignored.
+func (s *Store) Hold(id string) (release func()) { return s.hold(entryKey{id: id}) }
+
+// HoldIn holds id in room, and globally as Hold does. An invalid room
+// holds id globally only.
+func (s *Store) HoldIn(room, id string) (release func()) {
+	global := s.Hold(id)
+	if !presence.ValidRoom(room) {
+		return global
+	}
+	inRoom := s.hold(entryKey{room, id})
+	return func() { inRoom(); global() }
+}
+
+func (s *Store) hold(k entryKey) func() {
+	if k.id == "" || len(k.id) > presence.MaxIDLen {
+		return func() {}
+	}
+	k = entryKey{strings.Clone(k.room), strings.Clone(k.id)} // the map keeps it
+	s.heldMu.Lock()
+	s.held[k]++
+	s.heldMu.Unlock()
+	s.raise(k, s.cfg.now().UnixNano())
+	var once atomic.Bool
+	return func() {
+		if !once.CompareAndSwap(false, true) {
+			return
+		}
+		s.heldMu.Lock()
+		if s.held[k]--; s.held[k] == 0 {
+			delete(s.held, k)
+		}
+		s.heldMu.Unlock()
+		s.raise(k, s.cfg.now().UnixNano())
+	}
+}
+
+// touchHeld raises every held user and membership to now, before a flush.
+func (s *Store) touchHeld() {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	ns := s.cfg.now().UnixNano()
+	for k := range s.held {
+		s.raise(k, ns)
+	}
+}
