@@ -182,6 +182,17 @@ func (e *events) sweeper() {
 	}
 }
 
+// Sweep moves the online window's edge to now, publishing Offline and
+// Leave for the users and members it passes, if this Store holds the
+// sweeper's lease or can take it; the Store does it every flush interval.
+// Without WithEvents it does nothing.
+func (s *Store) Sweep(ctx context.Context) error {
+	if s.ev == nil {
+		return nil
+	}
+	return s.ev.sweep(ctx)
+}
+
 // sweep takes or renews the lease and, holding it, moves every shard's
 // edge to now less the window.
 func (e *events) sweep(ctx context.Context) error {

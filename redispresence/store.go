@@ -497,7 +497,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	pipe := s.rdb.Pipeline()
 	members := 0
 	var newRooms []interface{ Result() (int64, error) } // ZADDs to the room index: how many rooms they added
-	var scripted [][]any         // with events: by shard, what the publish script writes
+	var scripted [][]any                                // with events: by shard, what the publish script writes
 	if s.ev != nil {
 		scripted = make([][]any, s.cfg.keys)
 	}
