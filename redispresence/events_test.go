@@ -3,6 +3,10 @@ package redispresence_test
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,5 +150,224 @@ func TestEventsAcrossStores(t *testing.T) {
 			expect(t, clk, a, subs, ev{presence.Online, "u2", ""}, ev{presence.Join, "u2", "doc"}, ev{presence.Leave, "u2", "doc"},
 				ev{presence.Offline, "u1", ""}, ev{presence.Offline, "u2", ""})
 		})
+	}
+}
+
+// TestHoldsCountOncePerUser holds one user on two Stores: one Online, one
+// user counted; it stays online while either holds it, and goes offline a
+// window after the last release, or after its last Store stops flushing.
+func TestHoldsCountOncePerUser(t *testing.T) {
+	_, rdb := connect(t)
+	clk := newClock()
+	stores, subs := eventStores(t, rdb, clk, 3)
+	a, b, c := stores[0], stores[1], stores[2]
+	ctx := context.Background()
+	relA, relB := a.Hold("h"), b.HoldIn("call", "h")
+	relA2 := a.Hold("h") // a second tab
+	zombie := c.Hold("z")
+	defer zombie()
+	flushAll(t, a, b, c)
+	n, err := a.CountSince(ctx, clk.now().Add(-window))
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "h held on two Stores counts once")
+	expect(t, clk, a, subs, ev{presence.Online, "h", ""}, ev{presence.Join, "h", "call"}, ev{presence.Online, "z", ""})
+
+	relA()
+	relA()  // idempotent
+	relA2() // a holds it no more; b does
+	for range 3 {
+		clk.add(window / 2)
+		flushAll(t, a, b) // c has died: it flushes no more
+		require.NoError(t, a.Sweep(ctx))
+	}
+	expect(t, clk, a, subs, ev{presence.Offline, "z", ""})
+
+	relB()
+	flushAll(t, b)
+	clk.add(window)
+	require.NoError(t, a.Sweep(ctx))
+	expect(t, clk, a, subs, ev{presence.Offline, "h", ""}, ev{presence.Leave, "h", "call"})
+}
+
+// TestEventsResumeAfterLostConnections kills every client connection
+// between events: the readers resume from their last stream IDs, and no
+// event is lost or repeated.
+func TestEventsResumeAfterLostConnections(t *testing.T) {
+	_, rdb := connect(t)
+	clk := newClock()
+	stores, subs := eventStores(t, rdb, clk, 2)
+	admin := redis.NewClient(&redis.Options{Addr: rdb.(*redis.Client).Options().Addr})
+	defer admin.Close()
+	var want []ev
+	for i := range 20 {
+		id := fmt.Sprint("r", i)
+		stores[i%2].TouchAt(id, clk.now())
+		require.NoError(t, stores[i%2].Flush(context.Background()))
+		want = append(want, ev{presence.Online, id, ""})
+		require.NoError(t, admin.ClientKillByFilter(context.Background(), "TYPE", "normal", "SKIPME", "yes").Err())
+	}
+	expect(t, clk, stores[0], subs, want...)
+}
+
+// TestEventsGapIsOverflow: a stream whose sequence skips (events Redis
+// trimmed before a reader got them, or a new master lacks) makes the next
+// event an Overflow; a subscriber that does not read loses events,
+// counted, and gets an Overflow first.
+func TestEventsGapIsOverflow(t *testing.T) {
+	_, rdb := connect(t)
+	clk := newClock()
+	s := newStore(t, rdb, clk.opt(), redispresence.WithEvents(window), redispresence.WithEventPoll(5*time.Millisecond), redispresence.WithKeys(1))
+	sub, err := s.Subscribe(0)
+	require.NoError(t, err)
+	slow, err := s.Subscribe(1)
+	require.NoError(t, err)
+	ctx := context.Background()
+	s.TouchAt("a", clk.now())
+	require.NoError(t, s.Flush(ctx))
+	e := <-sub.Events()
+	assert.Equal(t, presence.Online, e.Kind)
+	// Five events the reader never sees: the stream's sequence jumps.
+	require.NoError(t, rdb.HIncrBy(ctx, "presence:edge:{0}", "seq", 5).Err())
+	s.TouchAt("b", clk.now())
+	require.NoError(t, s.Flush(ctx))
+	e = <-sub.Events()
+	assert.Equal(t, presence.Overflow, e.Kind)
+	e = <-sub.Events()
+	assert.Equal(t, ev{presence.Online, "b", ""}, ev{e.Kind, e.ID, e.Room})
+
+	e = <-slow.Events()
+	assert.Equal(t, ev{presence.Online, "a", ""}, ev{e.Kind, e.ID, e.Room}, "its one slot kept the first")
+	assert.Equal(t, uint64(1), slow.Dropped(), "b did not fit")
+	s.TouchAt("c", clk.now())
+	require.NoError(t, s.Flush(ctx))
+	e = <-slow.Events()
+	assert.Equal(t, presence.Overflow, e.Kind)
+	require.NoError(t, s.Close(ctx))
+	for closed := false; !closed; {
+		select {
+		case _, ok := <-slow.Events(): // c, if it came after the Overflow was read
+			closed = !ok
+		case <-time.After(10 * time.Second):
+			require.FailNow(t, "Close did not close the subscription")
+		}
+	}
+	_, err = newStore(t, rdb).Subscribe(0)
+	assert.ErrorIs(t, err, redispresence.ErrNoEvents)
+}
+
+// TestEventsUnderConcurrentTouchesFlushesAndSweeps runs three Stores
+// flushing and sweeping on their own every 2ms while goroutines touch
+// users and rooms and time runs fast, then checks every subscription
+// against the model of a user's presence: Online and Offline alternate,
+// starting with Online; Join and Leave too, per room; every subscription
+// saw the same events; and the last event of each says what Redis holds.
+func TestEventsUnderConcurrentTouchesFlushesAndSweeps(t *testing.T) {
+	_, rdb := connect(t)
+	clk := newClock()
+	const users, rooms = 200, 5
+	var stores []*redispresence.Store
+	var subs []*redispresence.Subscription
+	for range 3 {
+		s, err := redispresence.New(rdb, clk.opt(), redispresence.WithEvents(window), redispresence.WithKeys(4),
+			redispresence.WithFlushInterval(2*time.Millisecond), redispresence.WithEventPoll(2*time.Millisecond))
+		require.NoError(t, err)
+		sub, err := s.Subscribe(1 << 16)
+		require.NoError(t, err)
+		stores, subs = append(stores, s), append(subs, sub)
+	}
+	var touching sync.WaitGroup
+	for g := range 6 {
+		touching.Add(1)
+		go func() {
+			defer touching.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 3))
+			for range 3000 {
+				s := stores[rng.IntN(len(stores))]
+				id := fmt.Sprint("u", rng.IntN(users))
+				if rng.IntN(3) == 0 {
+					s.TouchInAt(fmt.Sprint("room", rng.IntN(rooms)), id, clk.now())
+				} else {
+					s.TouchAt(id, clk.now())
+				}
+				if g == 0 {
+					clk.add(50 * time.Millisecond) // a window every 1200 touches
+				}
+			}
+		}()
+	}
+	touching.Wait()
+	ctx := context.Background()
+	clk.add(window / 2) // some go offline at the next sweep, some stay online
+	for _, s := range stores {
+		require.NoError(t, s.Flush(ctx))
+		require.NoError(t, s.Sweep(ctx)) // whichever holds the lease
+	}
+	// The clock stands still: the flushers and sweepers publish nothing
+	// more. Read every subscription to two markers (see expect).
+	got := make([][]presence.Event, len(subs))
+	for range 2 {
+		m := fmt.Sprint("marker-", markers.Add(1))
+		stores[0].TouchAt(m, clk.now())
+		require.NoError(t, stores[0].Flush(ctx))
+		for i, sub := range subs {
+			for e := range sub.Events() {
+				if e.ID == m {
+					break
+				}
+				got[i] = append(got[i], e)
+			}
+		}
+	}
+	edges := map[int]float64{}
+	for n := range 4 {
+		edges[n], _ = rdb.HGet(ctx, fmt.Sprint("presence:edge:{", n, "}"), "edge").Float64()
+	}
+	var seqs []map[string][]presence.EventKind
+	for i, sub := range subs {
+		m := map[string][]presence.EventKind{}
+		for _, e := range got[i] {
+			require.NotEqual(t, presence.Overflow, e.Kind)
+			if e.ID[0] == 'u' {
+				m[e.ID+"/"+e.Room] = append(m[e.ID+"/"+e.Room], e.Kind)
+			}
+		}
+		assert.Zero(t, sub.Dropped())
+		seqs = append(seqs, m)
+	}
+	for i := 1; i < len(seqs); i++ {
+		assert.Equal(t, seqs[0], seqs[i], "subscription %d saw other events than subscription 0", i)
+	}
+	require.NotEmpty(t, seqs[0])
+	offline := 0
+	for key, kinds := range seqs[0] {
+		for j, k := range kinds {
+			on := k == presence.Online || k == presence.Join
+			require.Equal(t, j%2 == 0, on, "%s: %v", key, kinds)
+		}
+		id, room, _ := strings.Cut(key, "/")
+		shard := id
+		if room != "" {
+			shard = room
+		}
+		var a presence.Activity
+		var ok bool
+		var err error
+		if room == "" {
+			a, ok, err = stores[0].Get(ctx, id)
+		} else {
+			a, ok, err = stores[0].Room(room).Get(ctx, id)
+		}
+		require.NoError(t, err)
+		require.True(t, ok, key)
+		edge := edges[int(crc32.Checksum([]byte(shard), crc32.MakeTable(crc32.Castagnoli))%4)]
+		assert.Equal(t, float64(a.LastSeen.UnixMicro()) > edge, len(kinds)%2 == 1, "%s: %v, seen at %v", key, kinds, a.LastSeen)
+		if len(kinds)%2 == 0 {
+			offline++
+		}
+	}
+	assert.NotZero(t, offline, "some went offline at the end")
+	t.Logf("%d events of %d users and memberships, %d offline at the end", len(got[0]), len(seqs[0]), offline)
+	for _, s := range stores {
+		require.NoError(t, s.Close(ctx))
 	}
 }
