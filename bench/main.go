@@ -14,6 +14,13 @@
 // port, without persistence, and stops it afterwards; without one, the
 // redis row says why it was skipped.
 //
+// With -nodes N it runs the fleet instead: N redispresence Stores in one
+// process, each with its own Redis client, against one Redis, with rooms
+// and events, and prints touches/s per node, Redis writes per touch, how
+// far the nodes' counts disagree and the event latency.
+//
+//	go run ./bench -nodes 8 -duration 10s
+//
 // Then, unless turned off: rooms against centrifuge's presence manager
 // (-rooms), and events (-events): the engine's touches/s with no
 // subscriber and with 4, and the rate at which a burst of every user
@@ -51,6 +58,8 @@ type params struct {
 	Snapshot   bool          `json:"snapshot"`
 	Rooms      bool          `json:"rooms"`
 	Events     bool          `json:"events"`
+	Nodes      int           `json:"nodes"`
+	FleetRooms int           `json:"fleet_rooms"`
 
 	jsonOut, cpuProfile, memProfile string
 }
@@ -79,6 +88,8 @@ func parseFlags(args []string, stderr io.Writer) (params, error) {
 	fs.BoolVar(&p.Snapshot, "snapshot", true, "time a snapshot write and load of the engine's final state")
 	fs.BoolVar(&p.Rooms, "rooms", true, "also compare rooms with centrifuge's MemoryPresenceManager: a chat of users/10 rooms, a stream of users/10 members")
 	fs.BoolVar(&p.Events, "events", true, "also measure events: Touch with and without 4 subscribers, and the delivery of every user going offline at once")
+	fs.IntVar(&p.Nodes, "nodes", 0, "instead of the peers, run this many redispresence Stores in one process against one Redis (the fleet), with events and rooms")
+	fs.IntVar(&p.FleetRooms, "fleet-rooms", 10_000, "rooms of the fleet run: each user is in one, picked by a Zipf law")
 	fs.StringVar(&p.jsonOut, "json", "", "also write every figure, the parameters and machine facts to this file")
 	fs.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
 	fs.StringVar(&p.memProfile, "memprofile", "", "write a heap profile to this file at the end")
@@ -106,6 +117,9 @@ func parseFlags(args []string, stderr io.Writer) (params, error) {
 	check(p.Clock == "real" || p.Clock == "sim", "-clock must be real or sim, not %q", p.Clock)
 	check(p.SimSpeed > 0, "-sim-speed must be positive")
 	check(p.Pipeline > 0, "-pipeline must be positive")
+	check(p.Nodes >= 0 && p.Nodes <= 64, "-nodes must be 0 to 64, not %d", p.Nodes)
+	check(p.FleetRooms >= 2 && p.FleetRooms <= 65536, "-fleet-rooms must be 2 to 65536, not %d", p.FleetRooms)
+	check(p.Nodes == 0 || p.Duration > 0, "-nodes runs for -duration, which must be positive")
 	for _, name := range p.Peers {
 		check(slices.Contains(allPeers, name), "unknown peer %q in -peers", name)
 	}
@@ -159,6 +173,17 @@ func run(p params, out, progress io.Writer) error {
 	fmt.Fprintf(out, ", %d workers, %s clock, steady %s, GOMAXPROCS %d, %s, %s\n\n",
 		p.Workers, p.Clock, steadyLength(p), runtime.GOMAXPROCS(0), runtime.Version(), cpuModel())
 
+	if p.Nodes > 0 {
+		r, err := runFleet(p, out)
+		if err != nil {
+			return fmt.Errorf("fleet: %w", err)
+		}
+		printFleet(out, r)
+		if p.jsonOut != "" {
+			return writeJSON(p.jsonOut, p, nil, nil, nil, &r)
+		}
+		return nil
+	}
 	var results []result
 	for _, name := range p.Peers {
 		results = append(results, runPeer(p, name, progress))
@@ -182,7 +207,7 @@ func run(p params, out, progress io.Writer) error {
 		events = &r
 	}
 	if p.jsonOut != "" {
-		if err := writeJSON(p.jsonOut, p, results, rooms, events); err != nil {
+		if err := writeJSON(p.jsonOut, p, results, rooms, events, nil); err != nil {
 			return err
 		}
 	}

@@ -124,7 +124,7 @@ type machine struct {
 }
 
 // writeJSON writes every figure with the parameters and machine facts.
-func writeJSON(path string, p params, results []result, rooms []roomsResult, events *eventsResult) error {
+func writeJSON(path string, p params, results []result, rooms []roomsResult, events *eventsResult, fleet *fleetResult) error {
 	doc := struct {
 		Time    time.Time     `json:"time"`
 		Params  params        `json:"params"`
@@ -132,6 +132,7 @@ func writeJSON(path string, p params, results []result, rooms []roomsResult, eve
 		Results []result      `json:"results"`
 		Rooms   []roomsResult `json:"rooms,omitempty"`
 		Events  *eventsResult `json:"events,omitempty"`
+		Fleet   *fleetResult  `json:"fleet,omitempty"`
 	}{
 		Time:   time.Now().UTC(),
 		Params: p,
@@ -142,6 +143,7 @@ func writeJSON(path string, p params, results []result, rooms []roomsResult, eve
 		Results: results,
 		Rooms:   rooms,
 		Events:  events,
+		Fleet:   fleet,
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {

@@ -39,7 +39,7 @@
 // counted in Stats.Dropped. Flushes time out ([WithTimeout], default 2s),
 // back off up to 30s, and report to [WithOnError] and Stats; nothing buffered
 // is lost, and everything is written once Redis answers again. After a
-// failed flush or a new connection (a failover, a restart), the next flush
+// failed flush or a connection to a new address (a failover), the next flush
 // also sends the two last good batches again (Stats.Resent): a new master
 // may lack writes the old one acknowledged but did not replicate. Queries
 // fail as soon as their context or the timeout says so: for contexts to cut
@@ -128,9 +128,11 @@ func WithRetention(d time.Duration) Option { return func(c *config) { c.retentio
 // Store sharing the data should use the same cap.
 func WithMaxRooms(n int) Option { return func(c *config) { c.maxRooms = max(n, 0) } }
 
-// WithMaxRoomsPerUser caps the rooms one user is in, as the engine's option
-// does: a flush that puts a user in more leaves the rooms it was least
-// recently active in. Zero (the default) means no cap.
+// WithMaxRoomsPerUser caps the rooms one user is in: a flush that puts a
+// user in more leaves the rooms it joined first (by the time of the touch
+// that brought it into a Store's buffer, which is when the user's room
+// list is written; the engine leaves the least recently active). Zero (the
+// default) means no cap.
 func WithMaxRoomsPerUser(n int) Option { return func(c *config) { c.perUser = max(n, 0) } }
 
 // WithOnError sets a function called with each failed flush or trim. It must
@@ -159,7 +161,7 @@ type Stats struct {
 	Trimmed     uint64 // users removed by retention
 
 	FlushCalls uint64        // flushes that had something to send, successful or failed
-	Resent     uint64        // ZADD members sent again after a failed flush or a new connection
+	Resent     uint64        // ZADD members sent again after a failed flush or a connection to a new master
 	FlushTime  time.Duration // time those spent
 	LastFlush  time.Time     // when the last successful flush ended; zero before one
 }
@@ -185,7 +187,10 @@ type pending struct {
 	metaSent atomic.Pointer[string]
 }
 
-const deadNS = math.MinInt64
+const (
+	deadNS    = math.MinInt64
+	neverSent = math.MinInt64 + 1 // sent of an entry not flushed yet
+)
 
 var (
 	_ presencehttp.Querier    = (*Store)(nil)
@@ -210,7 +215,7 @@ type Store struct {
 	sent, dropped, flushes, flushErrors, trimmed atomic.Uint64
 	flushCalls, resent                           atomic.Uint64
 	// resend asks the next flush to send the two last good flushes' own
-	// times again: set by a failed flush and by a new connection (a
+	// times again: set by a failed flush and by a connection to a new address (a
 	// failover or a restart may have lost writes Redis acknowledged but did
 	// not replicate; the connection may have been dialed during the last
 	// flush, after the one it lost). last and prev are those batches, per
@@ -269,39 +274,51 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// watchDials makes a new connection to Redis, from now on, ask the next
-// flush to send the two last batches again: after a failover go-redis dials the
-// new master, which may lack the old one's last writes (replication is
-// asynchronous). ZADD GT makes the second write harmless where it was not
-// lost. A cluster client's nodes are watched each, those it has and those
-// it finds later (a promoted replica). A dial for another reason (a pool
-// growing under queries) costs two batches sent twice.
+// watchDials makes a first connection to an address of Redis, from now on,
+// ask the next flush to send the two last batches again: after a failover
+// go-redis dials the new master, which may lack the old one's last writes
+// (replication is asynchronous). ZADD GT makes the second write harmless
+// where it was not lost. A cluster client's nodes are watched each, those
+// it has and those it finds later (a promoted replica). A Redis restarted
+// at the same address is not a new one: what it lost is resent only if a
+// flush failed meanwhile.
 func (s *Store) watchDials() {
-	h := dialWatch{s}
+	h := &dialWatch{s: s}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.timeout)
+	defer cancel()
 	switch c := s.rdb.(type) {
 	case *redis.ClusterClient:
 		c.OnNewNode(func(n *redis.Client) { n.AddHook(h) })
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.timeout)
-		defer cancel()
-		c.ForEachShard(ctx, func(_ context.Context, n *redis.Client) error { n.AddHook(h); return nil })
+		// A PING each, so that the masters known now are not new later.
+		c.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error { n.AddHook(h); return n.Ping(ctx).Err() })
 	default:
 		s.rdb.AddHook(h)
+		s.rdb.Ping(ctx)
 	}
 }
 
-type dialWatch struct{ s *Store }
+// dialWatch asks for a resend when go-redis dials an address it had not:
+// a new master. A new connection to a known one (a pool growing, a
+// reconnect after a network error) is none, which keeps a resend from
+// writing back, needlessly, a membership another Store's Leave removed.
+type dialWatch struct {
+	s    *Store
+	seen sync.Map // addresses dialed
+}
 
-func (w dialWatch) DialHook(next redis.DialHook) redis.DialHook {
+func (w *dialWatch) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := next(ctx, network, addr)
 		if err == nil {
-			w.s.resend.Store(true)
+			if _, known := w.seen.LoadOrStore(addr, true); !known {
+				w.s.resend.Store(true)
+			}
 		}
 		return conn, err
 	}
 }
-func (dialWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (dialWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (*dialWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (*dialWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
 
@@ -371,7 +388,7 @@ func (s *Store) insert(k entryKey, ns int64) bool {
 		}
 		p := new(pending)
 		p.ns.Store(ns)
-		p.sent.Store(math.MinInt64 + 1)
+		p.sent.Store(neverSent)
 		s.n.Add(1)
 		return p, false
 	})
@@ -453,10 +470,16 @@ func (s *Store) Flush(ctx context.Context) error {
 		} else if ns != sent {
 			key, in := setRef{roomSet, s.shardOf(ek.room), ek.room}, setRef{inSet, s.shardOf(ek.id), ek.id}
 			byKey[key] = append(byKey[key], redis.Z{Score: us, Member: ek.id})
-			if len(byKey[in]) == 0 {
-				inIDs = append(inIDs, ek.id)
+			if sent == neverSent {
+				// The user's room list is written when the entry is new
+				// (a join, or a touch after idling out of the buffer), not
+				// at every flush: it names the rooms; their times are the
+				// rooms' own. It costs a third of a membership's writes.
+				if len(byKey[in]) == 0 {
+					inIDs = append(inIDs, ek.id)
+				}
+				byKey[in] = append(byKey[in], redis.Z{Score: us, Member: ek.room})
 			}
-			byKey[in] = append(byKey[in], redis.Z{Score: us, Member: ek.room})
 			roomTimes[ek.room] = max(roomTimes[ek.room], ns/1000)
 		}
 		if meta != metaSent && meta != nil {

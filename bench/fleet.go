@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/onlinenow/presence"
+	"github.com/onlinenow/presence/redispresence"
+	"github.com/redis/go-redis/v9"
+)
+
+// fleetResult is what -nodes measures: N Stores in one process, each with
+// its own Redis client, as N servers behind a load balancer would be.
+type fleetResult struct {
+	Nodes          int       `json:"nodes"`
+	Procs          int       `json:"gomaxprocs"` // the nodes'; Redis has a core of its own where there are 2 or more
+	Rooms          int       `json:"rooms"`
+	Seconds        float64   `json:"seconds"`
+	TouchesPerNode []float64 `json:"touches_per_s_per_node"`
+	Touches        float64   `json:"touches_per_s"`
+	// Written is the ZADD members written to Redis (the users', rooms' and
+	// room lists' sets, and the room index), resent ones included, per
+	// touch; Commands the commands Redis processed (INFO stats) per touch.
+	Written  float64 `json:"members_written_per_touch"`
+	Commands float64 `json:"redis_commands_per_touch"`
+	// Disagree is the largest difference between nodes' answers to the same
+	// count asked at once (the global online count, and the busiest room's);
+	// PerFlush how much that count grew in one flush interval, at most.
+	Disagree     int `json:"global_disagreement"`
+	PerFlush     int `json:"global_growth_per_flush"`
+	RoomDisagree int `json:"room_disagreement"`
+	RoomPerFlush int `json:"room_growth_per_flush"`
+	// Events: Online and Join events received by every node's subscriber,
+	// and the latency from the touch to each.
+	Events int           `json:"events"`
+	P50    time.Duration `json:"event_latency_p50_ns"`
+	P99    time.Duration `json:"event_latency_p99_ns"`
+}
+
+const fleetWindow = 5 * time.Minute
+
+// runFleet runs p.Nodes Stores against one redis-server: workers spread
+// over the nodes touch users picked by p.Dist, each user in its own room
+// (the rooms picked once per user by a Zipf law over p.FleetRooms, so a few
+// rooms are crowded), for p.Duration.
+func runFleet(p params, out io.Writer) (fleetResult, error) {
+	t0 := time.Now()
+	r := fleetResult{Nodes: p.Nodes, Rooms: p.FleetRooms}
+	addr := p.Redis
+	switch addr {
+	case "off":
+		return r, fmt.Errorf("-nodes needs Redis: -redis auto or an address")
+	case "auto":
+		srv, err := startRedis()
+		if err != nil {
+			return r, err
+		}
+		defer srv.stop()
+		addr = srv.addr
+	}
+	admin := redis.NewClient(&redis.Options{Addr: addr})
+	defer admin.Close()
+	ctx := context.Background()
+	if err := admin.Del(ctx, "fleet:sweeper").Err(); err != nil {
+		return r, err
+	}
+
+	// The nodes share the cores but one, which Redis has: on a machine of
+	// a few cores, nodes spinning on every core starve the one Redis
+	// thread, which a fleet's Redis on its own machine is not.
+	procs := max(1, runtime.NumCPU()-1)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+	r.Procs = procs
+	roomOf := make([]uint16, p.Users)
+	zr := rand.NewZipf(rand.New(rand.NewPCG(p.Seed, 7)), p.Skew, 1, uint64(p.FleetRooms-1))
+	for i := range roomOf {
+		roomOf[i] = uint16(zr.Uint64())
+	}
+	roomNames := make([]string, p.FleetRooms)
+	for i := range roomNames {
+		roomNames[i] = "room" + strconv.Itoa(i)
+	}
+
+	stores := make([]*redispresence.Store, p.Nodes)
+	lat := make([]hist, p.Nodes)
+	var readers sync.WaitGroup
+	for n := range stores {
+		rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 8})
+		defer rdb.Close()
+		s, err := redispresence.New(rdb, redispresence.WithPrefix("fleet"), redispresence.WithEvents(fleetWindow))
+		if err != nil {
+			return r, err
+		}
+		defer s.Close(ctx)
+		stores[n] = s
+		sub, err := s.Subscribe(1 << 16)
+		if err != nil {
+			return r, err
+		}
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for e := range sub.Events() {
+				if e.Kind == presence.Online || e.Kind == presence.Join {
+					lat[n].record(time.Since(e.At))
+				}
+			}
+		}()
+	}
+	cmds0, err := commandsProcessed(admin)
+	if err != nil {
+		return r, err
+	}
+
+	touches := make([]atomic.Int64, p.Nodes)
+	stop := make(chan struct{})
+	var workers sync.WaitGroup
+	for w := range max(p.Workers, p.Nodes) {
+		n := w % p.Nodes
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			k := newKeys(p.Users, p.Dist, p.Skew, p.Seed+uint64(w)+1)
+			s := stores[n]
+			for i := 0; ; i++ {
+				if i%256 == 0 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+				u := k.next()
+				s.TouchInAt(roomNames[roomOf[u]], k.id(u), time.Now())
+				touches[n].Add(1)
+			}
+		}()
+	}
+
+	// Every 250ms ask every node the same two counts at once.
+	busiest := roomNames[0] // Zipf rank 1
+	var sample struct{ global, room []int }
+	sampler := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				sampler <- nil
+				return
+			case <-t.C:
+			}
+			since := time.Now().Add(-fleetWindow)
+			g, rm := make([]int, p.Nodes), make([]int, p.Nodes)
+			var wg sync.WaitGroup
+			var failed atomic.Value
+			for n, s := range stores {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var err error
+					if g[n], err = s.CountSince(ctx, since); err == nil {
+						rm[n], err = s.Room(busiest).CountSince(ctx, since)
+					}
+					if err != nil {
+						failed.Store(err)
+					}
+				}()
+			}
+			wg.Wait()
+			if err, _ := failed.Load().(error); err != nil {
+				sampler <- err
+				return
+			}
+			spread := func(xs []int) (lo, hi int) {
+				lo, hi = xs[0], xs[0]
+				for _, x := range xs {
+					lo, hi = min(lo, x), max(hi, x)
+				}
+				return lo, hi
+			}
+			glo, ghi := spread(g)
+			rlo, rhi := spread(rm)
+			r.Disagree, r.RoomDisagree = max(r.Disagree, ghi-glo), max(r.RoomDisagree, rhi-rlo)
+			sample.global, sample.room = append(sample.global, glo), append(sample.room, rlo)
+		}
+	}()
+	start := time.Now()
+	fmt.Fprintf(os.Stderr, "fleet: set up in %s\n", time.Since(t0).Round(time.Millisecond))
+	time.Sleep(p.Duration)
+	close(stop)
+	workers.Wait()
+	r.Seconds = time.Since(start).Seconds()
+	if err := <-sampler; err != nil {
+		return r, err
+	}
+	// Growth per flush interval (1s = 4 samples), at most.
+	growth := func(xs []int) int {
+		g := 0
+		for i := 4; i < len(xs); i++ {
+			g = max(g, xs[i]-xs[i-4])
+		}
+		return g
+	}
+	r.PerFlush, r.RoomPerFlush = growth(sample.global), growth(sample.room)
+
+	fmt.Fprintf(os.Stderr, "fleet: run ended after %s\n", time.Since(t0).Round(time.Millisecond))
+	var total, written uint64
+	for n, s := range stores {
+		if err := s.Flush(ctx); err != nil {
+			return r, err
+		}
+		st := s.Stats()
+		total += st.Touches
+		written += st.Sent + st.Resent
+		r.TouchesPerNode = append(r.TouchesPerNode, float64(touches[n].Load())/r.Seconds)
+		r.Touches += float64(touches[n].Load()) / r.Seconds
+	}
+	cmds1, err := commandsProcessed(admin)
+	if err != nil {
+		return r, err
+	}
+	r.Written = float64(written) / float64(total)
+	r.Commands = float64(cmds1-cmds0) / float64(total)
+	// Let the readers take the last flushes' events, then stop them.
+	time.Sleep(200 * time.Millisecond)
+	for _, s := range stores {
+		s.Close(ctx)
+	}
+	readers.Wait()
+	var all hist
+	for n := range lat {
+		all.merge(&lat[n])
+	}
+	r.Events, r.P50, r.P99 = int(all.n), all.quantile(0.5), all.quantile(0.99)
+	return r, nil
+}
+
+func commandsProcessed(c *redis.Client) (int64, error) {
+	info, err := c.InfoMap(context.Background(), "stats").Result()
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(info["Stats"]["total_commands_processed"], 10, 64)
+}
+
+func printFleet(out io.Writer, r fleetResult) {
+	fmt.Fprintf(out, "fleet: %d nodes (a Store and a Redis client each, sharing GOMAXPROCS %d) on one redis-server, %d rooms, %.1fs\n", r.Nodes, r.Procs, r.Rooms, r.Seconds)
+	for n, t := range r.TouchesPerNode {
+		fmt.Fprintf(out, "  node %d: %s touches/s\n", n, si(t))
+	}
+	fmt.Fprintf(out, "  all:    %s touches/s\n", si(r.Touches))
+	fmt.Fprintf(out, "  Redis writes per touch: %.4f ZADD members (goal <= 0.05), %.4f commands\n", r.Written, r.Commands)
+	fmt.Fprintf(out, "  largest disagreement between nodes: global count %d (it grew up to %d in one flush interval), busiest room %d (grew up to %d)\n",
+		r.Disagree, r.PerFlush, r.RoomDisagree, r.RoomPerFlush)
+	fmt.Fprintf(out, "  event latency, touch to each node's subscriber: p50 %s, p99 %s (%d Online and Join events)\n",
+		r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Events)
+}
