@@ -41,11 +41,35 @@ type fleetResult struct {
 	// Events: Online and Join events received by every node's subscriber,
 	// and the latency from the touch to each.
 	Events int           `json:"events"`
+	// Pending is the entries buffered with a change not yet sent, on all
+	// nodes, as the load stopped; FlushMean a flush's mean time.
+	Pending   int           `json:"pending_at_end"`
+	FlushMean time.Duration `json:"flush_mean_ns"`
 	P50    time.Duration `json:"event_latency_p50_ns"`
 	P99    time.Duration `json:"event_latency_p99_ns"`
 }
 
-const fleetWindow = 5 * time.Minute
+const (
+	fleetWindow  = 5 * time.Minute
+	arrivalEvery = 100 // one touch in this many is of a user not seen before
+)
+
+// preload touches every user once, in its room, and flushes.
+func preload(addr string, users int, roomNames []string, roomOf []uint16) error {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	s, err := redispresence.New(rdb, redispresence.WithPrefix("fleet"), redispresence.WithFlushInterval(time.Hour),
+		redispresence.WithTimeout(5*time.Minute), redispresence.WithMaxBuffered(2*users+1))
+	if err != nil {
+		return err
+	}
+	k := newKeys(users, "uniform", 1.1, 1)
+	now := time.Now()
+	for u := range users {
+		s.TouchInAt(roomNames[roomOf[u]], k.id(u), now)
+	}
+	return s.Close(context.Background())
+}
 
 // runFleet runs p.Nodes Stores against one redis-server: workers spread
 // over the nodes touch users picked by p.Dist, each user in its own room
@@ -88,6 +112,13 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 	for i := range roomNames {
 		roomNames[i] = "room" + strconv.Itoa(i)
 	}
+
+	// Every user online at the start, as in a fleet that has run a while:
+	// written by a Store without events, so no Online for them.
+	if err := preload(addr, p.Users, roomNames, roomOf); err != nil {
+		return r, fmt.Errorf("preload: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "fleet: %d users preloaded in %s\n", p.Users, time.Since(t0).Round(time.Millisecond))
 
 	stores := make([]*redispresence.Store, p.Nodes)
 	lat := make([]hist, p.Nodes)
@@ -139,7 +170,12 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 					}
 				}
 				u := k.next()
-				s.TouchInAt(roomNames[roomOf[u]], k.id(u), time.Now())
+				if i%arrivalEvery == 0 {
+					// A user arriving: an Online and a Join for every node.
+					s.TouchInAt(roomNames[roomOf[u]], "w"+strconv.Itoa(w)+"-"+strconv.Itoa(i), time.Now())
+				} else {
+					s.TouchInAt(roomNames[roomOf[u]], k.id(u), time.Now())
+				}
 				touches[n].Add(1)
 			}
 		}()
@@ -215,11 +251,17 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 
 	fmt.Fprintf(os.Stderr, "fleet: run ended after %s\n", time.Since(t0).Round(time.Millisecond))
 	var total, written uint64
+	var flushTime time.Duration
+	var flushCalls uint64
 	for n, s := range stores {
+		st := s.Stats()
+		r.Pending += st.Pending
+		flushTime += st.FlushTime
+		flushCalls += st.FlushCalls
 		if err := s.Flush(ctx); err != nil {
 			return r, err
 		}
-		st := s.Stats()
+		st = s.Stats()
 		total += st.Touches
 		written += st.Sent + st.Resent
 		r.TouchesPerNode = append(r.TouchesPerNode, float64(touches[n].Load())/r.Seconds)
@@ -230,6 +272,9 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 		return r, err
 	}
 	r.Written = float64(written) / float64(total)
+	if flushCalls > 0 {
+		r.FlushMean = flushTime / time.Duration(flushCalls)
+	}
 	r.Commands = float64(cmds1-cmds0) / float64(total)
 	// Let the readers take the last flushes' events, then stop them.
 	time.Sleep(200 * time.Millisecond)
@@ -260,6 +305,7 @@ func printFleet(out io.Writer, r fleetResult) {
 	}
 	fmt.Fprintf(out, "  all:    %s touches/s\n", si(r.Touches))
 	fmt.Fprintf(out, "  Redis writes per touch: %.4f ZADD members (goal <= 0.05), %.4f commands\n", r.Written, r.Commands)
+	fmt.Fprintf(out, "  flushes: %s on average; %d entries pending on all nodes when the load stopped\n", r.FlushMean.Round(time.Millisecond), r.Pending)
 	fmt.Fprintf(out, "  largest disagreement between nodes: global count %d (it grew up to %d in one flush interval), busiest room %d (grew up to %d)\n",
 		r.Disagree, r.PerFlush, r.RoomDisagree, r.RoomPerFlush)
 	fmt.Fprintf(out, "  event latency, touch to each node's subscriber: p50 %s, p99 %s (%d Online and Join events)\n",

@@ -25,7 +25,7 @@ var (
 type setRef struct {
 	kind setKind
 	n    int    // the shard: of the user (usersSet, inSet) or of the room (roomSet, indexSet)
-	name string // the room (roomSet) or the user (inSet)
+	name string // the room (roomSet)
 }
 
 type setKind uint8
@@ -33,7 +33,7 @@ type setKind uint8
 const (
 	usersSet setKind = iota // users by last-seen time
 	roomSet                 // a room's members by their time in it
-	inSet                   // the rooms a user is in, by its time in each
+	inSet                   // memberships of the shard's users: "id NUL room", all scored 0
 	indexSet                // rooms by their latest activity
 )
 
@@ -46,7 +46,7 @@ func (s *Store) keyOf(r setRef) string {
 	case roomSet:
 		return s.cfg.prefix + ":room:{" + strconv.Itoa(r.n) + "}" + r.name
 	case inSet:
-		return s.cfg.prefix + ":in:{" + strconv.Itoa(r.n) + "}" + r.name
+		return s.cfg.prefix + ":in:{" + strconv.Itoa(r.n) + "}"
 	case indexSet:
 		return s.cfg.prefix + ":rooms:{" + strconv.Itoa(r.n) + "}"
 	}
@@ -54,7 +54,33 @@ func (s *Store) keyOf(r setRef) string {
 }
 
 func (s *Store) roomKey(room string) string { return s.keyOf(setRef{roomSet, s.shardOf(room), room}) }
-func (s *Store) inKey(id string) string     { return s.keyOf(setRef{inSet, s.shardOf(id), id}) }
+func (s *Store) inKey(id string) string     { return s.keyOf(setRef{kind: inSet, n: s.shardOf(id)}) }
+
+// inMember is a membership's member of the list of its user's shard. A
+// room name holds no NUL, so the last NUL ends the ID (which may hold one).
+func inMember(id, room string) string { return id + "\x00" + room }
+
+// inRange is the lexical range of id's memberships: it also holds those of
+// IDs that start with id and a NUL, which inRooms leaves out.
+func inRange(id string) (lo, hi string) { return "[" + id + "\x00", "(" + id + "\x01" }
+
+// inRooms returns the rooms of id among members read from inRange.
+func inRooms(id string, members []string) []string {
+	var rooms []string
+	for _, m := range members {
+		if i := strings.LastIndexByte(m, 0); i == len(id) && m[:i] == id {
+			rooms = append(rooms, m[i+1:])
+		}
+	}
+	return rooms
+}
+
+// memberships reads id's rooms from its list.
+func (s *Store) memberships(ctx context.Context, id string) ([]string, error) {
+	lo, hi := inRange(id)
+	ms, err := s.rdb.ZRangeByLex(ctx, s.inKey(id), &redis.ZRangeBy{Min: lo, Max: hi}).Result()
+	return inRooms(id, ms), err
+}
 func (s *Store) indexKey(n int) string      { return s.keyOf(setRef{kind: indexSet, n: n}) }
 
 // TouchIn records activity by id now (the Store's clock) in room, and
@@ -91,7 +117,7 @@ func (s *Store) Leave(ctx context.Context, room, id string) (bool, error) {
 	defer cancel()
 	buffered := s.drop(entryKey{room, id})
 	s.unsend(setRef{roomSet, s.shardOf(room), room}, id)
-	s.unsend(setRef{inSet, s.shardOf(id), id}, room)
+	s.unsend(setRef{kind: inSet, n: s.shardOf(id)}, inMember(id, room))
 	pipe := s.rdb.Pipeline()
 	var n interface{ Result() (int64, error) }
 	if e := s.ev; e != nil {
@@ -103,7 +129,7 @@ func (s *Store) Leave(ctx context.Context, room, id string) (bool, error) {
 	} else {
 		n = pipe.ZRem(ctx, s.roomKey(room), id)
 	}
-	pipe.ZRem(ctx, s.inKey(id), room)
+	pipe.ZRem(ctx, s.inKey(id), inMember(id, room))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, fmt.Errorf("redispresence: leave: %w", err)
 	}
@@ -125,15 +151,14 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 		}
 		return true
 	})
-	rooms, err := s.rdb.ZRange(ctx, s.inKey(id), 0, -1).Result()
+	rooms, err := s.memberships(ctx, id)
 	if err != nil {
 		return fmt.Errorf("redispresence: forget: %w", err)
 	}
 	s.unsend(setRef{kind: usersSet, n: s.shardOf(id)}, id)
-	delete(s.last, setRef{inSet, s.shardOf(id), id})
-	delete(s.prev, setRef{inSet, s.shardOf(id), id})
 	for _, room := range rooms {
 		s.unsend(setRef{roomSet, s.shardOf(room), room}, id)
+		s.unsend(setRef{kind: inSet, n: s.shardOf(id)}, inMember(id, room))
 	}
 	k := s.shardOf(id)
 	pipe := s.rdb.Pipeline()
@@ -141,8 +166,8 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 	pipe.HDel(ctx, s.metaKey(k), id)
 	for _, room := range rooms {
 		pipe.ZRem(ctx, s.roomKey(room), id)
+		pipe.ZRem(ctx, s.inKey(id), inMember(id, room))
 	}
-	pipe.Del(ctx, s.inKey(id))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("redispresence: forget: %w", err)
 	}
@@ -197,14 +222,37 @@ func (r Room) Get(ctx context.Context, id string) (presence.Activity, bool, erro
 
 // RoomsOf returns the rooms id is in, most recently active first (ties by
 // name), leaving out memberships older than the retention: one read of the
-// user's room list and one ZSCORE per room, so that rooms ended meanwhile
-// are left out too.
+// user's memberships and one ZSCORE per room, so that rooms ended
+// meanwhile are left out too.
 func (s *Store) RoomsOf(ctx context.Context, id string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
-	rooms, err := s.rdb.ZRange(ctx, s.inKey(id), 0, -1).Result()
-	if err != nil || len(rooms) == 0 {
+	in, err := s.roomTimes(ctx, id)
+	if err != nil {
 		return nil, wrap("rooms of", err)
+	}
+	cutoff := s.cutoff()
+	var out []string
+	for _, r := range in {
+		if r.us >= cutoff {
+			out = append(out, r.room)
+		}
+	}
+	return out, nil
+}
+
+// roomTime is a membership's room and time in it.
+type roomTime struct {
+	room string
+	us   float64
+}
+
+// roomTimes returns id's memberships with their times, most recent first
+// (ties by name), leaving out those of rooms that no longer hold id.
+func (s *Store) roomTimes(ctx context.Context, id string) ([]roomTime, error) {
+	rooms, err := s.memberships(ctx, id)
+	if err != nil || len(rooms) == 0 {
+		return nil, err
 	}
 	pipe := s.rdb.Pipeline()
 	scores := make([]*redis.FloatCmd, len(rooms))
@@ -212,25 +260,16 @@ func (s *Store) RoomsOf(ctx context.Context, id string) ([]string, error) {
 		scores[i] = pipe.ZScore(ctx, s.roomKey(room), id)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, wrap("rooms of", err)
+		return nil, err
 	}
-	cutoff := s.cutoff()
-	type in struct {
-		room string
-		us   float64
-	}
-	var got []in
+	var got []roomTime
 	for i, room := range rooms {
-		if us, err := scores[i].Result(); err == nil && us >= cutoff {
-			got = append(got, in{room, us})
+		if us, err := scores[i].Result(); err == nil {
+			got = append(got, roomTime{room, us})
 		}
 	}
-	slices.SortFunc(got, func(a, b in) int { return cmp.Or(cmp.Compare(b.us, a.us), strings.Compare(a.room, b.room)) })
-	out := make([]string, len(got))
-	for i, g := range got {
-		out[i] = g.room
-	}
-	return out, nil
+	slices.SortFunc(got, func(a, b roomTime) int { return cmp.Or(cmp.Compare(b.us, a.us), strings.Compare(a.room, b.room)) })
+	return got, nil
 }
 
 // Rooms returns the rooms with members seen at since or later, busiest
@@ -294,37 +333,30 @@ func wrap(what string, err error) error {
 	return fmt.Errorf("redispresence: %s: %w", what, err)
 }
 
-// capMemberships makes each user of ids whose room list (its size in cards)
-// holds more than WithMaxRoomsPerUser leave the rooms it was least
-// recently active in. A user list and a room are two Cluster slots, so
-// this takes two round trips, not a script; a room touched on another Store
-// between them is joined again at that Store's next flush.
+// capMemberships makes each user of ids whose memberships (their number
+// in cards) are more than WithMaxRoomsPerUser leave the rooms it was least
+// recently active in. A user's list and its rooms are in other Cluster
+// slots, so this takes round trips, not a script; it runs only for users
+// over the cap.
 func (s *Store) capMemberships(ctx context.Context, ids []string, cards []*redis.IntCmd) error {
-	if len(cards) == 0 {
-		return nil
-	}
 	pipe := s.rdb.Pipeline()
-	type over struct {
-		id     string
-		popped *redis.ZSliceCmd
-	}
-	var overs []over
+	over := false
 	for i, c := range cards {
-		if n := c.Val() - int64(s.cfg.perUser); n > 0 {
-			overs = append(overs, over{ids[i], pipe.ZPopMin(ctx, s.inKey(ids[i]), n)})
+		if c.Val() <= int64(s.cfg.perUser) {
+			continue
+		}
+		in, err := s.roomTimes(ctx, ids[i])
+		if err != nil {
+			return wrap("rooms per user", err)
+		}
+		for _, r := range in[min(len(in), s.cfg.perUser):] {
+			pipe.ZRem(ctx, s.roomKey(r.room), ids[i])
+			pipe.ZRem(ctx, s.inKey(ids[i]), inMember(ids[i], r.room))
+			over = true
 		}
 	}
-	if len(overs) == 0 {
+	if !over {
 		return nil
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return wrap("rooms per user", err)
-	}
-	pipe = s.rdb.Pipeline()
-	for _, o := range overs {
-		for _, z := range o.popped.Val() {
-			pipe.ZRem(ctx, s.roomKey(z.Member.(string)), o.id)
-		}
 	}
 	_, err := pipe.Exec(ctx)
 	return wrap("rooms per user", err)
@@ -374,14 +406,24 @@ func (s *Store) capRooms(ctx context.Context, added int64) error {
 	return s.endRooms(ctx, all[:min(int64(len(all)), excess)])
 }
 
-// endRooms deletes rooms (members of the index) and their index entries.
+// endRooms deletes rooms (members of the index), their index entries and
+// their members' memberships.
 func (s *Store) endRooms(ctx context.Context, rooms []redis.Z) error {
 	if len(rooms) == 0 {
 		return nil
 	}
 	pipe := s.rdb.Pipeline()
-	for _, z := range rooms {
+	members := make([]*redis.StringSliceCmd, len(rooms))
+	for i, z := range rooms {
+		members[i] = pipe.ZRange(ctx, s.roomKey(z.Member.(string)), 0, -1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return wrap("end rooms", err)
+	}
+	pipe = s.rdb.Pipeline()
+	for i, z := range rooms {
 		room := z.Member.(string)
+		s.unlist(ctx, pipe, room, members[i].Val())
 		pipe.Del(ctx, s.roomKey(room))
 		pipe.ZRem(ctx, s.indexKey(s.shardOf(room)), room)
 	}
@@ -389,11 +431,21 @@ func (s *Store) endRooms(ctx context.Context, rooms []redis.Z) error {
 	return wrap("end rooms", err)
 }
 
+// unlist queues the removal of room from the membership lists of ids.
+func (s *Store) unlist(ctx context.Context, pipe redis.Pipeliner, room string, ids []string) {
+	for _, id := range ids {
+		pipe.ZRem(ctx, s.inKey(id), inMember(id, room))
+	}
+}
+
 // trimRooms applies retention to the rooms, after Trim did to the users:
 // rooms idle longer end, and the memberships older than it leave the
-// others. The users' room lists expire with retention (each flush that
-// writes one renews it); RoomsOf leaves out what they hold beyond it.
+// others, and the members' lists.
 func (s *Store) trimRooms(ctx context.Context, cutoff string) error {
+	fail := func(err error) error {
+		s.flushErrors.Add(1)
+		return wrap("trim rooms", err)
+	}
 	for k := range s.cfg.keys {
 		idx := s.indexKey(k)
 		for {
@@ -402,8 +454,7 @@ func (s *Store) trimRooms(ctx context.Context, cutoff string) error {
 				err = s.endRooms(ctx, idle)
 			}
 			if err != nil {
-				s.flushErrors.Add(1)
-				return wrap("trim rooms", err)
+				return fail(err)
 			}
 			if len(idle) == 0 {
 				break
@@ -411,23 +462,48 @@ func (s *Store) trimRooms(ctx context.Context, cutoff string) error {
 		}
 		active, err := s.rdb.ZRange(ctx, idx, 0, -1).Result()
 		if err != nil {
-			s.flushErrors.Add(1)
-			return wrap("trim rooms", err)
+			return fail(err)
 		}
 		for len(active) > 0 {
 			batch := active[:min(len(active), 1000)]
-			active = active[len(batch):]
 			pipe := s.rdb.Pipeline()
-			for _, room := range batch {
-				pipe.ZRemRangeByScore(ctx, s.roomKey(room), "-inf", cutoff)
+			old := make([]*redis.StringSliceCmd, len(batch))
+			for i, room := range batch {
+				old[i] = pipe.ZRangeByScore(ctx, s.roomKey(room), &redis.ZRangeBy{Min: "-inf", Max: cutoff, Count: 1000})
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
-				s.flushErrors.Add(1)
-				return wrap("trim rooms", err)
+				return fail(err)
 			}
+			pipe = s.rdb.Pipeline()
+			var next []string // rooms that may hold more
+			for i, room := range batch {
+				ids := old[i].Val()
+				if len(ids) == 0 {
+					continue
+				}
+				s.unlist(ctx, pipe, room, ids)
+				pipe.ZRem(ctx, s.roomKey(room), anys(ids)...)
+				if len(ids) == 1000 {
+					next = append(next, room)
+				}
+			}
+			if pipe.Len() > 0 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					return fail(err)
+				}
+			}
+			active = append(next, active[len(batch):]...)
 		}
 	}
 	return nil
+}
+
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
 
 // int64Cmd reads a script's integer reply as an IntCmd's.

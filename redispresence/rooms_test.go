@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +110,11 @@ func TestRoomsTwoNodes(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, []string{"doc1", "doc2"}, in, "a touch after Leave joins again")
 
+			a.TouchInAt("doc2", "u1\x00doc1", t0) // an ID with a NUL
+			require.NoError(t, a.Flush(ctx))
+			in, err = a.RoomsOf(ctx, "u1\x00doc1")
+			require.NoError(t, err)
+			assert.Equal(t, []string{"doc2"}, in)
 			require.NoError(t, b.Forget(ctx, "u1"))
 			require.NoError(t, b.Flush(ctx))
 			in, err = a.RoomsOf(ctx, "u1")
@@ -119,6 +125,10 @@ func TestRoomsTwoNodes(t *testing.T) {
 				require.NoError(t, err)
 				assert.False(t, ok, "Forget left %s", room)
 			}
+			in, err = a.RoomsOf(ctx, "u1\x00doc1")
+			require.NoError(t, err)
+			assert.Equal(t, []string{"doc2"}, in, "Forget of u1 left the user whose ID starts with it")
+			assert.NotContains(t, memberLists(t, rdb), "u1\x00doc2")
 		})
 	}
 }
@@ -175,6 +185,8 @@ func TestRoomCaps(t *testing.T) {
 			in, err = s.RoomsOf(ctx, "u")
 			require.NoError(t, err)
 			assert.Empty(t, in, "the rooms ended")
+			assert.Equal(t, []string{"vb\x00b", "vc\x00c", "vd\x00d"}, memberLists(t, rdb),
+				"leaving for the caps and the end of rooms left the users' lists")
 		})
 	}
 }
@@ -195,17 +207,32 @@ func TestRoomRetention(t *testing.T) {
 	rooms, err := s.Rooms(ctx, time.Time{}, 0)
 	require.NoError(t, err)
 	assert.Equal(t, []presence.RoomCount{{Room: "live", Count: 1}}, rooms, "the idle room ended; the old member left the live one")
-	ttl, err := rdb.PTTL(ctx, roomListKey(t, rdb, "new")).Result()
-	require.NoError(t, err)
-	assert.Greater(t, ttl, 59*time.Minute, "a user's room list expires with retention")
+	assert.Equal(t, []string{"new\x00live"}, memberLists(t, rdb), "the memberships trimmed left their users' lists")
 }
 
-// roomListKey finds the key of id's room list.
-func roomListKey(t *testing.T, rdb redis.UniversalClient, id string) string {
-	keys, err := rdb.Keys(context.Background(), "presence:in:*"+id).Result()
-	require.NoError(t, err)
-	require.Len(t, keys, 1)
-	return keys[0]
+// memberLists returns every membership in the users' lists.
+func memberLists(t *testing.T, rdb redis.UniversalClient) []string {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var all []string
+	each := func(ctx context.Context, c *redis.Client) error {
+		keys, err := c.Keys(ctx, "presence:in:*").Result()
+		for _, k := range keys {
+			ms, err := c.ZRange(ctx, k, 0, -1).Result()
+			require.NoError(t, err)
+			mu.Lock()
+			all = append(all, ms...)
+			mu.Unlock()
+		}
+		return err
+	}
+	if cl, ok := rdb.(*redis.ClusterClient); ok {
+		require.NoError(t, cl.ForEachMaster(ctx, each))
+	} else {
+		require.NoError(t, each(ctx, rdb.(*redis.Client)))
+	}
+	slices.Sort(all)
+	return all
 }
 
 // TestConcurrentRoomTouchesAndFlushes touches memberships from many

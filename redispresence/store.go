@@ -468,17 +468,15 @@ func (s *Store) Flush(ctx context.Context) error {
 			key := setRef{kind: usersSet, n: s.shardOf(ek.id)}
 			byKey[key] = append(byKey[key], redis.Z{Score: us, Member: ek.id})
 		} else if ns != sent {
-			key, in := setRef{roomSet, s.shardOf(ek.room), ek.room}, setRef{inSet, s.shardOf(ek.id), ek.id}
+			key, in := setRef{roomSet, s.shardOf(ek.room), ek.room}, setRef{kind: inSet, n: s.shardOf(ek.id)}
 			byKey[key] = append(byKey[key], redis.Z{Score: us, Member: ek.id})
 			if sent == neverSent {
-				// The user's room list is written when the entry is new
-				// (a join, or a touch after idling out of the buffer), not
-				// at every flush: it names the rooms; their times are the
-				// rooms' own. It costs a third of a membership's writes.
-				if len(byKey[in]) == 0 {
-					inIDs = append(inIDs, ek.id)
-				}
-				byKey[in] = append(byKey[in], redis.Z{Score: us, Member: ek.room})
+				// The membership list is written when the entry is new (a
+				// join, or a touch after idling out of the buffer), not at
+				// every flush: it names the rooms; their times are the
+				// rooms' own.
+				inIDs = append(inIDs, ek.id)
+				byKey[in] = append(byKey[in], redis.Z{Member: inMember(ek.id, ek.room)})
 			}
 			roomTimes[ek.room] = max(roomTimes[ek.room], ns/1000)
 		}
@@ -559,14 +557,12 @@ func (s *Store) Flush(ctx context.Context) error {
 			pipe.HSet(ctx, s.metaKey(k), m...)
 		}
 	}
-	cards := make([]*redis.IntCmd, 0, len(inIDs))
-	for _, id := range inIDs {
-		in := s.keyOf(setRef{inSet, s.shardOf(id), id})
-		if s.cfg.retention > 0 {
-			pipe.PExpire(ctx, in, s.cfg.retention)
-		}
-		if s.cfg.perUser > 0 {
-			cards = append(cards, pipe.ZCard(ctx, in))
+	var cards []*redis.IntCmd
+	if s.cfg.perUser > 0 {
+		inIDs = slices.Compact(slices.Sorted(slices.Values(inIDs)))
+		for _, id := range inIDs {
+			lo, hi := inRange(id)
+			cards = append(cards, pipe.ZLexCount(ctx, s.inKey(id), lo, hi))
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
