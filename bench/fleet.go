@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -40,13 +40,13 @@ type fleetResult struct {
 	RoomPerFlush int `json:"room_growth_per_flush"`
 	// Events: Online and Join events received by every node's subscriber,
 	// and the latency from the touch to each.
-	Events int           `json:"events"`
+	Events int `json:"events"`
 	// Pending is the entries buffered with a change not yet sent, on all
 	// nodes, as the load stopped; FlushMean a flush's mean time.
 	Pending   int           `json:"pending_at_end"`
 	FlushMean time.Duration `json:"flush_mean_ns"`
-	P50    time.Duration `json:"event_latency_p50_ns"`
-	P99    time.Duration `json:"event_latency_p99_ns"`
+	P50       time.Duration `json:"event_latency_p50_ns"`
+	P99       time.Duration `json:"event_latency_p99_ns"`
 }
 
 const (

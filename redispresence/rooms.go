@@ -81,7 +81,7 @@ func (s *Store) memberships(ctx context.Context, id string) ([]string, error) {
 	ms, err := s.rdb.ZRangeByLex(ctx, s.inKey(id), &redis.ZRangeBy{Min: lo, Max: hi}).Result()
 	return inRooms(id, ms), err
 }
-func (s *Store) indexKey(n int) string      { return s.keyOf(setRef{kind: indexSet, n: n}) }
+func (s *Store) indexKey(n int) string { return s.keyOf(setRef{kind: indexSet, n: n}) }
 
 // TouchIn records activity by id now (the Store's clock) in room, and
 // globally; see [Store.TouchInAt].
