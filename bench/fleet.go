@@ -23,6 +23,7 @@ type fleetResult struct {
 	Nodes          int       `json:"nodes"`
 	Procs          int       `json:"gomaxprocs"` // the nodes'; Redis has a core of its own where there are 2 or more
 	Rooms          int       `json:"rooms"`
+	Rate           float64   `json:"rate"` // -fleet-rate: touches/s offered in all; 0: as fast as the nodes go
 	Seconds        float64   `json:"seconds"`
 	TouchesPerNode []float64 `json:"touches_per_s_per_node"`
 	Touches        float64   `json:"touches_per_s"`
@@ -77,7 +78,7 @@ func preload(addr string, users int, roomNames []string, roomOf []uint16) error 
 // rooms are crowded), for p.Duration.
 func runFleet(p params, out io.Writer) (fleetResult, error) {
 	t0 := time.Now()
-	r := fleetResult{Nodes: p.Nodes, Rooms: p.FleetRooms}
+	r := fleetResult{Nodes: p.Nodes, Rooms: p.FleetRooms, Rate: p.FleetRate}
 	addr := p.Redis
 	switch addr {
 	case "off":
@@ -154,7 +155,15 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 	touches := make([]atomic.Int64, p.Nodes)
 	stop := make(chan struct{})
 	var workers sync.WaitGroup
-	for w := range max(p.Workers, p.Nodes) {
+	nw := max(p.Workers, p.Nodes)
+	// Each worker keeps to its share of -fleet-rate: every 256 touches it
+	// sleeps until the time they were due.
+	var every time.Duration
+	if p.FleetRate > 0 {
+		every = time.Duration(float64(time.Second) * 256 * float64(nw) / p.FleetRate)
+	}
+	began := time.Now()
+	for w := range nw {
 		n := w % p.Nodes
 		workers.Add(1)
 		go func() {
@@ -167,6 +176,9 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 					case <-stop:
 						return
 					default:
+					}
+					if every > 0 {
+						time.Sleep(time.Until(began.Add(time.Duration(i/256) * every)))
 					}
 				}
 				u := k.next()
@@ -303,7 +315,11 @@ func printFleet(out io.Writer, r fleetResult) {
 	for n, t := range r.TouchesPerNode {
 		fmt.Fprintf(out, "  node %d: %s touches/s\n", n, si(t))
 	}
-	fmt.Fprintf(out, "  all:    %s touches/s\n", si(r.Touches))
+	paced := "as fast as the nodes go"
+	if r.Rate > 0 {
+		paced = "paced at " + si(r.Rate) + "/s (-fleet-rate)"
+	}
+	fmt.Fprintf(out, "  all:    %s touches/s, %s\n", si(r.Touches), paced)
 	fmt.Fprintf(out, "  Redis writes per touch: %.4f ZADD members (goal <= 0.05), %.4f commands\n", r.Written, r.Commands)
 	fmt.Fprintf(out, "  flushes: %s on average; %d entries pending on all nodes when the load stopped\n", r.FlushMean.Round(time.Millisecond), r.Pending)
 	fmt.Fprintf(out, "  largest disagreement between nodes: global count %d (it grew up to %d in one flush interval), busiest room %d (grew up to %d)\n",

@@ -60,6 +60,7 @@ type params struct {
 	Events     bool          `json:"events"`
 	Nodes      int           `json:"nodes"`
 	FleetRooms int           `json:"fleet_rooms"`
+	FleetRate  float64       `json:"fleet_rate"`
 
 	jsonOut, cpuProfile, memProfile string
 }
@@ -90,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (params, error) {
 	fs.BoolVar(&p.Events, "events", true, "also measure events: Touch with and without 4 subscribers, and the delivery of every user going offline at once")
 	fs.IntVar(&p.Nodes, "nodes", 0, "instead of the peers, run this many redispresence Stores in one process against one Redis (the fleet), with events and rooms")
 	fs.IntVar(&p.FleetRooms, "fleet-rooms", 10_000, "rooms of the fleet run: each user is in one, picked by a Zipf law")
+	fs.Float64Var(&p.FleetRate, "fleet-rate", 200_000, "touches/s of the fleet run in all (0: as fast as the nodes go, which one redis-server on one core cannot keep up with)")
 	fs.StringVar(&p.jsonOut, "json", "", "also write every figure, the parameters and machine facts to this file")
 	fs.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
 	fs.StringVar(&p.memProfile, "memprofile", "", "write a heap profile to this file at the end")
@@ -119,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (params, error) {
 	check(p.Pipeline > 0, "-pipeline must be positive")
 	check(p.Nodes >= 0 && p.Nodes <= 64, "-nodes must be 0 to 64, not %d", p.Nodes)
 	check(p.FleetRooms >= 2 && p.FleetRooms <= 65536, "-fleet-rooms must be 2 to 65536, not %d", p.FleetRooms)
+	check(p.FleetRate >= 0, "-fleet-rate must not be negative")
 	check(p.Nodes == 0 || p.Duration > 0, "-nodes runs for -duration, which must be positive")
 	for _, name := range p.Peers {
 		check(slices.Contains(allPeers, name), "unknown peer %q in -peers", name)

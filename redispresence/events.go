@@ -70,8 +70,7 @@ func (e *events) edge() int64 { return e.s.cfg.now().UnixMicro() - e.window }
 
 // publish queues, on pipe, the write of records (room, id, µs; room "" for
 // the user's global time) of shard n, which publishes Online and Join for
-// those it raises from the window's edge or before to after it. Its reply
-// is how many rooms it added to the index.
+// those it raises from the window's edge or before to after it.
 func (e *events) publish(ctx context.Context, pipe redis.Pipeliner, n int, records []any) *redis.Cmd {
 	args := append([]any{e.s.keyOf(setRef{kind: roomSet, n: n}), e.s.cfg.streamLen, e.edge()}, records...)
 	// EVAL, not EVALSHA: a pipeline cannot send the script again after a
@@ -94,13 +93,11 @@ if not edge then
   redis.call('HSET', st, 'edge', edge)
 end
 edge = tonumber(edge)
-local added = 0
 for i = 4, #ARGV, 3 do
   local room, id, score = ARGV[i], ARGV[i+1], ARGV[i+2]
   local key, kind = KEYS[1], 'online'
   if room ~= '' then
     key, kind = ARGV[1] .. room, 'join'
-    added = added + redis.call('ZADD', KEYS[4], 'GT', score, room)
   end
   local old = redis.call('ZSCORE', key, id)
   redis.call('ZADD', key, 'GT', score, id)
@@ -109,7 +106,7 @@ for i = 4, #ARGV, 3 do
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'k', kind, 'id', id, 'r', room, 'at', score, 'q', q)
   end
 end
-return added
+return 0
 `)
 
 // sweepScript moves one shard's edge to ARGV[3] and publishes Offline for

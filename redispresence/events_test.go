@@ -2,8 +2,10 @@ package redispresence_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -264,7 +266,7 @@ func TestEventsGapIsOverflow(t *testing.T) {
 func TestEventsUnderConcurrentTouchesFlushesAndSweeps(t *testing.T) {
 	_, rdb := connect(t)
 	clk := newClock()
-	const users, rooms = 200, 5
+	const users, rooms = 2000, 5
 	var stores []*redispresence.Store
 	var subs []*redispresence.Subscription
 	for range 3 {
@@ -276,27 +278,52 @@ func TestEventsUnderConcurrentTouchesFlushesAndSweeps(t *testing.T) {
 		stores, subs = append(stores, s), append(subs, sub)
 	}
 	var touching sync.WaitGroup
+	touched := make([]map[string]bool, 6) // "id/room" of each user and membership touched
 	for g := range 6 {
 		touching.Add(1)
+		touched[g] = map[string]bool{}
 		go func() {
 			defer touching.Done()
 			rng := rand.New(rand.NewPCG(uint64(g), 3))
 			for range 3000 {
 				s := stores[rng.IntN(len(stores))]
 				id := fmt.Sprint("u", rng.IntN(users))
+				touched[g][id+"/"] = true
 				if rng.IntN(3) == 0 {
-					s.TouchInAt(fmt.Sprint("room", rng.IntN(rooms)), id, clk.now())
+					room := fmt.Sprint("room", rng.IntN(rooms))
+					touched[g][id+"/"+room] = true
+					s.TouchInAt(room, id, clk.now())
 				} else {
 					s.TouchAt(id, clk.now())
 				}
-				if g == 0 {
-					clk.add(50 * time.Millisecond) // a window every 1200 touches
-				}
+				clk.add(40 * time.Millisecond) // a window every 1500 touches: users idle out and return
 			}
 		}()
 	}
-	touching.Wait()
+	// Besides the Stores' own flushers and sweepers, flush and sweep from
+	// random Stores as fast as they go, so that time passes many edges
+	// while the touches run.
 	ctx := context.Background()
+	stop, churned := make(chan struct{}), make(chan error)
+	go func() {
+		rng := rand.New(rand.NewPCG(9, 9))
+		for {
+			select {
+			case <-stop:
+				churned <- nil
+				return
+			default:
+			}
+			s := stores[rng.IntN(len(stores))]
+			if err := errors.Join(s.Flush(ctx), s.Sweep(ctx)); err != nil {
+				churned <- err
+				return
+			}
+		}
+	}()
+	touching.Wait()
+	close(stop)
+	require.NoError(t, <-churned)
 	clk.add(window / 2) // some go offline at the next sweep, some stay online
 	for _, s := range stores {
 		require.NoError(t, s.Flush(ctx))
@@ -338,8 +365,13 @@ func TestEventsUnderConcurrentTouchesFlushesAndSweeps(t *testing.T) {
 		assert.Equal(t, seqs[0], seqs[i], "subscription %d saw other events than subscription 0", i)
 	}
 	require.NotEmpty(t, seqs[0])
+	all := map[string]bool{}
+	for _, m := range touched {
+		maps.Copy(all, m)
+	}
 	offline := 0
-	for key, kinds := range seqs[0] {
+	for key := range all {
+		kinds := seqs[0][key] // none for one that was offline by the time it was flushed
 		for j, k := range kinds {
 			on := k == presence.Online || k == presence.Join
 			require.Equal(t, j%2 == 0, on, "%s: %v", key, kinds)
@@ -366,7 +398,7 @@ func TestEventsUnderConcurrentTouchesFlushesAndSweeps(t *testing.T) {
 		}
 	}
 	assert.NotZero(t, offline, "some went offline at the end")
-	t.Logf("%d events of %d users and memberships, %d offline at the end", len(got[0]), len(seqs[0]), offline)
+	t.Logf("%d events, %d users and memberships touched, %d offline at the end", len(got[0]), len(all), offline)
 	for _, s := range stores {
 		require.NoError(t, s.Close(ctx))
 	}

@@ -109,8 +109,9 @@ func WithKeys(k int) Option { return func(c *config) { c.keys = k } }
 // WithFlushInterval sets how often buffered touches are sent (default 1s).
 func WithFlushInterval(d time.Duration) Option { return func(c *config) { c.interval = d } }
 
-// WithTimeout bounds each flush, trim and query (default 2s); a query's
-// own context may end it sooner.
+// WithTimeout bounds each flush, trim and query (default 2s; a flush gets
+// 10µs more for each member it writes); a query's own context may end it
+// sooner.
 func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
 
 // WithMaxBuffered bounds how many users the buffer holds while Redis is
@@ -513,7 +514,14 @@ func (s *Store) Flush(ctx context.Context) error {
 		s.flushCalls.Add(1)
 		s.flushNanos.Add(int64(time.Since(start)))
 	}()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	size := 0
+	for _, zs := range all {
+		size += len(zs)
+	}
+	// The deadline grows with the batch, 10µs a member (a Redis core
+	// writes one in about 3): a backlog after an outage is larger than one
+	// interval's, and a flush that always timed out would never send it.
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout+time.Duration(size)*10*time.Microsecond)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	members := 0
@@ -523,15 +531,15 @@ func (s *Store) Flush(ctx context.Context) error {
 		scripted = make([][]any, s.cfg.keys)
 	}
 	for ref, zs := range all {
-		if scripted != nil && ref.kind != inSet {
-			// The script writes the users' and rooms' sets and the index,
-			// and publishes who came online.
-			if ref.kind != indexSet {
-				for _, z := range zs {
-					scripted[ref.n] = append(scripted[ref.n], ref.name, z.Member, int64(z.Score))
-				}
-				members += len(zs)
+		if scripted != nil && (ref.kind == usersSet || ref.kind == roomSet) {
+			// The script writes the users' and rooms' sets and publishes
+			// who came online. It comes after the index's ZADD of its
+			// shard in the pipeline (both go to the shard's node in
+			// order), so that a sweep finds the rooms it wrote to.
+			for _, z := range zs {
+				scripted[ref.n] = append(scripted[ref.n], ref.name, z.Member, int64(z.Score))
 			}
+			members += len(zs)
 			continue
 		}
 		key := s.keyOf(ref)
@@ -549,7 +557,7 @@ func (s *Store) Flush(ctx context.Context) error {
 		for len(args) > 0 {
 			batch := args[:min(len(args), 3*512)]
 			args = args[len(batch):]
-			newRooms = append(newRooms, int64Cmd{s.ev.publish(ctx, pipe, n, batch)})
+			s.ev.publish(ctx, pipe, n, batch)
 		}
 	}
 	for k, m := range metas {
