@@ -41,13 +41,17 @@ type fleetResult struct {
 	RoomPerFlush int `json:"room_growth_per_flush"`
 	// Events: Online and Join events received by every node's subscriber,
 	// and the latency from the touch to each.
-	Events int `json:"events"`
+	Events int           `json:"events"`
+	P50    time.Duration `json:"event_latency_p50_ns"`
+	P99    time.Duration `json:"event_latency_p99_ns"`
+	// What Redis holds (MEMORY USAGE of the keys) per user, and per
+	// membership on top of it.
+	BytesPerUser       float64 `json:"redis_bytes_per_user"`
+	BytesPerMembership float64 `json:"redis_bytes_per_membership"`
 	// Pending is the entries buffered with a change not yet sent, on all
 	// nodes, as the load stopped; FlushMean a flush's mean time.
 	Pending   int           `json:"pending_at_end"`
 	FlushMean time.Duration `json:"flush_mean_ns"`
-	P50       time.Duration `json:"event_latency_p50_ns"`
-	P99       time.Duration `json:"event_latency_p99_ns"`
 }
 
 const (
@@ -55,8 +59,10 @@ const (
 	arrivalEvery = 100 // one touch in this many is of a user not seen before
 )
 
-// preload touches every user once, in its room, and flushes.
-func preload(addr string, users int, roomNames []string, roomOf []uint16) error {
+// preload touches every user once, then puts each in its room, flushing
+// after each, and measures what Redis holds per user and per membership:
+// the sum of MEMORY USAGE of the keys each step wrote, per user.
+func preload(addr string, users int, roomNames []string, roomOf []uint16, r *fleetResult) error {
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
 	s, err := redispresence.New(rdb, redispresence.WithPrefix("fleet"), redispresence.WithFlushInterval(time.Hour),
@@ -64,12 +70,59 @@ func preload(addr string, users int, roomNames []string, roomOf []uint16) error 
 	if err != nil {
 		return err
 	}
+	defer s.Close(context.Background())
+	ctx := context.Background()
 	k := newKeys(users, "uniform", 1.1, 1)
 	now := time.Now()
 	for u := range users {
+		s.TouchAt(k.id(u), now)
+	}
+	if err := s.Flush(ctx); err != nil {
+		return err
+	}
+	alone, err := memoryUsage(rdb, "fleet:*")
+	if err != nil {
+		return err
+	}
+	for u := range users {
 		s.TouchInAt(roomNames[roomOf[u]], k.id(u), now)
 	}
-	return s.Close(context.Background())
+	if err := s.Flush(ctx); err != nil {
+		return err
+	}
+	all, err := memoryUsage(rdb, "fleet:*")
+	if err != nil {
+		return err
+	}
+	r.BytesPerUser, r.BytesPerMembership = float64(alone)/float64(users), float64(all-alone)/float64(users)
+	return nil
+}
+
+// memoryUsage sums MEMORY USAGE (SAMPLES 0: every element) of the keys
+// matching pattern.
+func memoryUsage(rdb *redis.Client, pattern string) (int64, error) {
+	ctx := context.Background()
+	var keys []string
+	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return 0, err
+	}
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(keys))
+	for i, key := range keys {
+		cmds[i] = pipe.MemoryUsage(ctx, key, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, c := range cmds {
+		sum += c.Val()
+	}
+	return sum, nil
 }
 
 // runFleet runs p.Nodes Stores against one redis-server: workers spread
@@ -116,7 +169,7 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 
 	// Every user online at the start, as in a fleet that has run a while:
 	// written by a Store without events, so no Online for them.
-	if err := preload(addr, p.Users, roomNames, roomOf); err != nil {
+	if err := preload(addr, p.Users, roomNames, roomOf, &r); err != nil {
 		return r, fmt.Errorf("preload: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "fleet: %d users preloaded in %s\n", p.Users, time.Since(t0).Round(time.Millisecond))
@@ -321,6 +374,7 @@ func printFleet(out io.Writer, r fleetResult) {
 	}
 	fmt.Fprintf(out, "  all:    %s touches/s, %s\n", si(r.Touches), paced)
 	fmt.Fprintf(out, "  Redis writes per touch: %.4f ZADD members (goal <= 0.05), %.4f commands\n", r.Written, r.Commands)
+	fmt.Fprintf(out, "  Redis holds %.0f bytes per user and %.0f more per membership (MEMORY USAGE)\n", r.BytesPerUser, r.BytesPerMembership)
 	fmt.Fprintf(out, "  flushes: %s on average; %d entries pending on all nodes when the load stopped\n", r.FlushMean.Round(time.Millisecond), r.Pending)
 	fmt.Fprintf(out, "  largest disagreement between nodes: global count %d (it grew up to %d in one flush interval), busiest room %d (grew up to %d)\n",
 		r.Disagree, r.PerFlush, r.RoomDisagree, r.RoomPerFlush)
