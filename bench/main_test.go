@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -168,4 +169,46 @@ func TestSmoke(t *testing.T) {
 	assert.Positive(t, ev.TouchesPerSecWithSubs)
 	assert.Equal(t, int64(eventSubscribers*2000), ev.Events+int64(ev.Dropped), "every user's Offline reached or was lost by each subscriber")
 	assert.Positive(t, ev.EventsPerSec)
+}
+
+// TestFleetSmoke runs -nodes on a tiny load against a redis-server the
+// program starts: every node touched, Redis was written less than once a
+// touch... and each node's subscriber got every arrival's Online and Join.
+func TestFleetSmoke(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("PRESENCE_STRICT") != "" {
+			t.Fatal("PRESENCE_STRICT is set and redis-server is not in PATH")
+		}
+		t.Skip("install redis-server to run it")
+	}
+	dir := t.TempDir()
+	p, err := parseFlags([]string{"-nodes", "3", "-users", "5000", "-fleet-rooms", "50", "-duration", "1500ms",
+		"-fleet-rate", "20000", "-json", filepath.Join(dir, "out.json")}, &bytes.Buffer{})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, run(p, &out, nil))
+	t.Log("\n" + out.String())
+	var doc struct {
+		Fleet fleetResult `json:"fleet"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "out.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &doc))
+	f := doc.Fleet
+	require.Len(t, f.TouchesPerNode, 3)
+	for _, tps := range f.TouchesPerNode {
+		assert.Positive(t, tps)
+	}
+	assert.InEpsilon(t, 20000, f.Touches, 0.3, "paced at -fleet-rate")
+	assert.Positive(t, f.Written)
+	assert.Positive(t, f.BytesPerUser)
+	assert.Positive(t, f.BytesPerMembership)
+	arrivals := 0.0
+	for _, tps := range f.TouchesPerNode {
+		arrivals += math.Ceil(tps * f.Seconds / arrivalEvery)
+	}
+	// Each arrival is an Online and a Join, on each of the 3 nodes.
+	assert.InEpsilon(t, 2*3*arrivals, float64(f.Events), 0.1)
+	assert.Positive(t, f.P50)
+	assert.GreaterOrEqual(t, f.P99, f.P50)
 }
