@@ -21,11 +21,15 @@
 //
 // # Layout
 //
-// Users are spread by a hash of their ID over K sorted sets (default 16)
-// named "<prefix>:{n}", scored by last-seen time in Unix microseconds, with
-// meta in hashes "<prefix>:meta:{n}" beside them (the {n} hash tag keeps a
-// set and its hash in one Redis Cluster slot). No key is hot, and the sets
-// spread over a cluster. Queries send one command per set in one pipeline
+// Users are spread by a hash of their ID over K shards (default 16): sorted
+// sets "<prefix>:{n}", scored by last-seen time in Unix microseconds, with
+// meta in hashes "<prefix>:meta:{n}" beside them. A room is a sorted set
+// "<prefix>:room:{n}<name>" of its members, in the shard n of its name;
+// the shard's rooms are indexed by latest activity in "<prefix>:rooms:{n}",
+// and its users' memberships listed in "<prefix>:in:{n}" (members "id NUL
+// room"). Every key of shard n carries the hash tag {n}, so each script and
+// multi-key read of a shard runs in one Redis Cluster slot; no key is hot,
+// and the shards spread over a cluster. Queries send one command per set in one pipeline
 // and merge: ZCOUNT for counts, ZREVRANGEBYSCORE with a cursor for pages
 // (and a Lua script when many users share the cursor's microsecond: the
 // server must allow EVALSHA), ZSCORE and HGET for one user. Redis is the
@@ -45,6 +49,33 @@
 // fail as soon as their context or the timeout says so: for contexts to cut
 // network waits short, create the client with ContextTimeoutEnabled (without
 // it, go-redis bounds them by its own read and write timeouts).
+//
+// # Rooms
+//
+// [Store.TouchInAt] records a user in a room, in the same buffer as its
+// global time: a membership costs one write to its room per interval, and
+// one to its user's list when it enters the buffer. [Store.Room] is a
+// read view of one room (a presencehttp.Querier, so the API and the
+// dashboard can show it); [Store.Rooms] lists the busiest, [Store.RoomsOf]
+// a user's, [Store.Leave] ends a membership. WithMaxRooms and
+// WithMaxRoomsPerUser cap them; retention trims them as it trims users.
+//
+// # Events
+//
+// With [WithEvents] every Store publishes the fleet's presence changes in
+// one Redis Stream per shard ("<prefix>:events:{n}", capped with XADD
+// MAXLEN ~): a flush writes through a script that publishes Online (and
+// Join) for each user it raises from beyond the online window, and one
+// Store at a time, holding a lease ("<prefix>:sweeper", SET NX PX), moves
+// each shard's window edge every interval and publishes Offline (and
+// Leave) for those it passes. Each shard keeps its edge
+// ("<prefix>:edge:{n}"), which both scripts read, so every Online is
+// followed by one Offline whichever Stores' clocks decided them. Every
+// Store with subscribers ([Store.Subscribe]) reads every stream from where
+// it last read; a gap in a stream's sequence numbers (events trimmed before
+// it read them, or lost in a failover) reaches its subscribers as an
+// Overflow. [Store.Hold] keeps a user online from any number of Stores,
+// counted once, for long-lived connections.
 //
 // # Retention
 //
