@@ -226,23 +226,23 @@ func TestEventsGapIsOverflow(t *testing.T) {
 	ctx := context.Background()
 	s.TouchAt("a", clk.now())
 	require.NoError(t, s.Flush(ctx))
-	e := <-sub.Events()
+	e := recv(t, sub)
 	assert.Equal(t, presence.Online, e.Kind)
 	// Five events the reader never sees: the stream's sequence jumps.
 	require.NoError(t, rdb.HIncrBy(ctx, "presence:edge:{0}", "seq", 5).Err())
 	s.TouchAt("b", clk.now())
 	require.NoError(t, s.Flush(ctx))
-	e = <-sub.Events()
+	e = recv(t, sub)
 	assert.Equal(t, presence.Overflow, e.Kind)
-	e = <-sub.Events()
+	e = recv(t, sub)
 	assert.Equal(t, ev{presence.Online, "b", ""}, ev{e.Kind, e.ID, e.Room})
 
-	e = <-slow.Events()
+	e = recv(t, slow)
 	assert.Equal(t, ev{presence.Online, "a", ""}, ev{e.Kind, e.ID, e.Room}, "its one slot kept the first")
 	assert.Equal(t, uint64(1), slow.Dropped(), "b did not fit")
 	s.TouchAt("c", clk.now())
 	require.NoError(t, s.Flush(ctx))
-	e = <-slow.Events()
+	e = recv(t, slow)
 	assert.Equal(t, presence.Overflow, e.Kind)
 	require.NoError(t, s.Close(ctx))
 	for closed := false; !closed; {
@@ -401,5 +401,17 @@ func TestEventsUnderConcurrentTouchesFlushesAndSweeps(t *testing.T) {
 	t.Logf("%d events, %d users and memberships touched, %d offline at the end", len(got[0]), len(all), offline)
 	for _, s := range stores {
 		require.NoError(t, s.Close(ctx))
+	}
+}
+
+// recv returns sub's next event, or fails the test after 10s.
+func recv(t *testing.T, sub *redispresence.Subscription) presence.Event {
+	t.Helper()
+	select {
+	case e := <-sub.Events():
+		return e
+	case <-time.After(10 * time.Second):
+		require.FailNow(t, "no event")
+		return presence.Event{}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onlinenow/presence"
 	"github.com/onlinenow/presence/presencetest"
 	"github.com/onlinenow/presence/redispresence"
 	"github.com/onlinenow/presence/redispresence/redistest"
@@ -261,4 +262,130 @@ func TestFaultSlotMigration(t *testing.T) {
 	assert.NotEqual(t, before, owner(), "the set moved")
 	t.Logf("%d touches, %d users, %+v", l.touches.Load(), len(want), s.Stats())
 	checkAll(t, s, want)
+}
+
+// TestFaultEventsThroughFailover: users arrive on one Store while the
+// master is killed and the replica promoted; every subscription of two
+// Stores gets each arrival's Online exactly once, unless an Overflow told
+// it that events were lost (a new master lacks what it did not replicate;
+// the resend then publishes some again).
+func TestFaultEventsThroughFailover(t *testing.T) {
+	sn := redistest.StartSentinel(t)
+	var stores []*redispresence.Store
+	var subs []*redispresence.Subscription
+	for range 2 {
+		s, err := redispresence.New(failoverClient(t, sn), redispresence.WithFlushInterval(20*time.Millisecond),
+			redispresence.WithTimeout(500*time.Millisecond), redispresence.WithEvents(time.Minute),
+			redispresence.WithEventPoll(10*time.Millisecond))
+		require.NoError(t, err)
+		defer s.Close(context.Background())
+		sub, err := s.Subscribe(1 << 16)
+		require.NoError(t, err)
+		stores, subs = append(stores, s), append(subs, sub)
+	}
+	stop, arrived := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				arrived <- n
+				return
+			case <-time.After(time.Millisecond):
+			}
+			stores[0].TouchAt(fmt.Sprint("a", n), time.Now())
+			n++
+		}
+	}()
+	time.Sleep(*outage / 2) // the load runs: a duration of the test, not a wait for expiry
+	sn.KillMaster()
+	sn.WaitFailover()
+	time.Sleep(*outage / 2)
+	close(stop)
+	n := <-arrived
+	flushed(t, stores[0])
+	// Read each subscription up to a marker published after every
+	// arrival, then to a second (a poll reads it only after the poll that
+	// read the first: so after every event of every stream before it).
+	seen, overflow := make([]map[string]int, len(subs)), make([]int, len(subs))
+	for _, m := range []string{"marker1", "marker2"} {
+		stores[0].TouchAt(m, time.Now())
+		flushed(t, stores[0])
+		for i, sub := range subs {
+			if seen[i] == nil {
+				seen[i] = map[string]int{}
+			}
+			for e := range sub.Events() {
+				if e.ID == m {
+					break
+				}
+				switch e.Kind {
+				case presence.Overflow:
+					overflow[i]++
+				case presence.Online:
+					seen[i][e.ID]++
+				}
+			}
+		}
+	}
+	for i := range subs {
+		seen, overflow := seen[i], overflow[i]
+		missing, twice := 0, 0
+		for k := range n {
+			switch c := seen[fmt.Sprint("a", k)]; {
+			case c == 0:
+				missing++
+			case c > 1:
+				twice++
+			}
+		}
+		t.Logf("subscription %d: %d arrivals, %d missing, %d twice, %d overflows", i, n, missing, twice, overflow)
+		if overflow == 0 {
+			assert.Zero(t, missing+twice, "subscription %d lost or repeated events without an Overflow", i)
+		}
+	}
+}
+
+// TestFailoverLosingEventsIsAnOverflow: events a subscriber read from the
+// master never reach the replica (stopped, its link dropped), the master is
+// killed, the replica promoted. The new master's stream lacks them and its
+// sequence goes back: the subscriber gets an Overflow, then events again.
+func TestFailoverLosingEventsIsAnOverflow(t *testing.T) {
+	sn := redistest.StartSentinel(t)
+	ctx := context.Background()
+	open := func() *redispresence.Store {
+		return newStore(t, failoverClient(t, sn), redispresence.WithTimeout(500*time.Millisecond),
+			redispresence.WithEvents(time.Minute), redispresence.WithEventPoll(5*time.Millisecond))
+	}
+	a, b := open(), open()
+	sub, err := b.Subscribe(0)
+	require.NoError(t, err)
+	next := func() presence.Event { return recv(t, sub) }
+	a.TouchAt("early", time.Now())
+	require.NoError(t, a.Flush(ctx))
+	assert.Equal(t, "early", next().ID)
+
+	require.NoError(t, sn.Replica.Signal(syscall.SIGSTOP))
+	mc := redis.NewClient(&redis.Options{Addr: sn.Master.Addr()})
+	defer mc.Close()
+	require.NoError(t, mc.ClientKillByFilter(ctx, "TYPE", "replica").Err())
+	for i := range 10 {
+		a.TouchAt(fmt.Sprint("lost", i), time.Now())
+	}
+	require.NoError(t, a.Flush(ctx), "the master acknowledges")
+	for range 10 {
+		assert.Equal(t, presence.Online, next().Kind, "read from the master before it dies")
+	}
+	sn.Master.Stop()
+	require.NoError(t, sn.Replica.Signal(syscall.SIGCONT))
+	sn.WaitFailover()
+	a.TouchAt("after", time.Now())
+	flushed(t, a)
+	flushed(t, a)
+	var got []presence.Event
+	for e := next(); e.ID != "after"; e = next() {
+		got = append(got, e)
+	}
+	require.NotEmpty(t, got)
+	assert.Equal(t, presence.Overflow, got[0].Kind, "the lost events are reported before anything else: %v", got)
 }
