@@ -50,6 +50,7 @@ func TestRoomsTwoNodes(t *testing.T) {
 			b.TouchInAt("doc1", "u1", t0.Add(500*time.Millisecond))
 			b.TouchInAt("doc1", "u1", t0.Add(-time.Hour)) // older: the room's time stays
 			b.TouchInAt("", "u4", t0)                     // no room, but a global touch
+			b.TouchInAt("bad\x00name", "u4", t0)          // no room either: Rooms lists two
 			require.NoError(t, a.Flush(ctx))
 			require.NoError(t, b.Flush(ctx))
 

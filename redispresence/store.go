@@ -401,6 +401,11 @@ func (s *Store) raise(k entryKey, ns int64) {
 // insert adds a buffer entry for k, or raises one added meanwhile. It
 // returns false if it found a dead entry (the caller retries).
 func (s *Store) insert(k entryKey, ns int64) bool {
+	// A room's name is checked when its membership enters the buffer, not
+	// at every touch of it.
+	if k.room != "" && !presence.ValidRoom(k.room) {
+		return true
+	}
 	if s.n.Load() >= int64(s.cfg.maxBuffered) {
 		s.dropped.Add(1)
 		return true
@@ -556,8 +561,8 @@ func (s *Store) Flush(ctx context.Context) error {
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	members := 0
-	var newRooms []interface{ Result() (int64, error) } // ZADDs to the room index: how many rooms they added
-	var scripted [][]any                                // with events: by shard, what the publish script writes
+	var newRooms []*redis.IntCmd // ZADDs to the room index: how many rooms they added
+	var scripted [][]any         // with events: by shard, what the publish script writes
 	if s.ev != nil {
 		scripted = make([][]any, s.cfg.keys)
 	}
@@ -627,8 +632,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	s.lastFlush.Store(time.Now().UnixNano())
 	added := int64(0)
 	for _, c := range newRooms {
-		n, _ := c.Result()
-		added += n
+		added += c.Val()
 	}
 	return errors.Join(s.capMemberships(ctx, inIDs, cards), s.capRooms(ctx, added))
 }
@@ -702,12 +706,8 @@ func (s *Store) Trim(ctx context.Context) error {
 			if len(old) == 0 {
 				break
 			}
-			members := make([]any, len(old))
-			for i, m := range old {
-				members[i] = m
-			}
 			pipe := s.rdb.Pipeline()
-			pipe.ZRem(ctx, s.key(k), members...)
+			pipe.ZRem(ctx, s.key(k), anys(old)...)
 			pipe.HDel(ctx, s.metaKey(k), old...)
 			if _, err := pipe.Exec(ctx); err != nil {
 				s.flushErrors.Add(1)
