@@ -58,10 +58,11 @@ func newEvents(s *Store) *events {
 	return &events{s: s, window: s.cfg.window.Microseconds(), node: hex.EncodeToString(b[:])}
 }
 
-func (e *events) stream(n int) string { return e.s.cfg.prefix + ":events:{" + strconv.Itoa(n) + "}" }
-func (e *events) state(n int) string  { return e.s.cfg.prefix + ":edge:{" + strconv.Itoa(n) + "}" }
+func (s *Store) streamKey(n int) string { return s.cfg.prefix + ":events:{" + strconv.Itoa(n) + "}" }
+func (s *Store) stateKey(n int) string  { return s.cfg.prefix + ":edge:{" + strconv.Itoa(n) + "}" }
+func (e *events) stream(n int) string   { return e.s.streamKey(n) }
 func (e *events) keys(n int) []string {
-	return []string{e.s.userKeys[n], e.stream(n), e.state(n), e.s.indexKey(n)}
+	return []string{e.s.userKeys[n], e.stream(n), e.s.stateKey(n), e.s.indexKey(n)}
 }
 
 // edge is the window's edge now, in Unix µs: users seen at it or before
@@ -140,21 +141,62 @@ redis.call('HSET', st, 'edge', new)
 return n
 `)
 
-// leaveScript removes ARGV[2] from the room KEYS[1] (of the shard whose
-// stream and state are KEYS[2] and KEYS[3]) and publishes Leave, at
-// ARGV[4], if it was online in it. ARGV[1] is the stream's length, ARGV[3]
-// the room.
-var leaveScript = redis.NewScript(`
-local old = redis.call('ZSCORE', KEYS[1], ARGV[2])
-if not old then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[2])
+// removeScript removes the members ARGV[5:] from the set KEYS[1] (of the
+// shard whose stream and state are KEYS[2] and KEYS[3]) and publishes, for
+// each that was online in it, an event of kind ARGV[2] ("gone": Offline;
+// "left": Leave) at ARGV[4] µs, in room ARGV[3]. ARGV[1] is the stream's
+// length. A shard that has no edge has published nothing, so owes no
+// event: without WithEvents the script is a ZREM that counts. It returns
+// how many it removed.
+var removeScript = redis.NewScript(`
 local edge = redis.call('HGET', KEYS[3], 'edge')
-if edge and tonumber(old) > tonumber(edge) then
-  local q = redis.call('HINCRBY', KEYS[3], 'seq', 1)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'k', 'left', 'id', ARGV[2], 'r', ARGV[3], 'at', ARGV[4], 'q', q)
+local n = 0
+for i = 5, #ARGV do
+  local old = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if old then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    n = n + 1
+    if edge and tonumber(old) > tonumber(edge) then
+      local q = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'k', ARGV[2], 'id', ARGV[i], 'r', ARGV[3], 'at', ARGV[4], 'q', q)
+    end
+  end
 end
-return 1
+return n
 `)
+
+// endScript ends the room ARGV[2], whose set is KEYS[1], publishing Leave
+// at ARGV[3] µs for its online members, and removes it from the index
+// KEYS[4]; KEYS[2..3] and ARGV[1] as removeScript's. It returns the
+// members it had, whose lists the caller updates.
+var endScript = redis.NewScript(`
+local all = redis.call('ZRANGE', KEYS[1], 0, -1)
+local edge = redis.call('HGET', KEYS[3], 'edge')
+if edge then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. edge, '+inf')) do
+    local q = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'k', 'left', 'id', id, 'r', ARGV[2], 'at', ARGV[3], 'q', q)
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[4], ARGV[2])
+return all
+`)
+
+// remove queues, on pipe, the removal of members from the set ref (a
+// room's or the users'), publishing Leave or Offline, now, for those that
+// were online, and their tombstones.
+func (s *Store) remove(ctx context.Context, pipe redis.Pipeliner, ref setRef, members ...string) int64Cmd {
+	kind := "left"
+	if ref.kind == usersSet {
+		kind = "gone"
+	}
+	args := append([]any{s.cfg.streamLen, kind, ref.name, s.cfg.now().UnixMicro()}, anys(members)...)
+	keys := []string{s.keyOf(ref), s.streamKey(ref.n), s.stateKey(ref.n)}
+	cmd := int64Cmd{removeScript.Eval(ctx, pipe, keys, args...)}
+	s.bury(ctx, pipe, ref, members...)
+	return cmd
+}
 
 // sweeper moves the window's edge every interval while this Store holds
 // the lease ("<prefix>:sweeper", SET NX PX for three intervals, renewed
@@ -424,6 +466,8 @@ func (e *events) eventOf(m redis.XMessage, q int64) (presence.Event, bool) {
 		ev.Kind, at = presence.Leave, at+e.window
 	case "left":
 		ev.Kind = presence.Leave
+	case "gone":
+		ev.Kind = presence.Offline
 	default:
 		return presence.Event{}, false
 	}

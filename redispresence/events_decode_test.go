@@ -19,6 +19,7 @@ func FuzzEventOf(f *testing.F) {
 	f.Add("online", "u1", "", "1796580000000000", "1")
 	f.Add("leave", "u1", "doc", "1796580000000000", "7")
 	f.Add("left", "", "r", "-1", "x")
+	f.Add("gone", "u", "", "1796580000000000", "3")
 	f.Add("offline", "u", "", "9223372036854775807", "")
 	f.Add("what", "u", "", "1", "1")
 	e := &events{window: time.Minute.Microseconds()}
@@ -32,7 +33,7 @@ func FuzzEventOf(f *testing.F) {
 		ev, ok := e.eventOf(m, seq)
 		us, err := strconv.ParseInt(at, 10, 64)
 		known := map[string]presence.EventKind{"online": presence.Online, "join": presence.Join,
-			"offline": presence.Offline, "leave": presence.Leave, "left": presence.Leave}[kind]
+			"offline": presence.Offline, "leave": presence.Leave, "left": presence.Leave, "gone": presence.Offline}[kind]
 		require.Equal(t, err == nil && known != 0, ok, "decoded %q", kind)
 		if !ok {
 			return

@@ -155,6 +155,50 @@ func TestEventsAcrossStores(t *testing.T) {
 	}
 }
 
+// TestEventsOfRemovals checks that what leaves Redis other than by the
+// window's edge publishes its events, once: the per-user and room caps,
+// Forget and retention; the sweep after them publishes only the rest.
+func TestEventsOfRemovals(t *testing.T) {
+	for _, top := range roomTopologies {
+		t.Run(top.name, func(t *testing.T) {
+			rdb := top.open(t)
+			clk := newClock()
+			stores, subs := eventStores(t, rdb, clk, 2, redispresence.WithMaxRoomsPerUser(1),
+				redispresence.WithMaxRooms(2), redispresence.WithRetention(2*window))
+			a, b := stores[0], stores[1]
+			ctx := context.Background()
+			at := func(d time.Duration) time.Time { return clk.now().Add(d) }
+
+			a.TouchInAt("r1", "u", at(0))
+			flushAll(t, a)
+			b.TouchInAt("r2", "u", at(time.Second)) // one room per user: u leaves r1
+			flushAll(t, b)
+			expect(t, clk, a, subs, ev{presence.Online, "u", ""}, ev{presence.Join, "u", "r1"},
+				ev{presence.Join, "u", "r2"}, ev{presence.Leave, "u", "r1"})
+
+			a.TouchInAt("r3", "v", at(2*time.Second)) // three rooms in the index: r1 ends, empty
+			flushAll(t, a)
+			a.TouchInAt("r4", "w", at(3*time.Second)) // r2 ends, with u in it
+			flushAll(t, a)
+			require.NoError(t, b.Forget(ctx, "w"))
+			expect(t, clk, a, subs, ev{presence.Online, "v", ""}, ev{presence.Join, "v", "r3"},
+				ev{presence.Leave, "u", "r2"}, ev{presence.Online, "w", ""}, ev{presence.Join, "w", "r4"},
+				ev{presence.Offline, "w", ""}, ev{presence.Leave, "w", "r4"})
+
+			clk.add(window + 5*time.Second)
+			require.NoError(t, a.Sweep(ctx))
+			require.NoError(t, b.Forget(ctx, "u"), "offline already: no event")
+			expect(t, clk, a, subs, ev{presence.Offline, "u", ""}, ev{presence.Offline, "v", ""}, ev{presence.Leave, "v", "r3"})
+			clk.add(2 * window)
+			require.NoError(t, a.Trim(ctx))
+			rooms, err := a.Rooms(ctx, time.Time{}, 0)
+			require.NoError(t, err)
+			assert.Empty(t, rooms, "retention ended r3")
+			expect(t, clk, a, subs) // and published nothing: v was offline
+		})
+	}
+}
+
 // TestHoldsCountOncePerUser holds one user on two Stores: one Online, one
 // user counted; it stays online while either holds it, and goes offline a
 // window after the last release, or after its last Store stops flushing.

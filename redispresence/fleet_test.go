@@ -189,6 +189,53 @@ func TestFailoverResendsWhatTheReplicaMissed(t *testing.T) {
 	checkAll(t, s, want)
 }
 
+// TestResendLeavesOutWhatWasRemoved: a Store's resend, after a failed
+// flush, sends its last batch again, but not the user another Store forgot
+// since, nor the membership another Store ended, nor a room ended: their
+// tombstones are newer than the times.
+func TestResendLeavesOutWhatWasRemoved(t *testing.T) {
+	_, rdb := connect(t)
+	ctx := context.Background()
+	a := newStore(t, rdb, redispresence.WithTimeout(100*time.Millisecond))
+	b := newStore(t, rdb, redispresence.WithMaxRooms(2))
+	a.TouchAt("kept", t0)
+	a.TouchAt("forgotten", t0)
+	a.TouchInAt("doc", "left", t0)
+	a.TouchInAt("doc", "stays", t0)
+	a.TouchInAt("ended", "member", t0.Add(-time.Second)) // the least recently active room
+	require.NoError(t, a.Flush(ctx))
+	require.NoError(t, b.Forget(ctx, "forgotten"))
+	left, err := b.Leave(ctx, "doc", "left")
+	require.NoError(t, err)
+	require.True(t, left)
+	b.TouchInAt("new", "stays", t0.Add(time.Second)) // a third room: "ended" ends
+	require.NoError(t, b.Flush(ctx))
+	rooms, err := b.Rooms(ctx, time.Time{}, 0)
+	require.NoError(t, err)
+	want := []presence.RoomCount{{Room: "doc", Count: 1}, {Room: "new", Count: 1}}
+	require.Equal(t, want, rooms)
+
+	// Redis stalls past the read timeout: the flush fails and asks for a resend.
+	require.NoError(t, rdb.Do(ctx, "CLIENT", "PAUSE", 1500, "ALL").Err())
+	a.TouchAt("later", t0)
+	require.Error(t, a.Flush(ctx))
+	flushed(t, a)
+	assert.NotZero(t, a.Stats().Resent, "the last batch went out again")
+
+	_, ok, err := a.Get(ctx, "kept")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	_, ok, err = a.Get(ctx, "forgotten")
+	require.NoError(t, err)
+	assert.False(t, ok, "the resend wrote back a forgotten user")
+	_, ok, err = a.Room("doc").Get(ctx, "left")
+	require.NoError(t, err)
+	assert.False(t, ok, "the resend wrote back a membership that left")
+	rooms, err = a.Rooms(ctx, time.Time{}, 0)
+	require.NoError(t, err)
+	assert.Equal(t, want, rooms, "the resend brought back an ended room")
+}
+
 // TestFaultMasterKilledUnderLoad: SIGKILL the master while goroutines touch
 // and the flusher runs every 20ms; the sentinels promote the replica;
 // touches never block, and every user ends at its newest time.

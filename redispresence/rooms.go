@@ -116,19 +116,10 @@ func (s *Store) Leave(ctx context.Context, room, id string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
 	buffered := s.drop(entryKey{room, id})
-	s.unsend(setRef{roomSet, s.shardOf(room), room}, id)
-	s.unsend(setRef{kind: inSet, n: s.shardOf(id)}, inMember(id, room))
 	pipe := s.rdb.Pipeline()
-	var n interface{ Result() (int64, error) }
-	if e := s.ev; e != nil {
-		// ZREM and the Leave event in one script: a sweep between them
-		// would publish a Leave of its own.
-		sh := s.shardOf(room)
-		n = int64Cmd{leaveScript.Eval(ctx, pipe, []string{s.roomKey(room), e.stream(sh), e.state(sh)},
-			s.cfg.streamLen, id, room, s.cfg.now().UnixMicro())}
-	} else {
-		n = pipe.ZRem(ctx, s.roomKey(room), id)
-	}
+	// ZREM and the Leave event in one script: a sweep between them would
+	// publish a Leave of its own.
+	n := s.remove(ctx, pipe, setRef{roomSet, s.shardOf(room), room}, id)
 	pipe.ZRem(ctx, s.inKey(id), inMember(id, room))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, fmt.Errorf("redispresence: leave: %w", err)
@@ -138,7 +129,8 @@ func (s *Store) Leave(ctx context.Context, room, id string) (bool, error) {
 }
 
 // Forget removes a user from Redis and from the buffer: its time, meta and
-// memberships. It walks the buffer for the user's memberships, so it costs
+// memberships, publishing Offline and Leave (WithEvents) if it was online.
+// It walks the buffer for the user's memberships, so it costs
 // O(buffer).
 func (s *Store) Forget(ctx context.Context, id string) error {
 	s.flushMu.Lock()
@@ -155,17 +147,12 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("redispresence: forget: %w", err)
 	}
-	s.unsend(setRef{kind: usersSet, n: s.shardOf(id)}, id)
-	for _, room := range rooms {
-		s.unsend(setRef{roomSet, s.shardOf(room), room}, id)
-		s.unsend(setRef{kind: inSet, n: s.shardOf(id)}, inMember(id, room))
-	}
 	k := s.shardOf(id)
 	pipe := s.rdb.Pipeline()
-	pipe.ZRem(ctx, s.key(k), id)
+	s.remove(ctx, pipe, setRef{kind: usersSet, n: k}, id)
 	pipe.HDel(ctx, s.metaKey(k), id)
 	for _, room := range rooms {
-		pipe.ZRem(ctx, s.roomKey(room), id)
+		s.remove(ctx, pipe, setRef{roomSet, s.shardOf(room), room}, id)
 		pipe.ZRem(ctx, s.inKey(id), inMember(id, room))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -174,16 +161,74 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 	return nil
 }
 
-// unsend removes member from the batches a resend would send again into
-// ref, so that it does not write back what Leave or Forget removed. Called
-// with flushMu held. Another Store's resend, after a dial within two
-// intervals of the Leave, can still write its own last touch back.
-func (s *Store) unsend(ref setRef, member string) {
-	for _, batch := range []map[setRef][]redis.Z{s.last, s.prev} {
-		if zs, ok := batch[ref]; ok {
-			batch[ref] = slices.DeleteFunc(zs, func(z redis.Z) bool { return z.Member == member })
+// goneFor is how long a tombstone lasts: a resend leaves out the times
+// of entries removed (by Leave, Forget, the caps or retention) after them,
+// so that a Store's resend after a failover does not write back what
+// another Store removed meanwhile. A resend sends no batch older than it.
+const goneFor = 10 * time.Minute
+
+func (s *Store) goneKey(n int) string { return s.cfg.prefix + ":gone:{" + strconv.Itoa(n) + "}" }
+
+// tombstone names, in the tombstones of its set's shard, an entry of ref
+// removed, or with member "" the end of the room ref names (for its set
+// and its index entry).
+func tombstone(ref setRef, member string) string {
+	switch {
+	case ref.kind == usersSet:
+		return "u:" + member
+	case member == "" || ref.kind == indexSet:
+		return "e:" + ref.name
+	}
+	return "r:" + ref.name + "\x00" + member
+}
+
+// bury queues, on pipe, tombstones at now for the members of ref (or, for
+// the member "", the end of its room), and the removal of those older than
+// goneFor from the shard's set.
+func (s *Store) bury(ctx context.Context, pipe redis.Pipeliner, ref setRef, members ...string) {
+	now := s.cfg.now().UnixMicro()
+	zs := make([]redis.Z, len(members))
+	for i, m := range members {
+		zs[i] = redis.Z{Score: float64(now), Member: tombstone(ref, m)}
+	}
+	key := s.goneKey(ref.n)
+	pipe.ZAdd(ctx, key, zs...)
+	pipe.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(now-goneFor.Microseconds(), 10))
+}
+
+// buried returns the tombstones of every shard, by name, with their times.
+func (s *Store) buried(ctx context.Context) (map[string]float64, error) {
+	lo := strconv.FormatInt(s.cfg.now().Add(-goneFor).UnixMicro(), 10)
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, s.cfg.keys)
+	for n := range cmds {
+		cmds[n] = pipe.ZRangeByScoreWithScores(ctx, s.goneKey(n), &redis.ZRangeBy{Min: lo, Max: "+inf"})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, wrap("tombstones", err)
+	}
+	gone := map[string]float64{}
+	for _, c := range cmds {
+		for _, z := range c.Val() {
+			gone[z.Member.(string)] = z.Score
 		}
 	}
+	return gone, nil
+}
+
+// alive reports whether a resent z of ref is not older than a removal of
+// it or the end of its room.
+func alive(gone map[string]float64, ref setRef, z redis.Z) bool {
+	if ref.kind == inSet {
+		return true // a stray membership is left out by roomTimes
+	}
+	if at, ok := gone[tombstone(ref, z.Member.(string))]; ok && at >= z.Score {
+		return false
+	}
+	if at, ok := gone[tombstone(ref, "")]; ok && ref.kind == roomSet && at >= z.Score {
+		return false
+	}
+	return true
 }
 
 // Room is a read view of one room in Redis: its members, each with the
@@ -350,7 +395,7 @@ func (s *Store) capMemberships(ctx context.Context, ids []string, cards []*redis
 			return wrap("rooms per user", err)
 		}
 		for _, r := range in[min(len(in), s.cfg.perUser):] {
-			pipe.ZRem(ctx, s.roomKey(r.room), ids[i])
+			s.remove(ctx, pipe, setRef{roomSet, s.shardOf(r.room), r.room}, ids[i])
 			pipe.ZRem(ctx, s.inKey(ids[i]), inMember(ids[i], r.room))
 			over = true
 		}
@@ -406,26 +451,36 @@ func (s *Store) capRooms(ctx context.Context, added int64) error {
 	return s.endRooms(ctx, all[:min(int64(len(all)), excess)])
 }
 
-// endRooms deletes rooms (members of the index), their index entries and
-// their members' memberships.
+// endRooms deletes rooms (members of the index), publishing Leave for
+// their online members, their index entries and their members'
+// memberships.
 func (s *Store) endRooms(ctx context.Context, rooms []redis.Z) error {
 	if len(rooms) == 0 {
 		return nil
 	}
 	pipe := s.rdb.Pipeline()
-	members := make([]*redis.StringSliceCmd, len(rooms))
+	members := make([]*redis.Cmd, len(rooms))
+	now := s.cfg.now().UnixMicro()
 	for i, z := range rooms {
-		members[i] = pipe.ZRange(ctx, s.roomKey(z.Member.(string)), 0, -1)
+		room := z.Member.(string)
+		n := s.shardOf(room)
+		keys := []string{s.roomKey(room), s.streamKey(n), s.stateKey(n), s.indexKey(n)}
+		members[i] = endScript.Eval(ctx, pipe, keys, s.cfg.streamLen, room, now)
+		s.bury(ctx, pipe, setRef{roomSet, n, room}, "")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return wrap("end rooms", err)
 	}
 	pipe = s.rdb.Pipeline()
 	for i, z := range rooms {
-		room := z.Member.(string)
-		s.unlist(ctx, pipe, room, members[i].Val())
-		pipe.Del(ctx, s.roomKey(room))
-		pipe.ZRem(ctx, s.indexKey(s.shardOf(room)), room)
+		ids, err := members[i].StringSlice()
+		if err != nil {
+			return wrap("end rooms", err)
+		}
+		s.unlist(ctx, pipe, z.Member.(string), ids)
+	}
+	if pipe.Len() == 0 {
+		return nil
 	}
 	_, err := pipe.Exec(ctx)
 	return wrap("end rooms", err)
@@ -482,7 +537,7 @@ func (s *Store) trimRooms(ctx context.Context, cutoff string) error {
 					continue
 				}
 				s.unlist(ctx, pipe, room, ids)
-				pipe.ZRem(ctx, s.roomKey(room), anys(ids)...)
+				s.remove(ctx, pipe, setRef{roomSet, s.shardOf(room), room}, ids...)
 				if len(ids) == 1000 {
 					next = append(next, room)
 				}

@@ -41,14 +41,19 @@
 // the buffer keeps each user's newest time, up to [WithMaxBuffered] users
 // (default 1M). A user not already buffered beyond that is dropped, and
 // counted in Stats.Dropped. Flushes time out ([WithTimeout], default 2s),
-// back off up to 30s, and report to [WithOnError] and Stats; nothing buffered
-// is lost, and everything is written once Redis answers again. After a
-// failed flush or a connection to a new address (a failover), the next flush
-// also sends the two last good batches again (Stats.Resent): a new master
-// may lack writes the old one acknowledged but did not replicate. Queries
-// fail as soon as their context or the timeout says so: for contexts to cut
-// network waits short, create the client with ContextTimeoutEnabled (without
-// it, go-redis bounds them by its own read and write timeouts).
+// back off up to 30s, and report to [WithOnError] and Stats; nothing
+// buffered is lost, and everything is written once Redis answers again.
+// After a failed flush or a connection to a new address (a failover), the
+// next flush also sends the two last good batches again (Stats.Resent): a
+// new master may lack writes the old one acknowledged but did not replicate.
+// What Leave, Forget, the room caps and the rooms' retention removed leaves
+// tombstones in "<prefix>:gone:{n}" for ten minutes, and a resend leaves out
+// the times they are newer than, so that one Store's resend does not bring
+// back what another removed (a touch still buffered from before the removal
+// does, as any touch does). Queries fail as soon as their context or the
+// timeout says so: for contexts to cut network waits short, create the
+// client with ContextTimeoutEnabled (without it, go-redis bounds them by its
+// own read and write timeouts).
 //
 // # Rooms
 //
@@ -63,19 +68,20 @@
 // # Events
 //
 // With [WithEvents] every Store publishes the fleet's presence changes in
-// one Redis Stream per shard ("<prefix>:events:{n}", capped with XADD
-// MAXLEN ~): a flush writes through a script that publishes Online (and
-// Join) for each user it raises from beyond the online window, and one
-// Store at a time, holding a lease ("<prefix>:sweeper", SET NX PX), moves
-// each shard's window edge every interval and publishes Offline (and
-// Leave) for those it passes. Each shard keeps its edge
-// ("<prefix>:edge:{n}"), which both scripts read, so every Online is
-// followed by one Offline whichever Stores' clocks decided them. Every
-// Store with subscribers ([Store.Subscribe]) reads every stream from where
-// it last read; a gap in a stream's sequence numbers (events trimmed before
-// it read them, or lost in a failover) reaches its subscribers as an
-// Overflow. [Store.Hold] keeps a user online from any number of Stores,
-// counted once, for long-lived connections.
+// one Redis Stream per shard ("<prefix>:events:{n}", capped with XADD MAXLEN
+// ~): a flush writes through a script that publishes Online (and Join) for
+// each user it raises from beyond the online window, and one Store at a
+// time, holding a lease ("<prefix>:sweeper", SET NX PX), moves each shard's
+// window edge every interval and publishes Offline (and Leave) for those it
+// passes; Leave, Forget and the room caps publish Offline and Leave for the
+// online users they remove. Each shard keeps its edge ("<prefix>:edge:{n}"),
+// which both scripts read, so every Online is followed by one Offline
+// whichever Stores' clocks decided them. Every Store with subscribers
+// ([Store.Subscribe]) reads every stream from where it last read; a gap in a
+// stream's sequence numbers (events trimmed before it read them, or lost in
+// a failover) reaches its subscribers as an Overflow. [Store.Hold] keeps a
+// user online from any number of Stores, counted once, for long-lived
+// connections.
 //
 // # Retention
 //
@@ -252,9 +258,11 @@ type Store struct {
 	// not replicate; the connection may have been dialed during the last
 	// flush, after the one it lost). last and prev are those batches, per
 	// set, without what they resent themselves, so they stay two
-	// intervals' worth; the flusher's own.
+	// intervals' worth; the flusher's own. A resend leaves out what a
+	// tombstone says was removed since (see goneFor), and batches older.
 	resend                atomic.Bool
 	last, prev            map[setRef][]redis.Z
+	batchAt               [2]int64 // when last and prev were sent, µs by the clock
 	flushNanos, lastFlush atomic.Int64
 
 	flushMu   sync.Mutex      // one flush at a time
@@ -531,11 +539,29 @@ func (s *Store) Flush(ctx context.Context) error {
 	resent := 0
 	all := byKey // this flush's own times, and the resent ones
 	if s.resend.Swap(false) {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+		gone, err := s.buried(rctx)
+		cancel()
+		if err != nil {
+			s.flushErrors.Add(1)
+			s.resend.Store(true)
+			return fmt.Errorf("redispresence: flush under %s: %w", s.cfg.prefix, err)
+		}
 		all = make(map[setRef][]redis.Z, len(byKey))
-		for _, batch := range []map[setRef][]redis.Z{byKey, s.last, s.prev} {
+		for key, zs := range byKey {
+			all[key] = slices.Clip(zs) // appends below copy, not write into byKey's arrays
+		}
+		for i, batch := range []map[setRef][]redis.Z{s.last, s.prev} {
+			if s.batchAt[i] < s.cfg.now().Add(-goneFor).UnixMicro() {
+				continue // older than the tombstones: not lost by a failover now
+			}
 			for key, zs := range batch {
 				// A newer time of the same member in the batch wins anyway (GT).
-				all[key] = slices.Concat(all[key], zs)
+				for _, z := range zs {
+					if alive(gone, key, z) {
+						all[key] = append(all[key], z)
+					}
+				}
 			}
 		}
 		for key, zs := range all {
@@ -625,6 +651,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	}
 	if len(changes) > 0 {
 		s.last, s.prev = byKey, s.last
+		s.batchAt = [2]int64{s.cfg.now().UnixMicro(), s.batchAt[0]}
 	}
 	s.sent.Add(uint64(members - resent))
 	s.resent.Add(uint64(resent))
