@@ -60,9 +60,8 @@ func newEvents(s *Store) *events {
 
 func (s *Store) streamKey(n int) string { return s.cfg.prefix + ":events:{" + strconv.Itoa(n) + "}" }
 func (s *Store) stateKey(n int) string  { return s.cfg.prefix + ":edge:{" + strconv.Itoa(n) + "}" }
-func (e *events) stream(n int) string   { return e.s.streamKey(n) }
 func (e *events) keys(n int) []string {
-	return []string{e.s.userKeys[n], e.stream(n), e.s.stateKey(n), e.s.indexKey(n)}
+	return []string{e.s.userKeys[n], e.s.streamKey(n), e.s.stateKey(n), e.s.indexKey(n)}
 }
 
 // edge is the window's edge now, in Unix µs: users seen at it or before
@@ -402,9 +401,9 @@ func (e *events) readOnce(ids []string, seqs []int64) {
 	reads := make([]*redis.XStreamSliceCmd, len(ids))
 	for n, id := range ids {
 		if id == "" {
-			starts[n] = pipe.XRevRangeN(ctx, e.stream(n), "+", "-", 1)
+			starts[n] = pipe.XRevRangeN(ctx, e.s.streamKey(n), "+", "-", 1)
 		} else {
-			reads[n] = pipe.XRead(ctx, &redis.XReadArgs{Streams: []string{e.stream(n), id}, Count: 1024, Block: -1})
+			reads[n] = pipe.XRead(ctx, &redis.XReadArgs{Streams: []string{e.s.streamKey(n), id}, Count: 1024, Block: -1})
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {

@@ -234,6 +234,13 @@ func TestResendLeavesOutWhatWasRemoved(t *testing.T) {
 	rooms, err = a.Rooms(ctx, time.Time{}, 0)
 	require.NoError(t, err)
 	assert.Equal(t, want, rooms, "the resend brought back an ended room")
+	indexed := 0
+	for it := rdb.Scan(ctx, 0, "*:rooms:*", 0).Iterator(); it.Next(ctx); {
+		if rdb.ZScore(ctx, it.Val(), "ended").Err() == nil {
+			indexed++
+		}
+	}
+	assert.Zero(t, indexed, "the resend wrote the ended room back into the index")
 }
 
 // TestFaultMasterKilledUnderLoad: SIGKILL the master while goroutines touch

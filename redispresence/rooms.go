@@ -161,10 +161,11 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 	return nil
 }
 
-// goneFor is how long a tombstone lasts: a resend leaves out the times
-// of entries removed (by Leave, Forget, the caps or retention) after them,
-// so that a Store's resend after a failover does not write back what
-// another Store removed meanwhile. A resend sends no batch older than it.
+// goneFor is how long a tombstone lasts: a resend leaves out the times of
+// entries removed (by Leave, Forget, the room caps or the rooms'
+// retention) after them, so that a Store's resend after a failover does
+// not write back what another Store removed meanwhile. A resend sends no
+// batch older than it.
 const goneFor = 10 * time.Minute
 
 func (s *Store) goneKey(n int) string { return s.cfg.prefix + ":gone:{" + strconv.Itoa(n) + "}" }
@@ -176,7 +177,9 @@ func tombstone(ref setRef, member string) string {
 	switch {
 	case ref.kind == usersSet:
 		return "u:" + member
-	case member == "" || ref.kind == indexSet:
+	case ref.kind == indexSet:
+		return "e:" + member // the index's members are the rooms
+	case member == "":
 		return "e:" + ref.name
 	}
 	return "r:" + ref.name + "\x00" + member
