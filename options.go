@@ -42,15 +42,16 @@ func (o Option) applyOpen(c *openConfig) { o(&c.config) }
 type OpenOption interface{ applyOpen(*openConfig) }
 
 type config struct {
-	shards     int
-	resolution time.Duration
-	retention  time.Duration
-	maxUsers   int
-	expected   int
-	now        func() time.Time
-	maxRooms   int
-	perUser    int  // WithMaxRoomsPerUser
-	roomIndex  bool // the engine is a room index: it has no rooms of its own
+	shards       int
+	resolution   time.Duration
+	retention    time.Duration
+	maxUsers     int
+	expected     int
+	now          func() time.Time
+	maxRooms     int
+	perUser      int  // WithMaxRoomsPerUser
+	roomIndex    bool // the engine is a room index: it has no rooms of its own
+	countTouches bool // WithTouchCount
 
 	onlineWindow time.Duration
 	grace        time.Duration
@@ -152,3 +153,10 @@ func WithHoldGrace(d time.Duration) Option { return func(c *config) { c.grace = 
 // level Error; each save, at Debug; events the sweeper's subscribers lost
 // by falling behind, at Warn. Nil, the default, logs nothing.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithTouchCount makes the engine count every touch exactly, for
+// [Stats].Touches. It is off by default because the hot path is a map probe
+// and a compare-and-swap, and even a per-P counter adds a third to that
+// (BENCHMARKS.md, Core); a server that wants a request rate can count its
+// requests where it handles them (the middleware's Counters do, per P).
+func WithTouchCount() Option { return func(c *config) { c.countTouches = true } }

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/puzpuzpuz/xsync/v3"
+
 	"github.com/onlinenow/presence"
 )
 
@@ -107,7 +109,7 @@ func BenchmarkTouchSameSlot(b *testing.B) {
 			}
 		})
 	})
-	b.Run("hot-per-goroutine", func(b *testing.B) {
+	b.Run("hot-per-goroutine/touch", func(b *testing.B) {
 		// Each goroutine its own hot user: what scaling looks like without
 		// two cores writing one cache line.
 		e := presence.New()
@@ -120,6 +122,45 @@ func BenchmarkTouchSameSlot(b *testing.B) {
 			for pb.Next() {
 				i++
 				e.TouchAt(id, t0.Add(i))
+			}
+		})
+	})
+	b.Run("hot-per-goroutine/map-load", func(b *testing.B) {
+		// The floor of the one above: a bare probe of the same keys.
+		m := xsync.NewMapOf[string, *floorUser]()
+		var worker atomic.Int64
+		var sink atomic.Int64
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			id := fmt.Sprint("user", worker.Add(1))
+			u, own := newFloorUser(id)
+			m.Store(own, u)
+			n := int64(0)
+			for pb.Next() {
+				if u, ok := m.Load(id); ok {
+					n += u.lastSeen
+				}
+			}
+			sink.Add(n)
+		})
+	})
+	b.Run("hot-per-goroutine/map-load-cas", func(b *testing.B) {
+		// The least any touch that keeps a time that never goes backwards
+		// can do: the probe and a compare-and-swap of the time.
+		m := xsync.NewMapOf[string, *floorUser]()
+		var worker atomic.Int64
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			id := fmt.Sprint("user", worker.Add(1))
+			u, own := newFloorUser(id)
+			m.Store(own, u)
+			i := int64(0)
+			for pb.Next() {
+				i++
+				if u, ok := m.Load(id); ok {
+					old := atomic.LoadInt64(&u.lastSeen)
+					atomic.CompareAndSwapInt64(&u.lastSeen, old, old+i)
+				}
 			}
 		})
 	})
@@ -136,16 +177,48 @@ func BenchmarkTouchSameSlot(b *testing.B) {
 		})
 	})
 	for _, dist := range []string{"uniform", "zipf"} {
-		b.Run("1M-"+dist, func(b *testing.B) {
-			ids := userIDs()
+		// "touch" and its floor, "map-load" (a bare read-only probe of the
+		// same keys in the same order, in an xsync map of the same users),
+		// run side by side: the target is touch <= 1.3x map-load.
+		ids := userIDs()
+		seq := sequence(dist, 1<<22, len(ids), 1)
+		b.Run("1M-"+dist+"/touch", func(b *testing.B) {
 			e := presence.New()
 			for _, id := range ids {
 				e.TouchAt(id, t0)
 			}
-			seq := sequence(dist, 1<<22, len(ids), 1)
 			touchSameSlot(b, e, seq)
 		})
+		b.Run("1M-"+dist+"/map-load", func(b *testing.B) {
+			m := xsync.NewMapOf[string, *floorUser]()
+			for _, id := range ids {
+				u, own := newFloorUser(id)
+				m.Store(own, u)
+			}
+			loadSameKeys(b, m, seq)
+		})
 	}
+}
+
+// loadSameKeys is touchSameSlot's floor: each goroutine probes m for the
+// users of seq from the same place, and reads what it finds.
+func loadSameKeys(b *testing.B, m *xsync.MapOf[string, *floorUser], seq []int32) {
+	var worker atomic.Int64
+	var sink atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(worker.Add(1)) * 7919
+		var buf [13]byte
+		n := int64(0)
+		for pb.Next() {
+			if u, ok := m.Load(idInto(&buf, seq[i&(len(seq)-1)])); ok {
+				n += u.lastSeen
+			}
+			i++
+		}
+		sink.Add(n)
+	})
 }
 
 // touchSameSlot times touches of the users of seq from GOMAXPROCS

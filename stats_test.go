@@ -19,9 +19,15 @@ import (
 )
 
 // TestStatsTouches counts touches from many goroutines: every valid call of
-// each kind once, invalid IDs and unusable times not at all.
+// each kind once, invalid IDs and unusable times not at all; without
+// WithTouchCount nothing is counted, and Stats says so.
 func TestStatsTouches(t *testing.T) {
-	e := presence.New()
+	plain := presence.New()
+	plain.Touch("a")
+	assert.Equal(t, uint64(0), plain.Stats().Touches)
+	assert.False(t, plain.Stats().TouchesCounted)
+
+	e := presence.New(presence.WithTouchCount())
 	defer e.Close()
 	const workers, each = 8, 1000
 	var wg sync.WaitGroup
@@ -50,6 +56,7 @@ func TestStatsTouches(t *testing.T) {
 	e.Hold("h")()               // a hold records a touch
 	st := e.Stats()
 	assert.Equal(t, uint64(workers*each+1), st.Touches)
+	assert.True(t, st.TouchesCounted)
 	assert.Equal(t, uint64(1), st.RejectedIDs)
 }
 

@@ -15,10 +15,12 @@
 // # Cost
 //
 // A scrape reads what [presence.Engine.Stats] keeps (each shard's counters
-// under its read lock, the touch tally's per-P cells) and one slot-counter
-// sum per window: O(shards x windows), not O(users) or O(rooms), and the
-// allocations of the metrics themselves. The engine counts touches per P
-// whether or not a collector reads them (BENCHMARKS.md gives the cost).
+// under its read lock) and one slot-counter sum per window: O(shards x
+// windows), not O(users) or O(rooms), and the allocations of the metrics
+// themselves. The engine counts touches only when made with
+// [presence.WithTouchCount], since a count costs its hot path a third
+// (BENCHMARKS.md gives the cost); the request rate comes from the
+// middleware's counters by default ([NewMiddlewareCollector]).
 // The Redis collector calls [redispresence.Store.Stats], which walks the
 // Store's write buffer (at most WithMaxBuffered users).
 //

@@ -16,7 +16,9 @@ type engineStats struct {
 }
 
 // NewCollector returns a collector of e's metrics: users, online and
-// active users, touches, index moves, users added and removed (by reason),
+// active users, touches (for an engine made with
+// [presence.WithTouchCount]; otherwise count requests with
+// [NewMiddlewareCollector]), index moves, users added and removed (by reason),
 // rejected IDs and room names, rooms and memberships, snapshots (saves,
 // errors, time, size, last success) and events (published, lost,
 // subscribers). Register it on the registry that serves them.
@@ -29,7 +31,6 @@ func NewCollector(e *presence.Engine, opts ...Option) prometheus.Collector {
 	m := []metric[engineStats]{
 		gauge(c.desc("", "users", "Users the engine holds."), func(s *engineStats) float64 { return float64(s.Users) }),
 		gauge(c.desc("", "online_users", "Users online: held, or seen within the online window."), func(s *engineStats) float64 { return float64(s.online) }),
-		counter(c.desc("", "touches_total", "Touches recorded (Touch, TouchAt, TouchIn, TouchInAt, Hold)."), func(s *engineStats) uint64 { return s.Touches }),
 		counter(c.desc("", "users_added_total", "Users added to the engine."), func(s *engineStats) uint64 { return s.Inserted }),
 		counter(c.desc("", "index_moves_total", "Index moves: a known user's time entered a new slot."), func(s *engineStats) uint64 { return s.Moved }),
 		counter(removed, func(s *engineStats) uint64 { return s.Evicted }, "evicted"),
@@ -52,6 +53,9 @@ func NewCollector(e *presence.Engine, opts ...Option) prometheus.Collector {
 		gauge(c.desc("", "event_subscribers", "Open event subscriptions."), func(s *engineStats) float64 { return float64(s.Subscribers) }),
 		counter(c.desc("", "events_total", "Events published, each counted once."), func(s *engineStats) uint64 { return s.Events }),
 		counter(c.desc("", "events_dropped_total", "Events subscribers lost by falling behind, summed over subscribers."), func(s *engineStats) uint64 { return s.EventsDropped }),
+	}
+	if e.Stats().TouchesCounted {
+		m = append(m, counter(c.desc("", "touches_total", "Touches recorded (Touch, TouchAt, TouchIn, TouchInAt, Hold)."), func(s *engineStats) uint64 { return s.Touches }))
 	}
 	if len(windows) > 0 {
 		active := c.desc("", "active_users", "Users seen within the window the label names.", "window")

@@ -23,7 +23,7 @@ func ExampleNewCollector() {
 	fams, _ := reg.Gather()
 	for _, f := range fams {
 		switch f.GetName() {
-		case "presence_users", "presence_online_users", "presence_active_users", "presence_touches_total":
+		case "presence_users", "presence_online_users", "presence_active_users":
 			for _, m := range f.GetMetric() {
 				v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
 				fmt.Println(f.GetName(), v)
@@ -33,6 +33,5 @@ func ExampleNewCollector() {
 	// Output:
 	// presence_active_users 2
 	// presence_online_users 1
-	// presence_touches_total 2
 	// presence_users 2
 }

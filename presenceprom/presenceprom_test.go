@@ -81,7 +81,7 @@ next:
 func TestEngineMetrics(t *testing.T) {
 	now := t0
 	e := presence.New(presence.WithClock(func() time.Time { return now }), presence.WithMaxRooms(2),
-		presence.WithOnlineWindow(5*time.Minute))
+		presence.WithOnlineWindow(5*time.Minute), presence.WithTouchCount())
 	defer e.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(presenceprom.NewCollector(e,
@@ -167,6 +167,7 @@ func TestNamespace(t *testing.T) {
 		presenceprom.NewMiddlewareCollector(middleware.NewCounters(), presenceprom.WithNamespace("myapp")))
 	fams := scrape(t, reg)
 	assert.Contains(t, fams, "myapp_users")
+	assert.NotContains(t, fams, "myapp_touches_total", "an engine made without WithTouchCount counts no touches")
 	assert.Contains(t, fams, "myapp_http_requests_total")
 	assert.NotContains(t, fams, "presence_users")
 
