@@ -565,6 +565,7 @@ func (s *shard) hold(id string, now *reading) *holdSet {
 			s.holds = make(map[string]*holdSet)
 		}
 		s.holds[id] = h
+		s.e.holding.Add(1)
 		old := itemOf(ent)
 		was := s.online(old)
 		ent.lastSeen.Store(heldNs)
@@ -591,6 +592,7 @@ func (s *shard) release(id string, h *holdSet, now *reading) (int64, bool) {
 		return 0, false
 	}
 	delete(s.holds, id)
+	s.e.holding.Add(-1)
 	ent, ok := s.load(id)
 	if !ok || ent.lastSeen.Load() != heldNs {
 		return 0, false

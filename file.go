@@ -99,7 +99,7 @@ func (e *Engine) loadFile(path string, unpublished bool) error {
 // removes temporary files left by an interrupted save, loads path if it
 // exists (a missing file is a fresh start), then saves every
 // [WithSnapshotInterval] in the background, skipping saves when nothing
-// changed. [Engine.Close] stops the saver and writes a final snapshot.
+// changed and no one is held. [Engine.Close] stops the saver and writes a final snapshot.
 //
 // A corrupt file is renamed to "<path>.corrupt-<unix seconds>" and Open
 // returns the error wrapping [ErrCorruptSnapshot], unless

@@ -67,6 +67,7 @@ type Engine struct {
 	// inserted. Without a cap it stays 0 (shard.held counts): one counter
 	// written by every insert on every core would cost each a cache miss.
 	n             atomic.Int64
+	holding       atomic.Int64 // users (and members) held: while any is, every save has news
 	snapNanos     atomic.Int64 // time in SaveFile, all calls
 	snapLast      atomic.Int64 // Unix ns at the end of the last good save; 0 before
 	snapBytes     atomic.Int64 // the last good save's size

@@ -23,7 +23,9 @@ func (o fileOption) applyOpen(c *openConfig) { o(c) }
 
 // WithSnapshotInterval sets how often an engine made by [Open] saves its
 // snapshot (default one minute; d <= 0 selects the default). A save is
-// skipped when nothing changed since the last one.
+// skipped when nothing changed since the last one and no one is held (a
+// held user is saved as seen at each save, so that after a crash its time
+// on disk is at most one interval old).
 func WithSnapshotInterval(d time.Duration) OpenOption {
 	if d <= 0 {
 		d = defaultEvery
@@ -82,10 +84,12 @@ func (sv *saver) close(e *Engine) (err error) {
 	return err
 }
 
-// saveIfDirty saves when anything changed since the last save. The flag is
-// cleared first, so a change made during the save is saved next time.
+// saveIfDirty saves when anything changed since the last save, or while
+// anyone is held: a held user is saved as seen at the save, so its time on
+// disk grows with each one. The flag is cleared first, so a change made
+// during the save is saved next time.
 func (e *Engine) saveIfDirty() error {
-	if !e.dirty.Swap(false) {
+	if !e.dirty.Swap(false) && e.holding.Load() == 0 {
 		return nil
 	}
 	err := e.SaveFile(e.saver.path)

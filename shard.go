@@ -444,7 +444,10 @@ func (s *shard) drop(it item) {
 	s.e.markDirty()
 	id := it.id()
 	s.forgive(id)
-	delete(s.holds, id)
+	if _, ok := s.holds[id]; ok {
+		delete(s.holds, id)
+		s.e.holding.Add(-1)
+	}
 	if was {
 		s.announce(false, id, 0, nil)
 	}
