@@ -78,8 +78,8 @@
 // counters once it holds 256 members (a smaller room counts by a walk).
 // A TouchIn of a member whose slot in the room does not change is one more
 // map probe and compare-and-swap than a Touch. An empty room holds nothing
-// and disappears. [WithMaxRooms] and [WithMaxRoomsPerUser] bound a flood of
-// names: what goes is the least recently active. A cursor belongs to the
+// and disappears. [WithMaxRooms] and [WithMaxRoomsPerUser] (1,000 by
+// default) bound a flood of names: what goes is the least recently active. A cursor belongs to the
 // walk that made it; another room's is refused ([Room.CheckCursor]).
 // Snapshots carry memberships, and merging two merges them.
 //

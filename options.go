@@ -14,6 +14,12 @@ const (
 	MaxMetaLen = 1024
 )
 
+// DefaultMaxRoomsPerUser is how many rooms one user may be in unless
+// [WithMaxRoomsPerUser] says otherwise: more than any page, chat or
+// document list shows at once, and few enough that a client making up room
+// names cannot grow the engine (or a snapshot record) without bound.
+const DefaultMaxRoomsPerUser = 1000
+
 const (
 	defaultResolution   = time.Second
 	defaultOnlineWindow = 5 * time.Minute
@@ -72,7 +78,12 @@ func (c *config) fill() {
 	c.maxUsers = max(c.maxUsers, 0)
 	c.expected = min(max(c.expected, 0), maxExpected)
 	c.maxRooms = max(c.maxRooms, 0)
-	c.perUser = max(c.perUser, 0)
+	switch {
+	case c.perUser == 0:
+		c.perUser = DefaultMaxRoomsPerUser
+	case c.perUser < 0:
+		c.perUser = 0 // no cap
+	}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -131,9 +142,12 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 // memberships. Zero (the default) or a negative n means no cap.
 func WithMaxRooms(n int) Option { return func(c *config) { c.maxRooms = n } }
 
-// WithMaxRoomsPerUser caps the rooms one user is in. A user joining a room
-// beyond the cap leaves the room it was least recently active in. Zero (the
-// default) or a negative n means no cap. Enforcing it costs a join O(n).
+// WithMaxRoomsPerUser caps the rooms one user is in (default
+// [DefaultMaxRoomsPerUser]). A user joining a room beyond the cap leaves
+// the room it was least recently active in. Zero selects the default; a
+// negative n means no cap, which lets one user (one client of an
+// application that names rooms after its requests' paths) make memberships
+// without bound. Enforcing it costs a join beyond the cap O(n).
 func WithMaxRoomsPerUser(n int) Option { return func(c *config) { c.perUser = n } }
 
 // WithOnlineWindow sets how long after a user was last seen it stays online,

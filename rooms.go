@@ -198,6 +198,17 @@ func (e *Engine) roomsOf(id string) []string {
 	return slices.Clone(l.names)
 }
 
+// roomCount returns how many rooms id is in.
+func (e *Engine) roomCount(id string) int {
+	l, ok := e.userRooms.Load(id)
+	if !ok {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.names)
+}
+
 // roomTimes appends id's memberships that have not expired at now to buf.
 func (e *Engine) roomTimes(id string, buf []roomTime, now *reading) []roomTime {
 	for _, name := range e.roomsOf(id) {
@@ -221,13 +232,13 @@ func (e *Engine) leaveAll(id string) {
 }
 
 // trimRooms makes id leave the rooms it was least recently active in until
-// it is in WithMaxRoomsPerUser.
+// it is in WithMaxRoomsPerUser. Within the cap it costs a lock and a length.
 func (e *Engine) trimRooms(id string) {
 	for {
-		names := e.roomsOf(id)
-		if len(names) <= e.perUser {
+		if e.roomCount(id) <= e.perUser {
 			return
 		}
+		names := e.roomsOf(id)
 		victim, oldest := "", int64(0)
 		for _, name := range names {
 			ls := int64(minNano - 1) // a membership leaving meanwhile goes first

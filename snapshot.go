@@ -33,9 +33,13 @@ package presence
 //	  uvarint  the user's last-seen minus its last-seen in the room
 //
 // Records are written newest first in index order, so deltas are small
-// (about 4 bytes for users milliseconds apart). A reader reads any order
-// correctly; every length is checked against the limits and the bytes that
-// remain before anything is allocated.
+// (about 4 bytes for users milliseconds apart). A user in many rooms takes
+// several records of the same time, each with at most 64 KiB of room
+// entries, the first with the meta and the rest with none, so that no
+// record nears the block limit. A reader reads any order correctly and
+// merges records of one ID as it merges snapshots; every length is checked
+// against the limits and the bytes that remain before anything is
+// allocated.
 
 import (
 	"bufio"
@@ -160,8 +164,32 @@ func (sw *snapWriter) write(b []byte) {
 	sw.crc = crc32.Update(sw.crc, castagnoli, b)
 }
 
-// record encodes a user; rooms' times are not after ns.
+// maxRecordRooms bounds the bytes of room entries in one record. A user in
+// more rooms is written as several records of the same time, the first
+// with the meta, which the reader merges as it merges any two records of
+// one user: so no record the writer makes nears the reader's maxBlock,
+// whatever WithMaxRoomsPerUser allows.
+const maxRecordRooms = 64 << 10
+
+// record encodes a user, in several records if its rooms need; rooms'
+// times are not after ns.
 func (sw *snapWriter) record(ns int64, id, meta string, rooms []roomTime) {
+	for {
+		n, size := 0, 0
+		for n < len(rooms) && size < maxRecordRooms {
+			size += len(rooms[n].name) + 2*binary.MaxVarintLen64
+			n++
+		}
+		sw.one(ns, id, meta, rooms[:n])
+		if rooms = rooms[n:]; len(rooms) == 0 {
+			return
+		}
+		meta = ""
+	}
+}
+
+// one encodes one record.
+func (sw *snapWriter) one(ns int64, id, meta string, rooms []roomTime) {
 	b := binary.AppendVarint(sw.block, ns-sw.prev)
 	b = binary.AppendUvarint(b, uint64(len(id)))
 	b = append(b, id...)

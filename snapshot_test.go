@@ -806,3 +806,55 @@ func TestRestoreRepeats(t *testing.T) {
 		})
 	}
 }
+
+// TestLargestStateLoads builds the largest user each option allows (the
+// longest ID and meta, in as many rooms as the cap allows, every name of
+// the longest length) and saves it; the next Open loads all of it. Without
+// a cap a user in 3,000 such rooms makes 1.5 MB of memberships, more than
+// the reader takes in one block: the writer splits it.
+func TestLargestStateLoads(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opt   presence.Option
+		rooms int
+	}{
+		{"default cap", presence.WithMaxRoomsPerUser(0), presence.DefaultMaxRoomsPerUser},
+		{"no cap", presence.WithMaxRoomsPerUser(-1), 3000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := t0
+			clock := presence.WithClock(func() time.Time { return now })
+			path := filepath.Join(t.TempDir(), "big.snap")
+			e, err := presence.Open(path, clock, tc.opt)
+			require.NoError(t, err)
+			id := strings.Repeat("u", presence.MaxIDLen)
+			meta := strings.Repeat("m", presence.MaxMetaLen)
+			room := func(i int) string { return fmt.Sprintf("%0*d", presence.MaxIDLen, i) }
+			for i := range tc.rooms + 10 { // the ten oldest leave for the cap, if there is one
+				e.TouchInAt(room(i), id, t0.Add(time.Duration(i)*time.Millisecond))
+			}
+			require.True(t, e.SetMeta(id, meta))
+			e.TouchAt("small", t0)
+			want := e.RoomsOf(id)
+			if tc.rooms == presence.DefaultMaxRoomsPerUser {
+				require.Len(t, want, tc.rooms, "the default cap holds")
+			} else {
+				require.Len(t, want, tc.rooms+10)
+			}
+			require.NoError(t, e.Close())
+
+			back, err := presence.Open(path, clock, tc.opt)
+			require.NoError(t, err, "the engine loads what it saved")
+			defer back.Close()
+			got, ok := back.Get(id)
+			require.True(t, ok)
+			assert.Equal(t, meta, got.Meta)
+			assert.Equal(t, t0.Add(time.Duration(tc.rooms+9)*time.Millisecond), got.LastSeen)
+			assert.Equal(t, want, back.RoomsOf(id))
+			assert.Equal(t, 2, back.Len())
+			last, ok := back.Room(room(tc.rooms + 9)).LastSeen(id)
+			require.True(t, ok)
+			assert.Equal(t, got.LastSeen, last)
+		})
+	}
+}
