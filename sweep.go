@@ -1,0 +1,217 @@
+package presence
+
+import (
+	"time"
+)
+
+// startLive starts the sweeper, once: it sets every shard's edge to the
+// start of the online window (users older than it are offline already),
+// then sweeps each tick.
+func (e *Engine) startLive() {
+	e.startOnce.Do(func() {
+		if e.startEdges() {
+			go e.sweeper()
+		}
+	})
+}
+
+// startEdges readies the engine for sweeps, unless it is closed.
+func (e *Engine) startEdges() bool {
+	e.pubMu.Lock()
+	closed := e.closing
+	e.pubMu.Unlock()
+	if closed {
+		return false
+	}
+	now := e.clock(unread)
+	edge := slotOf(now.ns()-e.onlineWindow, e.lay.res)
+	// Stored first: a room made from now on starts at the edge, and
+	// one made before is in roomMap for the loop below.
+	e.edgeSlot.Store(edge)
+	for _, s := range e.shards {
+		s.startEdge(edge)
+	}
+	e.roomMap.Range(func(_ string, s *shard) bool {
+		s.startEdge(edge)
+		return true
+	})
+	e.stop, e.done = make(chan struct{}), make(chan struct{})
+	e.started.Store(true)
+	return true
+}
+
+func (e *Engine) sweeper() {
+	defer close(e.done)
+	t := time.NewTicker(e.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.sweep()
+		}
+	}
+}
+
+// sweep moves every shard's edge to the start of the online window,
+// publishing Offline (and Leave) for the users it passes, then looks at the
+// releases whose grace has passed. Rooms with no member seen since the
+// last edge have nothing to pass and are not visited.
+func (e *Engine) sweep() {
+	now := e.clock(unread)
+	edge := slotOf(now.ns()-e.onlineWindow, e.lay.res)
+	prev := e.edgeSlot.Swap(edge)
+	if e.log != nil {
+		defer e.logLost()
+	}
+	wait := e.tick / 2 // see awaitRoom
+	for _, s := range e.shards {
+		s.sweep(edge, &now, &wait)
+	}
+	if e.roomMap.Size() > 0 {
+		for a := range e.roomIndex.Since(time.Unix(0, prev*e.lay.res)) {
+			if s, ok := e.roomMap.Load(a.ID); ok {
+				s.sweep(edge, &now, &wait)
+			}
+		}
+	}
+	for {
+		e.graceMu.Lock()
+		if len(e.graceQ) == 0 || e.graceQ[0].at+e.grace > now.ns() {
+			e.graceMu.Unlock()
+			return
+		}
+		c := e.graceQ[0]
+		e.graceQ[0] = graceCheck{}
+		e.graceQ = e.graceQ[1:]
+		e.graceMu.Unlock()
+		c.s.graceEnd(c.ent, c.id, c.at, &now)
+	}
+}
+
+// closeLive stops the sweeper and closes every subscription.
+func (e *Engine) closeLive() {
+	e.stopOnce.Do(func() {
+		e.pubMu.Lock()
+		e.closing = true
+		for _, s := range e.subscribers() {
+			e.unsubscribe(s)
+		}
+		e.pubMu.Unlock()
+		// Wait for a startLive in flight (it saw closing unset and will
+		// start the sweeper); one after this sees closing and starts none.
+		e.startOnce.Do(func() {})
+		if e.started.Load() {
+			close(e.stop)
+			<-e.done
+		}
+	})
+}
+
+func (e *Engine) isClosed() bool { return e.closing }
+
+// sweepBatch is how many users the sweeper passes per lock hold: a million
+// going offline at once must not stall the touches of that shard.
+const sweepBatch = 256
+
+// roomFor reports whether every subscriber's channel has room for n more
+// events (or is empty, if it holds fewer).
+func (e *Engine) roomFor(n int) bool {
+	if p := e.subs.Load(); p != nil {
+		for _, sub := range *p {
+			if cap(sub.ch)-len(sub.ch) < min(n, cap(sub.ch)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// awaitRoom waits until every subscriber has room for a sweep's batch of
+// events, or until the sweep has waited *wait in all (half a tick). The
+// sweeper is the one producer of bursts (a million users going offline
+// at once): waiting for the subscribers there lets one that keeps up on
+// average receive all of a burst through a small buffer, and costs a
+// stalled one at most half a tick's delay per sweep that has users to
+// pass. It is called holding no lock, so no Touch, Hold or query waits
+// with it, and it sleeps rather than spins, so that on a machine with few
+// cores the subscribers get them.
+func (e *Engine) awaitRoom(wait *time.Duration) {
+	start := time.Now()
+	for !e.roomFor(sweepBatch) {
+		if time.Since(start) >= *wait {
+			*wait = 0
+			return
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+	*wait -= time.Since(start)
+}
+
+// startEdge moves the shard's edge to slot, if it is behind.
+func (s *shard) startEdge(slot int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b := s.lay.bound(slot); itemLess(s.edge, b) {
+		s.edge = b
+	}
+}
+
+// sweep moves the edge to slot, publishing Offline (or Leave) for each
+// online user it passes, a batch per lock hold.
+func (s *shard) sweep(slot int64, now *reading, wait *time.Duration) {
+	end := s.lay.bound(slot)
+	var batch []item
+	var gone []string // the batch's users that go offline
+	for {
+		batch = batch[:0]
+		s.mu.Lock()
+		if !itemLess(s.edge, end) {
+			s.mu.Unlock()
+			return
+		}
+		s.tree.AscendRange(s.edge, end, func(it item) bool {
+			if itemLess(s.edge, it) {
+				batch = append(batch, it)
+			}
+			return len(batch) < sweepBatch
+		})
+		if len(batch) > 0 && *wait > 0 && !s.e.roomFor(len(batch)) {
+			// Let the subscribers catch up, then take the batch again:
+			// the shard may have changed meanwhile.
+			s.mu.Unlock()
+			s.e.awaitRoom(wait)
+			continue
+		}
+		gone = gone[:0]
+		for _, it := range batch {
+			if s.online(it) {
+				gone = append(gone, it.id())
+			} else {
+				s.forgive(it.id())
+			}
+		}
+		s.e.publishEach(s.offKind(), gone, s.room, now)
+		full := len(batch) == sweepBatch
+		if full {
+			s.edge = batch[len(batch)-1]
+		} else {
+			s.edge = end
+		}
+		s.mu.Unlock()
+		if !full {
+			return
+		}
+	}
+}
+
+// logLost logs the events subscribers lost since it last logged, if any:
+// once a sweep at most, however many were lost.
+func (e *Engine) logLost() {
+	total := e.dropped.Load()
+	if n := total - e.lostLogged; n > 0 {
+		e.lostLogged = total
+		e.log.Warn("presence: subscribers fell behind and lost events", "lost", n, "lost_total", total)
+	}
+}
