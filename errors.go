@@ -18,4 +18,9 @@ var (
 	// version (or with flags) this build cannot read. The engine is left
 	// unchanged.
 	ErrSnapshotVersion = errors.New("presence: unsupported snapshot version")
+
+	// ErrNotRegular is returned by [Open] and [Engine.LoadFile] when the
+	// snapshot's path names a directory, a FIFO, a device or anything else
+	// but a regular file. Nothing is read from it.
+	ErrNotRegular = errors.New("presence: snapshot path is not a regular file")
 )

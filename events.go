@@ -2,6 +2,8 @@ package presence
 
 import (
 	"sync"
+
+	"github.com/google/btree"
 	"sync/atomic"
 	"time"
 )
@@ -95,6 +97,12 @@ type live struct {
 	stop      chan struct{}
 	done      chan struct{}
 	stopOnce  sync.Once
+
+	// due schedules the rooms' sweeps (dueRoom), from the first sweep on
+	// (dueOn). Its lock is taken after a room's.
+	dueMu sync.Mutex
+	due   *btree.BTreeG[dueRoom]
+	dueOn atomic.Bool
 
 	graceMu  sync.Mutex
 	graceQ   []graceCheck // releases in time order, checked at release + grace

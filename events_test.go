@@ -227,6 +227,54 @@ func TestRoomEvents(t *testing.T) {
 	})
 }
 
+// TestRoomSweepSchedule: the sweep visits a room once its oldest online
+// member may have gone; each member leaves on time whether it was seen
+// again after the room was scheduled or joined in the past (TouchInAt),
+// and a room whose members all left is not
+// visited again until one comes back.
+func TestRoomSweepSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := presence.New(presence.WithOnlineWindow(time.Minute))
+		defer e.Close()
+		sub := e.Subscribe(0)
+		var seq uint64
+		leaves := func() []string {
+			var ids []string
+			for _, x := range drain(t, sub, &seq) {
+				if x.kind == presence.Leave {
+					ids = append(ids, x.id)
+				}
+			}
+			return ids
+		}
+		start := time.Now()
+		e.TouchIn("doc", "a") // the room is due at a's slot
+		time.Sleep(20 * time.Second)
+		e.TouchIn("doc", "b")
+		time.Sleep(20 * time.Second)
+		e.TouchIn("doc", "a") // a moves on: at a's old slot, no one leaves
+		e.TouchInAt("doc", "c", start.Add(-5*time.Second)) // older than the slot the room is due at
+		release := e.HoldIn("doc", "d")
+		time.Sleep(10 * time.Second)
+		assert.Empty(t, leaves())
+		release() // 50s: d leaves after the hold grace
+		time.Sleep(6 * time.Second) // 56s: so does c (-5s)
+		assert.ElementsMatch(t, []string{"c", "d"}, leaves())
+
+		time.Sleep(25 * time.Second) // 81s: b (20s) is gone
+		assert.Equal(t, []string{"b"}, leaves())
+		time.Sleep(20 * time.Second) // 101s: a (40s) is gone
+		assert.Equal(t, []string{"a"}, leaves())
+		time.Sleep(time.Minute)
+		assert.Empty(t, leaves())
+
+		e.TouchIn("doc", "b") // back: due again
+		assert.Equal(t, 1, e.Room("doc").Count(time.Second))
+		time.Sleep(61 * time.Second)
+		assert.Equal(t, []string{"b"}, leaves())
+	})
+}
+
 func TestOverflow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := presence.New()

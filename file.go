@@ -84,6 +84,11 @@ func splitPath(path string) (dir, base string) {
 func (e *Engine) LoadFile(path string) error { return e.loadFile(path, false) }
 
 func (e *Engine) loadFile(path string, unpublished bool) error {
+	// Opening a FIFO for reading waits for a writer, and a device or a
+	// directory is no snapshot: refuse them at once.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("presence: load %s: %w (%v)", path, ErrNotRegular, fi.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("presence: load: %w", err)
@@ -105,7 +110,9 @@ func (e *Engine) loadFile(path string, unpublished bool) error {
 // returns the error wrapping [ErrCorruptSnapshot], unless
 // [WithStartEmptyOnCorrupt] was given. A file of an unknown version is left
 // in place and Open returns the error wrapping [ErrSnapshotVersion]: saving
-// over it would destroy data a newer build wrote.
+// over it would destroy data a newer build wrote. A path that names
+// something other than a regular file (a directory, a FIFO, a device) is
+// left alone and Open fails at once with an error wrapping [ErrNotRegular].
 func Open(path string, opts ...OpenOption) (*Engine, error) {
 	c := openConfig{every: defaultEvery}
 	for _, o := range opts {

@@ -86,6 +86,7 @@ type shard struct {
 	// graceOff holds the users announced offline by a hold's grace while
 	// filed above it; holds the users held. See events.go.
 	edge     item
+	due      int64 // a room's slot in the sweep's schedule, or noDue (dueRoom)
 	graceOff map[string]struct{}
 	holds    map[string]*holdSet
 
@@ -108,6 +109,7 @@ func newShard(e *Engine, room string) *shard {
 		room:    room,
 		counted: room == "",
 		edge:    item{key: math.MinInt64},
+		due:     noDue,
 	}
 	if e.started.Load() {
 		s.edge = e.lay.bound(e.edgeSlot.Load())
@@ -415,6 +417,9 @@ func (s *shard) file(ent *entry, n int, ns int64, now *reading) {
 	ent.filed.Store(it.key)
 	if s.oldest != nil && it.key < s.oldest.Load() {
 		s.oldest.Store(it.key)
+	}
+	if slot := s.lay.slot(it); slot < s.due && s.room != "" && s.e.dueOn.Load() {
+		s.e.setDue(s, slot)
 	}
 }
 

@@ -574,6 +574,20 @@ func TestOpen(t *testing.T) {
 		assert.Equal(t, 1, back.Len(), "Close wrote a final snapshot")
 		require.NoError(t, back.Close())
 	})
+	t.Run("not a regular file", func(t *testing.T) {
+		dir := t.TempDir()
+		fifo := filepath.Join(dir, "fifo")
+		require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+		for _, path := range []string{fifo, dir} {
+			_, err := presence.Open(path) // a FIFO would block a plain open
+			require.ErrorIs(t, err, presence.ErrNotRegular, path)
+			assert.NotErrorIs(t, err, presence.ErrCorruptSnapshot)
+			fi, err := os.Lstat(path)
+			require.NoError(t, err)
+			assert.False(t, fi.Mode().IsRegular(), "left in place")
+		}
+		assert.ErrorIs(t, presence.New().LoadFile(fifo), presence.ErrNotRegular)
+	})
 	t.Run("corrupt file is moved aside", func(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "s")

@@ -1,7 +1,11 @@
 package presence
 
 import (
+	"math"
 	"time"
+	"unsafe"
+
+	"github.com/google/btree"
 )
 
 // startLive starts the sweeper, once: it sets every shard's edge to the
@@ -31,8 +35,10 @@ func (e *Engine) startEdges() bool {
 	for _, s := range e.shards {
 		s.startEdge(edge)
 	}
+	e.dueOn.Store(true) // rooms filing members from now on schedule themselves
 	e.roomMap.Range(func(_ string, s *shard) bool {
 		s.startEdge(edge)
+		s.reschedule()
 		return true
 	})
 	e.stop, e.done = make(chan struct{}), make(chan struct{})
@@ -56,12 +62,13 @@ func (e *Engine) sweeper() {
 
 // sweep moves every shard's edge to the start of the online window,
 // publishing Offline (and Leave) for the users it passes, then looks at the
-// releases whose grace has passed. Rooms with no member seen since the
-// last edge have nothing to pass and are not visited.
+// releases whose grace has passed. A room is visited only once the edge
+// passes the member it is due at (see dueRoom): an idle engine's sweep
+// costs O(shards), however many rooms have members online.
 func (e *Engine) sweep() {
 	now := e.clock(unread)
 	edge := slotOf(now.ns()-e.onlineWindow, e.lay.res)
-	prev := e.edgeSlot.Swap(edge)
+	e.edgeSlot.Store(edge)
 	if e.log != nil {
 		defer e.logLost()
 	}
@@ -69,12 +76,9 @@ func (e *Engine) sweep() {
 	for _, s := range e.shards {
 		s.sweep(edge, &now, &wait)
 	}
-	if e.roomMap.Size() > 0 {
-		for a := range e.roomIndex.Since(time.Unix(0, prev*e.lay.res)) {
-			if s, ok := e.roomMap.Load(a.ID); ok {
-				s.sweep(edge, &now, &wait)
-			}
-		}
+	for _, s := range e.dueBefore(edge) {
+		s.sweep(edge, &now, &wait)
+		s.reschedule()
 	}
 	for {
 		e.graceMu.Lock()
@@ -214,4 +218,78 @@ func (e *Engine) logLost() {
 		e.lostLogged = total
 		e.log.Warn("presence: subscribers fell behind and lost events", "lost", n, "lost_total", total)
 	}
+}
+
+// dueRoom is a room in the sweep's schedule: due at the slot of its oldest
+// member above its edge, which is the first the sweep may find offline.
+// Members only move newer, so a room is never late: at worst it is
+// visited early (its oldest member was seen again meanwhile), finds
+// nothing to pass, and is scheduled again. A member filed older than the
+// slot a room is due at (a TouchInAt in the past, a release) moves the
+// room ahead (shard.file).
+type dueRoom struct {
+	slot int64
+	s    *shard
+}
+
+// noDue is the due slot of a room with no member above its edge.
+const noDue = math.MaxInt64
+
+func dueLess(a, b dueRoom) bool {
+	if a.slot != b.slot {
+		return a.slot < b.slot
+	}
+	return uintptr(unsafe.Pointer(a.s)) < uintptr(unsafe.Pointer(b.s))
+}
+
+// setDue schedules s, a room, at slot (noDue: not at all). Called with s's
+// lock held; the schedule's lock comes after every room's.
+func (e *Engine) setDue(s *shard, slot int64) {
+	if slot == s.due {
+		return
+	}
+	e.dueMu.Lock()
+	if e.due == nil {
+		e.due = btree.NewG(32, dueLess)
+	}
+	if s.due != noDue {
+		e.due.Delete(dueRoom{s.due, s})
+	}
+	if slot != noDue {
+		e.due.ReplaceOrInsert(dueRoom{slot, s})
+	}
+	s.due = slot
+	e.dueMu.Unlock()
+}
+
+// dueBefore takes out of the schedule the rooms due before slot and returns
+// them; the sweep schedules each again after its visit.
+func (e *Engine) dueBefore(slot int64) []*shard {
+	e.dueMu.Lock()
+	defer e.dueMu.Unlock()
+	var out []*shard
+	for e.due != nil {
+		d, ok := e.due.Min()
+		if !ok || d.slot >= slot {
+			break
+		}
+		e.due.DeleteMin()
+		out = append(out, d.s)
+	}
+	return out
+}
+
+// reschedule schedules the room at its oldest member above its edge.
+func (s *shard) reschedule() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := int64(noDue)
+	s.tree.AscendGreaterOrEqual(s.edge, func(it item) bool {
+		if itemLess(s.edge, it) {
+			next = s.lay.slot(it)
+			return false
+		}
+		return true
+	})
+	s.e.setDue(s, next)
 }
