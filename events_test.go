@@ -252,12 +252,12 @@ func TestRoomSweepSchedule(t *testing.T) {
 		time.Sleep(20 * time.Second)
 		e.TouchIn("doc", "b")
 		time.Sleep(20 * time.Second)
-		e.TouchIn("doc", "a") // a moves on: at a's old slot, no one leaves
+		e.TouchIn("doc", "a")                              // a moves on: at a's old slot, no one leaves
 		e.TouchInAt("doc", "c", start.Add(-5*time.Second)) // older than the slot the room is due at
 		release := e.HoldIn("doc", "d")
 		time.Sleep(10 * time.Second)
 		assert.Empty(t, leaves())
-		release() // 50s: d leaves after the hold grace
+		release()                   // 50s: d leaves after the hold grace
 		time.Sleep(6 * time.Second) // 56s: so does c (-5s)
 		assert.ElementsMatch(t, []string{"c", "d"}, leaves())
 
