@@ -64,7 +64,7 @@ func compareFiled(a, b *entry) int {
 // RoomCounted reports whether a room keeps slot counters.
 func RoomCounted(e *Engine, room string) bool {
 	s, ok := e.roomMap.Load(room)
-	return ok && s.counted
+	return ok && s.idx.counted
 }
 
 // MapCapacity is how many users the engine's map holds before it grows.
@@ -80,7 +80,7 @@ func CheckInvariants(e *Engine) error {
 	for i, s := range e.shards {
 		s.mu.RLock()
 		var err error
-		s.tree.Ascend(func(it item) bool {
+		s.idx.tree.Ascend(func(it item) bool {
 			id := it.id()
 			if e.shardOf(id) != s {
 				err = fmt.Errorf("%q is in shard %d, not its own", id, i)
@@ -93,8 +93,8 @@ func CheckInvariants(e *Engine) error {
 			}
 			return err == nil
 		})
-		n := s.tree.Len()
-		if c := s.counts.old + s.counts.inRing + s.counts.ahead.n; err == nil && c != n {
+		n := s.idx.tree.Len()
+		if c := s.idx.counts.old + s.idx.counts.inRing + s.idx.counts.ahead.n; err == nil && c != n {
 			err = fmt.Errorf("shard %d counts %d users, its tree holds %d", i, c, n)
 		}
 		if err == nil {
@@ -105,7 +105,7 @@ func CheckInvariants(e *Engine) error {
 		}
 		if s.oldest != nil && err == nil {
 			want := int64(emptyKey)
-			if first, ok := s.tree.Min(); ok {
+			if first, ok := s.idx.tree.Min(); ok {
 				want = first.key
 			}
 			if got := s.oldest.Load(); got != want {
@@ -155,28 +155,28 @@ func checkRooms(e *Engine) error {
 	e.roomMap.Range(func(name string, s *shard) bool {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
-		n := s.tree.Len()
+		n := s.idx.tree.Len()
 		members += n
 		switch {
 		case s.room != name || s.dead:
 			err = fmt.Errorf("room %q: shard of %q, dead %v", name, s.room, s.dead)
 		case n == 0 || s.held.Load() != int64(n):
 			err = fmt.Errorf("room %q holds %d members, counts %d", name, n, s.held.Load())
-		case s.counted != (n >= roomCountAt) && !s.counted:
+		case s.idx.counted != (n >= roomCountAt) && !s.idx.counted:
 			err = fmt.Errorf("room %q of %d members keeps no counters", name, n)
 		}
 		// (With retention, an idle room's index entry may expire first.)
 		if _, ok := e.roomIndex.users.Load(name); err == nil && !ok && e.retention == 0 {
 			err = fmt.Errorf("room %q is not in the room index", name)
 		}
-		if err == nil && s.counted {
-			if c := s.counts.old + s.counts.inRing + s.counts.ahead.n; c != n {
+		if err == nil && s.idx.counted {
+			if c := s.idx.counts.old + s.idx.counts.inRing + s.idx.counts.ahead.n; c != n {
 				err = fmt.Errorf("room %q counts %d members, holds %d", name, c, n)
 			} else {
 				err = checkCounts(e, s)
 			}
 		}
-		s.tree.Ascend(func(it item) bool {
+		s.idx.tree.Ascend(func(it item) bool {
 			id := it.id()
 			if ent, ok := e.members.Load(member{name, id}); !ok || ent != it.ent {
 				err = fmt.Errorf("%q is in room %q but not mapped to its entry", id, name)
@@ -223,7 +223,7 @@ func CountWalks(e *Engine, t time.Time) bool {
 	from := slotOf(t.UnixNano(), e.lay.res)
 	for _, s := range e.shards {
 		s.mu.RLock()
-		_, complete := s.counts.since(from)
+		_, complete := s.idx.counts.since(from)
 		s.mu.RUnlock()
 		if !complete {
 			return true
@@ -237,7 +237,7 @@ func UsersAhead(e *Engine) int {
 	n := 0
 	for _, s := range e.shards {
 		s.mu.RLock()
-		n += s.counts.ahead.n
+		n += s.idx.counts.ahead.n
 		s.mu.RUnlock()
 	}
 	return n
@@ -248,7 +248,7 @@ func CounterBlocks(e *Engine) int {
 	n := 0
 	for _, s := range e.shards {
 		s.mu.RLock()
-		for _, b := range s.counts.per {
+		for _, b := range s.idx.counts.per {
 			if b != nil {
 				n++
 			}
@@ -263,14 +263,14 @@ func CounterBlocks(e *Engine) int {
 // where a sum or the tree says there are users, so that fuzzing can call it
 // after every operation.
 func checkCounts(e *Engine, s *shard) error {
-	c := &s.counts
+	c := &s.idx.counts
 	if !c.started {
 		return nil
 	}
 	mask := c.horizon - 1
 	ring, ahead := map[int64]int32{}, map[int64]int{}
 	old := 0
-	s.tree.Ascend(func(it item) bool {
+	s.idx.tree.Ascend(func(it item) bool {
 		switch slot := e.lay.slot(it); {
 		case slot > c.head:
 			ahead[slot]++
@@ -320,7 +320,7 @@ func checkCounts(e *Engine, s *shard) error {
 			return fmt.Errorf("ring block %d: counters allocated %v, %d users", b, blk != nil, c.by4096[b])
 		}
 	}
-	if inRing != c.inRing || inRing != s.tree.Len()-old-c.ahead.n {
+	if inRing != c.inRing || inRing != s.idx.tree.Len()-old-c.ahead.n {
 		return fmt.Errorf("%d users in the ring by its sums, counted %d", inRing, c.inRing)
 	}
 	counted := map[int64]int{}

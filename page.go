@@ -2,13 +2,10 @@ package presence
 
 import "sync"
 
-// window is one walk of the index: users filed at slot from or newer,
-// strictly after cursor, newest first, at most limit of them (limit <= 0: all).
-type window struct {
-	from  int64
-	after item // the cursor, if has; otherwise start at the newest
-	has   bool
-	limit int
+// collector is what a walk reads: a shard (under its lock) or a clone of
+// one's index.
+type collector interface {
+	collect(w window, buf []item) []item
 }
 
 // walk appends to sc.merged up to w.limit items of the window (w.limit <=
@@ -16,7 +13,7 @@ type window struct {
 // chunk at about twice its share of the limit, and another, after the last
 // item read there, only when the merge has taken them all: a page of k costs
 // O(shards x (log n + k/shards) + k x log shards), not O(shards x k).
-func (sc *scratch) walk(shards []*shard, w window) {
+func walk[S collector](sc *scratch, shards []S, w window) {
 	per := w.limit // every item, in one read per shard, without a limit
 	if w.limit > 0 {
 		per = min(w.limit, 2*w.limit/len(shards)+4)

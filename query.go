@@ -135,7 +135,7 @@ func (e *Engine) page(shards []*shard, scope uint32, t time.Time, after Cursor, 
 	}
 	sc := scratchPool.Get().(*scratch)
 	defer sc.release()
-	sc.walk(shards, w)
+	walk(sc, shards, w)
 	items := sc.merged
 	var next Cursor
 	if limit > 0 && len(items) > limit {

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
-
-	"github.com/google/btree"
 )
 
 // entry is one user's state, updated in place with atomics by the hot path.
@@ -55,11 +53,10 @@ func itemOf(ent *entry) item { return item{key: ent.filed.Load(), ent: ent} }
 // each of which takes the lock and states its contract; the helpers after
 // them are called with the lock held. Fields are guarded by mu unless noted.
 type shard struct {
-	mu     sync.RWMutex
-	e      *Engine // the owner: its maps, layout, retention and cap; immutable
-	lay    layout  // the engine's; immutable
-	tree   *btree.BTreeG[item]
-	counts slotCounts
+	mu  sync.RWMutex
+	e   *Engine // the owner: its maps, layout, retention and cap; immutable
+	lay layout  // the engine's; immutable
+	idx index
 
 	held atomic.Int64 // users filed; read without mu by Engine.Len
 
@@ -76,10 +73,6 @@ type shard struct {
 	// takes no more members (a writer that finds it dead looks again).
 	room string
 	dead bool
-	// counted says whether counts is kept: always for the engine's shards,
-	// and for a room from roomCountAt members on (smaller rooms are
-	// counted by a walk, which costs less than the counters' memory).
-	counted bool
 
 	// edge is where the online window began when the sweeper last passed
 	// (Engine.sweep): a user filed at it or older was announced offline.
@@ -93,23 +86,16 @@ type shard struct {
 	_ [64]byte // keep neighbouring shards' locks off this cache line
 }
 
-// treeDegree gives nodes of up to 255 items (4 KiB). Moves delete from cold,
-// half-full nodes, which google/btree refills on the way down; degree 128
-// moves faster than 32 and takes fewer bytes a user (BENCHMARKS.md).
-const treeDegree = 128
-
 // newShard returns an empty shard of e, indexing the room named room ("":
 // the engine's own users).
 func newShard(e *Engine, room string) *shard {
 	s := &shard{
-		e:       e,
-		lay:     e.lay,
-		tree:    btree.NewG(treeDegree, itemLess),
-		counts:  slotCounts{horizon: e.horizon, res: e.lay.res},
-		room:    room,
-		counted: room == "",
-		edge:    item{key: math.MinInt64},
-		due:     noDue,
+		e:    e,
+		lay:  e.lay,
+		idx:  newIndex(e.lay, e.horizon, room == ""),
+		room: room,
+		edge: item{key: math.MinInt64},
+		due:  noDue,
 	}
 	if e.started.Load() {
 		s.edge = e.lay.bound(e.edgeSlot.Load())
@@ -117,7 +103,10 @@ func newShard(e *Engine, room string) *shard {
 	return s
 }
 
-// roomCountAt is the size from which a room keeps slot counters.
+// roomCountAt is the size from which a room keeps slot counters: always
+// for the engine's shards, and for a room from roomCountAt members on
+// (smaller rooms are counted by a walk, which costs less than the
+// counters' memory).
 const roomCountAt = 256
 
 // insert adds id, last seen at ns, and returns its entry and false; if id
@@ -143,12 +132,8 @@ func (s *shard) insert(id string, ns int64, now *reading) (*entry, bool) {
 	} else {
 		s.e.members.Store(member{s.room, id}, ent)
 		s.e.addRoomOf(id, s.room)
-		if !s.counted && s.held.Load() >= roomCountAt {
-			s.counted = true
-			s.tree.Ascend(func(it item) bool {
-				s.counts.add(s.lay.slot(it), 1, now)
-				return true
-			})
+		if s.held.Load() >= roomCountAt {
+			s.idx.startCounting(now)
 		}
 	}
 	s.inserted++
@@ -242,12 +227,7 @@ func (s *shard) clear() bool {
 	if s.dead {
 		return false
 	}
-	all := make([]item, 0, s.tree.Len())
-	s.tree.Ascend(func(it item) bool {
-		all = append(all, it)
-		return true
-	})
-	for _, it := range all {
+	for _, it := range s.idx.all() {
 		s.drop(it)
 		s.evicted++
 	}
@@ -273,11 +253,7 @@ func (s *shard) prune(ns int64, now *reading) int {
 			}
 			return len(batch) < pruneBatch
 		}
-		if from.ent == nil {
-			s.tree.AscendLessThan(limit, visit)
-		} else {
-			s.tree.AscendRange(from, limit, visit)
-		}
+		s.idx.before(from, limit, visit)
 		for _, it := range batch {
 			s.drop(it)
 			if s.lay.slot(it) < floor {
@@ -299,7 +275,7 @@ func (s *shard) prune(ns int64, now *reading) int {
 func (s *shard) min() (item, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.tree.Min()
+	return s.idx.min()
 }
 
 // evictMin removes the least recently seen user for the cap and returns
@@ -307,7 +283,7 @@ func (s *shard) min() (item, bool) {
 func (s *shard) evictMin() (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, ok := s.tree.Min()
+	it, ok := s.idx.min()
 	if ok {
 		s.drop(it)
 		s.evicted++
@@ -315,65 +291,27 @@ func (s *shard) evictMin() (string, bool) {
 	return it.id(), ok
 }
 
-// count returns how many users the shard files at slot from or newer: the
-// counters' sum, plus a walk of the users older than the ring if needed (or
-// of all, in a room too small for counters). No defer, and the walk apart:
-// a count of 1024 shards makes 1024 calls.
+// count returns how many users the shard files at slot from or newer. No
+// defer: a count of 1024 shards makes 1024 calls.
 func (s *shard) count(from int64) int {
 	s.mu.RLock()
-	n, complete := 0, false
-	if s.counted {
-		n, complete = s.counts.since(from)
-	}
-	if !complete {
-		n = s.walkCount(from, n)
-	}
+	n := s.idx.count(from)
 	s.mu.RUnlock()
 	return n
 }
 
-// walkCount adds to n the users filed at slot from or newer that the
-// counters do not hold.
-func (s *shard) walkCount(from int64, n int) int {
-	end := item{key: emptyKey}
-	if s.counted {
-		end = s.lay.bound(s.counts.head - s.counts.horizon + 1)
-	}
-	s.tree.AscendRange(s.lay.bound(from), end, func(item) bool {
-		n++
-		return true
-	})
-	return n
-}
-
-// collect appends up to w.limit items of the window to buf, newest first,
-// in O(log n + k).
+// collect appends up to w.limit items of the window to buf, newest first.
 func (s *shard) collect(w window, buf []item) []item {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	visit := func(it item) bool {
-		if s.lay.slot(it) < w.from {
-			return false
-		}
-		if w.has && !itemLess(it, w.after) {
-			return true // the cursor itself
-		}
-		buf = append(buf, it)
-		return w.limit <= 0 || len(buf) < w.limit
-	}
-	if w.has {
-		s.tree.DescendLessOrEqual(w.after, visit)
-	} else {
-		s.tree.Descend(visit)
-	}
-	return buf
+	return s.idx.collect(w, buf)
 }
 
 // clone returns a copy-on-write clone of the index, in O(1).
-func (s *shard) clone() *btree.BTreeG[item] {
+func (s *shard) clone() *index {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.tree.Clone()
+	return s.idx.clone()
 }
 
 // addStats adds the shard's counters to st.
@@ -410,10 +348,7 @@ func (s *shard) live(id string, now *reading) (*entry, bool) {
 // file indexes ent, whose ID is n bytes long, at time ns.
 func (s *shard) file(ent *entry, n int, ns int64, now *reading) {
 	it := item{key: s.lay.key(ns, ent.id(n)), ent: ent}
-	s.tree.ReplaceOrInsert(it)
-	if s.counted {
-		s.counts.add(s.lay.slot(it), 1, now)
-	}
+	s.idx.insert(it, now)
 	ent.filed.Store(it.key)
 	if s.oldest != nil && it.key < s.oldest.Load() {
 		s.oldest.Store(it.key)
@@ -423,16 +358,12 @@ func (s *shard) file(ent *entry, n int, ns int64, now *reading) {
 	}
 }
 
-// unfile takes the item out of the index. The counter goes first, so its
-// likely cache miss overlaps the tree's search.
+// unfile takes the item out of the index.
 func (s *shard) unfile(it item) {
-	if s.counted {
-		s.counts.add(s.lay.slot(it), -1, nil)
-	}
-	s.tree.Delete(it)
+	s.idx.remove(it)
 	if s.oldest != nil && it.key == s.oldest.Load() {
 		key := int64(emptyKey)
-		if first, ok := s.tree.Min(); ok {
+		if first, ok := s.idx.min(); ok {
 			key = first.key
 		}
 		s.oldest.Store(key)
@@ -485,7 +416,7 @@ func (s *shard) expire(now *reading) {
 	}
 	floor := s.e.floor(now)
 	for range expireBudget {
-		it, ok := s.tree.Min()
+		it, ok := s.idx.min()
 		if !ok || s.lay.slot(it) >= floor {
 			return
 		}

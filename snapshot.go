@@ -73,9 +73,9 @@ const (
 // cut, never older. Meta is read as records are written. Expired users are
 // left out.
 func (e *Engine) WriteTo(w io.Writer) (int64, error) {
-	clones := make([]*shard, len(e.shards))
+	clones := make([]*index, len(e.shards))
 	for i, s := range e.shards {
-		clones[i] = &shard{lay: e.lay, tree: s.clone()}
+		clones[i] = s.clone()
 	}
 	sw := newSnapWriter(w)
 	withMeta := e.metas.Size() > 0 // a map probe per user is worth skipping
@@ -90,7 +90,7 @@ func (e *Engine) WriteTo(w io.Writer) (int64, error) {
 	win := window{from: e.from(time.Time{}), limit: writeBatch}
 	for sw.err == nil {
 		sc.merged = sc.merged[:0]
-		sc.walk(clones, win)
+		walk(sc, clones, win)
 		if withMeta {
 			// The probes back to back: the CPU overlaps their misses.
 			for i, it := range sc.merged {

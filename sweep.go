@@ -175,12 +175,7 @@ func (s *shard) sweep(slot int64, now *reading, wait *time.Duration) {
 			s.mu.Unlock()
 			return
 		}
-		s.tree.AscendRange(s.edge, end, func(it item) bool {
-			if itemLess(s.edge, it) {
-				batch = append(batch, it)
-			}
-			return len(batch) < sweepBatch
-		})
+		batch = s.idx.crossed(s.edge, end, sweepBatch, batch)
 		if len(batch) > 0 && *wait > 0 && !s.e.roomFor(len(batch)) {
 			// Let the subscribers catch up, then take the batch again:
 			// the shard may have changed meanwhile.
@@ -284,12 +279,8 @@ func (s *shard) reschedule() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := int64(noDue)
-	s.tree.AscendGreaterOrEqual(s.edge, func(it item) bool {
-		if itemLess(s.edge, it) {
-			next = s.lay.slot(it)
-			return false
-		}
-		return true
-	})
+	if it, ok := s.idx.firstAfter(s.edge); ok {
+		next = s.lay.slot(it)
+	}
 	s.e.setDue(s, next)
 }
