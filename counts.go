@@ -222,7 +222,6 @@ func sum32(s []int32) int {
 
 // aheadCounts counts by slot the users filed beyond a ring's head; empty
 // unless times come from far ahead of the clock.
-
 type aheadCounts struct {
 	tree *btree.BTreeG[slotCount]
 	n    int

@@ -16,7 +16,6 @@ import (
 // not hand it to clients that may not see that ID. It belongs to engines of
 // the resolution that made it, and stays valid across restarts (a user
 // restored at a newer place in its slot is skipped, as if touched).
-
 type Cursor struct {
 	key   int64 // the item's key
 	id    string

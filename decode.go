@@ -145,7 +145,6 @@ type records struct {
 
 // next decodes the next record, checking every length and time; the strings
 // alias the payload. Call it only while left > 0.
-
 func (rs *records) next() (snapRecord, error) {
 	d, k := binary.Varint(rs.p)
 	if k <= 0 {

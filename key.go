@@ -119,7 +119,6 @@ const unread = math.MaxInt64
 // reading is an operation's view of the engine's clock, read at most once,
 // on first use: Touch passes the time it read, other writes pass it unread,
 // and only the paths that need now (retention, the counters' head) read it.
-
 type reading struct {
 	clock func() time.Time
 	at    int64 // Unix ns, or unread

@@ -134,7 +134,6 @@ func WithExpectedUsers(n int) Option { return func(c *config) { c.expected = n }
 // selects time.Now. The slot counters follow it: a TouchAt time more than
 // 1/64 of their horizon ahead (34 minutes at 1s without retention) is
 // counted apart until the clock comes near.
-
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
 // WithMaxRooms caps the number of rooms. A member joining a new room beyond

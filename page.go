@@ -113,7 +113,6 @@ func (sc *scratch) pop() {
 }
 
 // maxPooledItems bounds what a scratch keeps.
-
 const maxPooledItems = 1 << 14
 
 func (sc *scratch) release() {

@@ -111,7 +111,6 @@ func (e *Engine) Recent(window time.Duration, limit int) []Activity {
 // reached it yet (see the package doc). A user removed and seen again is new
 // to the walk. The order is by slot, newest first, then by the time each user
 // entered it (see the package doc). limit <= 0 returns all the rest.
-
 func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
 	return e.page(e.shards, 0, t, after, limit)
 }

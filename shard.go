@@ -409,7 +409,6 @@ func (s *shard) drop(it item) {
 
 // expire removes up to expireBudget expired users. The floor comes from the
 // clock, as the queries' does: one TouchAt far ahead must not expire users.
-
 func (s *shard) expire(now *reading) {
 	if s.e.retention == 0 {
 		return
