@@ -134,9 +134,10 @@
 // moves, users added and removed by reason, rejected IDs and room names,
 // rooms, snapshots (saves, errors, time spent, the last good one's time
 // and size) and events (subscribers, published, lost). It costs
-// O(shards), whatever the number of users: the touch count is kept per P
-// (internal/tally), so the hot path writes no line another core reads,
-// and the rest is counted under locks a write holds anyway. The
+// O(shards), whatever the number of users: it is counted under locks a
+// write holds anyway. Touches are counted only with [WithTouchCount] (per
+// P, in internal/tally), since even that costs the hot path a third; the
+// middleware counts requests instead. The
 // presenceprom module exports all of it to Prometheus. [WithLogger] sends
 // the background work's trouble (failed saves with their path, a corrupt
 // file moved aside, events subscribers lost) to a *slog.Logger; without
@@ -154,9 +155,14 @@
 //
 // # Source files
 //
-// key.go packs index keys; shard.go holds a shard and its contracts;
-// counts.go the counter ring; page.go the one k-way merge, which serves
-// pages, [Engine.Since] and [Engine.WriteTo]; query.go the queries;
-// rooms.go the rooms; events.go the events, holds and sweeper; snapshot.go the format and codec, merge.go the
-// max-merge, file.go the files and [Open], saver.go the saver.
+// presence.go holds the Engine and its writes; shard.go a shard (a lock,
+// a time index and the users filed in it); index.go the time index, on
+// key.go's items and layout and counts.go's per-slot counters; page.go
+// the one k-way merge, which serves pages, [Engine.Since] and
+// [Engine.WriteTo]; cursor.go the [Cursor]; query.go the queries;
+// rooms.go the rooms; events.go the events and subscriptions, holds.go
+// the holds, sweep.go the sweeper; snapshot.go the snapshot format and
+// writer, decode.go its decoder, merge.go the max-merge, file.go the files
+// and [Open], saver.go the saver; options.go and errors.go the options and
+// errors.
 package presence
