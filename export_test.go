@@ -139,9 +139,6 @@ func CheckInvariants(e *Engine) error {
 	if e.n.Load() != want {
 		return fmt.Errorf("%d reservations for %d users at a cap of %d", e.n.Load(), m, e.maxUsers)
 	}
-	if e.roomIndex == nil {
-		return nil
-	}
 	return checkRooms(e)
 }
 
@@ -165,8 +162,7 @@ func checkRooms(e *Engine) error {
 		case s.idx.counted != (n >= roomCountAt) && !s.idx.counted:
 			err = fmt.Errorf("room %q of %d members keeps no counters", name, n)
 		}
-		// (With retention, an idle room's index entry may expire first.)
-		if _, ok := e.roomIndex.users.Load(name); err == nil && !ok && e.retention == 0 {
+		if err == nil && s.active.filed.Load() <= deadKey {
 			err = fmt.Errorf("room %q is not in the room index", name)
 		}
 		if err == nil && s.idx.counted {
@@ -212,7 +208,35 @@ func checkRooms(e *Engine) error {
 		err = fmt.Errorf("room lists name %d memberships, rooms hold %d", listed, members)
 	}
 	if err == nil {
-		err = CheckInvariants(e.roomIndex)
+		err = checkRoomIndex(e)
+	}
+	return err
+}
+
+// checkRoomIndex checks that the room index files each live room once, as
+// its activity entry says, at the slot of its activity, and nothing else.
+func checkRoomIndex(e *Engine) error {
+	ri := &e.roomIdx
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	var err error
+	n := 0
+	ri.idx.tree.Ascend(func(it item) bool {
+		n++
+		name := it.id()
+		s, ok := e.roomMap.Load(name)
+		switch {
+		case !ok || s.active != it.ent:
+			err = fmt.Errorf("the room index files %q, which is not a live room", name)
+		case it.ent.filed.Load() != it.key:
+			err = fmt.Errorf("room %q is indexed at %x, its entry says %x", name, it.key, it.ent.filed.Load())
+		case slotOf(it.ent.lastSeen.Load(), e.lay.res) != e.lay.slot(it):
+			err = fmt.Errorf("room %q is indexed in the wrong slot", name)
+		}
+		return err == nil
+	})
+	if err == nil && n != e.roomMap.Size() {
+		err = fmt.Errorf("the room index holds %d rooms, %d are live", n, e.roomMap.Size())
 	}
 	return err
 }

@@ -35,18 +35,16 @@ func (e *Engine) HoldIn(room, id string) (release func()) {
 		e.rejectedRooms.Add(1)
 		return global
 	}
+	var rs *shard // the room the hold is in
 	inRoom := e.hold(func(now *reading) *shard {
 		e.touchIn(room, id, now.ns(), now)
-		s, _ := e.roomMap.Load(room)
-		return s
+		rs, _ = e.roomMap.Load(room)
+		return rs
 	}, id)
 	// The room is held in the room index too, so that Rooms lists it
 	// while no one but its held members is active in it.
-	ri := e.roomIndex
-	inIndex := ri.hold(func(now *reading) *shard {
-		ri.touch(room, now.ns(), now)
-		return ri.shardOf(room)
-	}, room)
+	now := e.clock(unread)
+	inIndex := e.holdRoom(rs, &now)
 	return func() { inRoom(); inIndex(); global() }
 }
 
@@ -67,7 +65,7 @@ func (e *Engine) hold(enter func(*reading) *shard, id string) func() {
 					now := e.clock(unread)
 					if at, ok := s.release(id, h, &now); ok && s.room != "" {
 						// Outside the room's lock, as every room-index write.
-						e.roomIndex.touch(s.room, at, &now)
+						e.activate(s, at, &now)
 					}
 				}
 			}

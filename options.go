@@ -56,7 +56,6 @@ type config struct {
 	now          func() time.Time
 	maxRooms     int
 	perUser      int  // WithMaxRoomsPerUser
-	roomIndex    bool // the engine is a room index: it has no rooms of its own
 	countTouches bool // WithTouchCount
 
 	onlineWindow time.Duration

@@ -49,10 +49,9 @@ type Engine struct {
 	maxUsers  int64 // 0: no cap
 	expected  int   // WithExpectedUsers
 	now       func() time.Time
-	saver     *saver          // nil unless made by Open
-	onEvict   func(id string) // called after each eviction for the cap; nil if none
-	touches   *tally.Tally    // counter 0: every touch; nil without WithTouchCount. Read by every Touch, so with the read-only fields
-	log       *slog.Logger    // nil: log nothing
+	saver     *saver       // nil unless made by Open
+	touches   *tally.Tally // counter 0: every touch; nil without WithTouchCount. Read by every Touch, so with the read-only fields
+	log       *slog.Logger // nil: log nothing
 
 	rooms
 	live
@@ -113,12 +112,10 @@ func newEngine(c config) *Engine {
 	if e.maxUsers > 0 {
 		e.oldestKeys = make([]atomic.Int64, c.shards)
 	}
-	if c.countTouches && !c.roomIndex {
+	if c.countTouches {
 		e.touches = tally.New()
 	}
-	if !c.roomIndex {
-		e.initRooms(c)
-	}
+	e.initRooms(c)
 	for i := range e.shards {
 		e.shards[i] = newShard(e, "")
 		if e.oldestKeys != nil {
@@ -264,10 +261,7 @@ func (e *Engine) reserve() {
 		}
 		victim, _, ok := e.oldest()
 		if ok {
-			var id string
-			if id, ok = victim.evictMin(); ok && e.onEvict != nil {
-				e.onEvict(id) // outside the shard's lock
-			}
+			_, ok = victim.evictMin()
 		}
 		if !ok {
 			// Every counted user is still being inserted by another

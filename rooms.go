@@ -24,12 +24,9 @@ type rooms struct {
 	roomMap   *xsync.MapOf[string, *shard]    // by name; a room leaves it once empty
 	members   *xsync.MapOf[member, *entry]    // every membership
 	userRooms *xsync.MapOf[string, *roomList] // the rooms each member is in
-	// roomIndex holds each room's latest activity (raised when a member
-	// joins or enters a new slot): it keeps WithMaxRooms, ending the least
-	// recently active room, and lists the rooms active in a window.
-	roomIndex *Engine
-	perUser   int         // WithMaxRoomsPerUser; 0: no cap
-	joined    atomic.Bool // set by the first join, read by every drop
+	roomIdx   roomIndex                       // each room's latest activity
+	perUser   int                             // WithMaxRoomsPerUser; 0: no cap
+	joined    atomic.Bool                     // set by the first join, read by every drop
 }
 
 // member is a membership's key.
@@ -45,10 +42,7 @@ type roomList struct {
 }
 
 func (e *Engine) initRooms(c config) {
-	ic := c
-	ic.maxUsers, ic.expected, ic.roomIndex = c.maxRooms, 0, true
-	e.roomIndex = newEngine(ic)
-	e.roomIndex.onEvict = e.endRoom
+	e.roomIdx.idx, e.roomIdx.max = newIndex(e.lay, e.horizon, false), c.maxRooms
 	e.roomMap = xsync.NewMapOf[string, *shard]()
 	// Two string hashes, mixed: the runtime's hash of a struct of strings
 	// costs a TouchIn a third more.
@@ -112,16 +106,18 @@ func (e *Engine) touchIn(room, id string, ns int64, now *reading) {
 // fileIn files id in room at ns: a move of ent if it is a member already
 // (bumped to ns), a join if ent is nil.
 func (e *Engine) fileIn(room, id string, ent *entry, ns int64, now *reading) {
+	var s *shard
 	for {
 		if ent != nil {
-			if s, ok := e.roomMap.Load(room); ok && s.move(ent, len(id), now) {
+			var ok bool
+			if s, ok = e.roomMap.Load(room); ok && s.move(ent, len(id), now) {
 				break
 			}
 			// The room ended, or the membership expired: a join anew, at
 			// the membership's newest time.
 			ns = max(ns, ent.lastSeen.Load())
 		}
-		s, _ := e.roomMap.LoadOrCompute(room, func() *shard { return newShard(e, strings.Clone(room)) })
+		s, _ = e.roomMap.LoadOrCompute(room, func() *shard { return newShard(e, room) })
 		got, known := s.insert(id, ns, now)
 		if got == nil {
 			ent = nil
@@ -146,7 +142,7 @@ func (e *Engine) fileIn(room, id string, ent *entry, ns int64, now *reading) {
 		break
 	}
 	// Outside every room's lock: an insert at WithMaxRooms ends a room.
-	e.roomIndex.touch(room, ns, now)
+	e.activate(s, ns, now)
 }
 
 // addRoomOf notes that id joined room. Called with room's lock held.
@@ -255,17 +251,6 @@ func (e *Engine) trimRooms(id string) {
 	}
 }
 
-// endRoom removes the room called name and all its memberships, after the
-// room index evicted it for WithMaxRooms, unless it became active again.
-func (e *Engine) endRoom(name string) {
-	if _, ok := e.roomIndex.users.Load(name); ok {
-		return
-	}
-	if s, ok := e.roomMap.Load(name); ok && s.clear() {
-		e.endedRooms.Add(1)
-	}
-}
-
 // Leave ends id's membership of room; id's global last-seen time stays. It
 // returns false if id was not a member, or its membership had expired.
 func (e *Engine) Leave(room, id string) bool {
@@ -296,27 +281,11 @@ type RoomCount struct {
 	Count int
 }
 
-// Rooms returns the rooms with members seen within window of now, busiest
-// first (ties by name), at most limit of them (limit <= 0: all). It counts
-// every room active in the window.
-func (e *Engine) Rooms(window time.Duration, limit int) []RoomCount {
-	t := e.now().Add(-window)
-	from := e.from(t)
-	var out []RoomCount
-	for a := range e.roomIndex.Since(t) {
-		if s, ok := e.roomMap.Load(a.ID); ok {
-			if n := s.count(from); n > 0 {
-				out = append(out, RoomCount{Room: a.ID, Count: n})
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b RoomCount) int {
+// sortRoomCounts orders rooms busiest first, ties by name.
+func sortRoomCounts(rs []RoomCount) {
+	slices.SortFunc(rs, func(a, b RoomCount) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Room, b.Room))
 	})
-	if limit > 0 && len(out) > limit {
-		out = out[:limit:limit]
-	}
-	return out
 }
 
 // Room is a read view of one room of an engine: its members, each with

@@ -73,6 +73,10 @@ type shard struct {
 	// takes no more members (a writer that finds it dead looks again).
 	room string
 	dead bool
+	// active is a room's latest activity, in the engine's room index;
+	// activeHolds counts its holds (guarded by the index's lock).
+	active      *entry
+	activeHolds int
 
 	// edge is where the online window began when the sweeper last passed
 	// (Engine.sweep): a user filed at it or older was announced offline.
@@ -96,6 +100,11 @@ func newShard(e *Engine, room string) *shard {
 		room: room,
 		edge: item{key: math.MinInt64},
 		due:  noDue,
+	}
+	if room != "" {
+		// A copy: the caller's string may point into a request buffer.
+		s.active = newActivity(room)
+		s.room = s.active.id(len(room))
 	}
 	if e.started.Load() {
 		s.edge = e.lay.bound(e.edgeSlot.Load())
@@ -393,7 +402,7 @@ func (s *shard) drop(it item) {
 		if s.held.Load() == 0 {
 			s.dead = true
 			s.e.roomMap.Delete(s.room)
-			s.e.roomIndex.Forget(s.room)
+			s.e.roomIdx.forget(s.active)
 		}
 		return
 	}
