@@ -210,16 +210,28 @@ func StartSentinel(t testing.TB) *Sentinel {
 		t.Cleanup(s.Stop)
 		sn.Sentinels = append(sn.Sentinels, s)
 	}
+	// Sentinels find each other through hello messages every 2s; on a
+	// machine busy with other tests' processes that can take a while.
 	for _, s := range sn.Sentinels {
 		c := s.client()
-		waitFor(t, 20*time.Second, "the sentinels to find each other", func() bool {
-			m, err := c.Do(context.Background(), "SENTINEL", "MASTER", MasterName).Result()
-			if err != nil {
-				return false
+		var last map[string]string
+		what := func() string {
+			return fmt.Sprintf("the sentinels to find each other (sentinel %s saw %s other sentinels and %s replicas)",
+				s.Addr(), last["num-other-sentinels"], last["num-slaves"])
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if m, err := c.Do(context.Background(), "SENTINEL", "MASTER", MasterName).Result(); err == nil {
+				last = fields(m)
+				if last["num-other-sentinels"] == "2" && last["num-slaves"] == "1" {
+					break
+				}
 			}
-			f := fields(m)
-			return f["num-other-sentinels"] == "2" && f["num-slaves"] == "1"
-		})
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: waited 60s for %s", what())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	return sn
 }
