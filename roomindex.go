@@ -20,11 +20,17 @@ type roomIndex struct {
 }
 
 // activate records activity in room s at ns: the room's latest activity
-// rises to ns, and its item moves if its slot changed. A room that left the
+// rises to ns's slot, and its item moves if its slot changed. A room that left the
 // index (evicted for the cap, while a member came) is filed anew, which may
 // end another room. Called outside every room's lock.
 func (e *Engine) activate(s *shard, ns int64, now *reading) {
 	ent := s.active
+	// Within the slot the room is filed in, nothing changes that a query
+	// or the cap reads: a load, where a compare-and-swap would pull the
+	// room's line from core to core at every member's move.
+	if f := ent.filed.Load(); f > deadKey && ns < e.lay.end(f) {
+		return
+	}
 	if !e.bump(ent, ns) {
 		return
 	}
