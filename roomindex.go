@@ -28,10 +28,13 @@ func (e *Engine) activate(s *shard, ns int64, now *reading) {
 	// Within the slot the room is filed in, nothing changes that a query
 	// or the cap reads: a load, where a compare-and-swap would pull the
 	// room's line from core to core at every member's move.
-	if f := ent.filed.Load(); f > deadKey && ns < e.lay.end(f) {
+	f := ent.filed.Load()
+	if f > deadKey && ns < e.lay.end(f) {
 		return
 	}
-	if !e.bump(ent, ns) {
+	// An evicted room is filed anew even at a time no newer than its last:
+	// a member came, so endRoom must leave it.
+	if !e.bump(ent, ns) && f != removedKey {
 		return
 	}
 	ri := &e.roomIdx
