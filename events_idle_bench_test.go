@@ -28,8 +28,17 @@ func BenchmarkHeldIdle(b *testing.B) {
 	if e.Online() != len(ids) {
 		b.Fatalf("%d online of %d held", e.Online(), len(ids))
 	}
-	// Settle: collect and return the filling's garbage, whose background
-	// sweeping and scavenging would count as the idle engine's.
+	measureIdle(b)
+	for _, r := range releases {
+		r()
+	}
+}
+
+// measureIdle reports the process's CPU per wall second, in percent of one
+// core, over b.N sleeps of 100 ms, after settling: it first collects and
+// returns the filling's garbage, whose background sweeping and scavenging
+// would count as the idle engine's.
+func measureIdle(b *testing.B) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	time.Sleep(time.Second)
@@ -41,9 +50,6 @@ func BenchmarkHeldIdle(b *testing.B) {
 	cpu, wall := cpuTime()-cpu0, time.Since(wall0)
 	b.StopTimer()
 	b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%core")
-	for _, r := range releases {
-		r()
-	}
 }
 
 // cpuTime is the process's user and system CPU time so far.
@@ -76,15 +82,5 @@ func BenchmarkRoomsIdle(b *testing.B) {
 	if n := len(e.Rooms(time.Minute, 0)); n != rooms {
 		b.Fatalf("%d rooms active of %d", n, rooms)
 	}
-	runtime.GC()
-	debug.FreeOSMemory()
-	time.Sleep(time.Second)
-	b.ResetTimer()
-	cpu0, wall0 := cpuTime(), time.Now()
-	for range b.N {
-		time.Sleep(100 * time.Millisecond)
-	}
-	cpu, wall := cpuTime()-cpu0, time.Since(wall0)
-	b.StopTimer()
-	b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%core")
+	measureIdle(b)
 }

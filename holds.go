@@ -149,7 +149,7 @@ func (s *shard) release(id string, h *holdSet, now *reading) (int64, bool) {
 	at := now.ns()
 	ent.lastSeen.Store(at)
 	s.refile(ent, itemOf(ent), len(id), at, now)
-	if e := s.e; e.started.Load() { // a room index has no sweeper, and needs no grace
+	if e := s.e; e.started.Load() { // without a sweeper, no one goes offline: no grace to check
 		e.graceMu.Lock()
 		e.graceQ = append(e.graceQ, graceCheck{s: s, ent: ent, id: ent.id(len(id)), at: at})
 		e.graceMu.Unlock()

@@ -261,7 +261,7 @@ func (e *Engine) reserve() {
 		}
 		victim, _, ok := e.oldest()
 		if ok {
-			_, ok = victim.evictMin()
+			ok = victim.evictMin()
 		}
 		if !ok {
 			// Every counted user is still being inserted by another

@@ -125,45 +125,38 @@ func BenchmarkTouchSameSlot(b *testing.B) {
 			}
 		})
 	})
-	b.Run("hot-per-goroutine/map-load", func(b *testing.B) {
-		// The floor of the one above: a bare probe of the same keys.
-		m := xsync.NewMapOf[string, *floorUser]()
-		var worker atomic.Int64
-		var sink atomic.Int64
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			id := fmt.Sprint("user", worker.Add(1))
-			u, own := newFloorUser(id)
-			m.Store(own, u)
-			n := int64(0)
-			for pb.Next() {
-				if u, ok := m.Load(id); ok {
-					n += u.lastSeen
+	// The floors of the one above: a bare probe of the same keys
+	// ("map-load"), and the least any touch that keeps a time that never
+	// goes backwards can do, the probe and a compare-and-swap of the time
+	// ("map-load-cas").
+	for _, cas := range []bool{false, true} {
+		name := "hot-per-goroutine/map-load"
+		if cas {
+			name += "-cas"
+		}
+		b.Run(name, func(b *testing.B) {
+			m := xsync.NewMapOf[string, *floorUser]()
+			var worker atomic.Int64
+			var sink atomic.Int64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				id := fmt.Sprint("user", worker.Add(1))
+				u, own := newFloorUser(id)
+				m.Store(own, u)
+				n := int64(0)
+				for pb.Next() {
+					n++
+					if u, ok := m.Load(id); ok && cas {
+						old := atomic.LoadInt64(&u.lastSeen)
+						atomic.CompareAndSwapInt64(&u.lastSeen, old, old+n)
+					} else if ok {
+						n += u.lastSeen
+					}
 				}
-			}
-			sink.Add(n)
+				sink.Add(n)
+			})
 		})
-	})
-	b.Run("hot-per-goroutine/map-load-cas", func(b *testing.B) {
-		// The least any touch that keeps a time that never goes backwards
-		// can do: the probe and a compare-and-swap of the time.
-		m := xsync.NewMapOf[string, *floorUser]()
-		var worker atomic.Int64
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			id := fmt.Sprint("user", worker.Add(1))
-			u, own := newFloorUser(id)
-			m.Store(own, u)
-			i := int64(0)
-			for pb.Next() {
-				i++
-				if u, ok := m.Load(id); ok {
-					old := atomic.LoadInt64(&u.lastSeen)
-					atomic.CompareAndSwapInt64(&u.lastSeen, old, old+i)
-				}
-			}
-		})
-	})
+	}
 	b.Run("hot-realclock", func(b *testing.B) {
 		// The real clock: a vDSO time.Now per call, and the slot changes
 		// once a second.

@@ -18,8 +18,8 @@ import (
 // rooms is an engine's rooms. A room is one shard, indexing its members by
 // their last-seen time in the room, as the engine's shards index its users;
 // a membership is an entry in members. Locks are taken in one order: an
-// engine shard's, then a room's, then a user's room list or a room-index
-// shard's. Nothing that holds a room's lock takes another room's.
+// engine shard's, then a room's, then a user's room list, the room index
+// or the sweep's schedule. Nothing that holds a room's lock takes another room's.
 type rooms struct {
 	roomMap   *xsync.MapOf[string, *shard]    // by name; a room leaves it once empty
 	members   *xsync.MapOf[member, *entry]    // every membership

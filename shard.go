@@ -112,10 +112,9 @@ func newShard(e *Engine, room string) *shard {
 	return s
 }
 
-// roomCountAt is the size from which a room keeps slot counters: always
-// for the engine's shards, and for a room from roomCountAt members on
-// (smaller rooms are counted by a walk, which costs less than the
-// counters' memory).
+// roomCountAt is the size from which a room keeps slot counters (the
+// engine's shards always do): a smaller room is counted by a walk, which
+// costs less than the counters' memory.
 const roomCountAt = 256
 
 // insert adds id, last seen at ns, and returns its entry and false; if id
@@ -287,9 +286,9 @@ func (s *shard) min() (item, bool) {
 	return s.idx.min()
 }
 
-// evictMin removes the least recently seen user for the cap and returns
-// its ID; false if none.
-func (s *shard) evictMin() (string, bool) {
+// evictMin removes the least recently seen user for the cap; false if
+// there is none.
+func (s *shard) evictMin() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it, ok := s.idx.min()
@@ -297,7 +296,7 @@ func (s *shard) evictMin() (string, bool) {
 		s.drop(it)
 		s.evicted++
 	}
-	return it.id(), ok
+	return ok
 }
 
 // count returns how many users the shard files at slot from or newer. No
