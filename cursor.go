@@ -72,7 +72,7 @@ func (c *Cursor) UnmarshalText(text []byte) error {
 		return fmt.Errorf("%w: bad position", ErrInvalidCursor)
 	}
 	id := string(raw[n:])
-	if !validID(id) || key&(1<<idLenBits-1) != int64(len(id)) {
+	if !ValidID(id) || key&(1<<idLenBits-1) != int64(len(id)) {
 		return fmt.Errorf("%w: bad id", ErrInvalidCursor)
 	}
 	*c = Cursor{key: key, id: id, scope: scope, set: true}

@@ -23,4 +23,8 @@ var (
 	// snapshot's path names a directory, a FIFO, a device or anything else
 	// but a regular file. Nothing is read from it.
 	ErrNotRegular = errors.New("presence: snapshot path is not a regular file")
+
+	// ErrNoEvents is returned by a [Backend]'s Subscribe when the backend
+	// was made without events (the Redis store without WithEvents).
+	ErrNoEvents = errors.New("presence: this backend was made without events")
 )

@@ -3,9 +3,10 @@ package presence
 import (
 	"sync"
 
-	"github.com/google/btree"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/btree"
 )
 
 // EventKind is what an [Event] reports.
@@ -56,33 +57,10 @@ type Event struct {
 	Seq  uint64
 }
 
-// Subscription receives an engine's events, from [Engine.Subscribe].
-//
-// A Subscription is safe for concurrent use. Its channel has a fixed
-// buffer: publishing never waits for a subscriber, so one that falls
-// behind loses events, counted by Dropped, and the first event it receives
-// after a loss is an Overflow.
-type Subscription struct {
-	e       *Engine
-	ch      chan Event
-	dropped atomic.Uint64
-	// Guarded by the engine's pubMu.
-	owed   bool   // an Overflow is owed before the next event
-	lost   uint64 // the Seq of the last event lost
-	closed bool
-}
-
-// defaultBuffer is Subscribe's buffer for buffer <= 0.
-const defaultBuffer = 1024
-
 // live is the engine's events: subscribers, holds' grace and the sweeper.
 type live struct {
-	pubMu      sync.Mutex                      // serializes publishing: Seq order
-	subs       atomic.Pointer[[]*Subscription] // copied on write; nil or empty: no event work
-	seq        uint64                          // guarded by pubMu
-	dropped    atomic.Uint64                   // lost by all subscribers; written under pubMu, read by Stats
-	lostLogged uint64                          // dropped as the sweeper last logged it; the sweeper's own
-	closing    bool                            // guarded by pubMu: Close has begun
+	hub        Hub    // the subscriptions; its lock orders the events
+	lostLogged uint64 // dropped as the sweeper last logged it; the sweeper's own
 
 	onlineWindow int64 // ns; WithOnlineWindow
 	grace        int64 // ns; WithHoldGrace
@@ -125,61 +103,8 @@ type graceCheck struct {
 // Users already online when the first subscription or hold starts are
 // online without an Online event; they go Offline in time as any other.
 func (e *Engine) Subscribe(buffer int) *Subscription {
-	if buffer <= 0 {
-		buffer = defaultBuffer
-	}
 	e.startLive()
-	sub := &Subscription{e: e, ch: make(chan Event, buffer)}
-	e.pubMu.Lock()
-	defer e.pubMu.Unlock()
-	if e.isClosed() {
-		sub.closed = true
-		close(sub.ch)
-		return sub
-	}
-	old := e.subscribers()
-	subs := append(make([]*Subscription, 0, len(old)+1), old...)
-	subs = append(subs, sub)
-	e.subs.Store(&subs)
-	return sub
-}
-
-// Events returns the channel the subscription's events arrive on. It is
-// closed by [Subscription.Close] and by the engine's Close.
-func (s *Subscription) Events() <-chan Event { return s.ch }
-
-// Dropped returns how many events the subscription lost by falling behind.
-func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
-
-// Close ends the subscription and closes its channel; events still in the
-// channel can be read. Close is idempotent.
-func (s *Subscription) Close() {
-	s.e.pubMu.Lock()
-	defer s.e.pubMu.Unlock()
-	s.e.unsubscribe(s)
-}
-
-// unsubscribe removes s and closes its channel. Called with pubMu held.
-func (e *Engine) unsubscribe(s *Subscription) {
-	if s.closed {
-		return
-	}
-	s.closed = true
-	close(s.ch)
-	var subs []*Subscription
-	for _, o := range e.subscribers() {
-		if o != s {
-			subs = append(subs, o)
-		}
-	}
-	e.subs.Store(&subs)
-}
-
-func (e *Engine) subscribers() []*Subscription {
-	if p := e.subs.Load(); p != nil {
-		return *p
-	}
-	return nil
+	return e.hub.Subscribe(buffer)
 }
 
 // publish sends an event to every subscriber, never waiting: a full
@@ -187,8 +112,7 @@ func (e *Engine) subscribers() []*Subscription {
 // so a user's events (and a member's in a room) are published in order.
 // With no subscriber it does nothing, not even read the clock.
 func (e *Engine) publish(kind EventKind, id, room string, at int64, now *reading) {
-	p := e.subs.Load()
-	if p == nil || len(*p) == 0 {
+	if !e.hub.Active() {
 		return
 	}
 	if at == 0 {
@@ -198,57 +122,16 @@ func (e *Engine) publish(kind EventKind, id, room string, at int64, now *reading
 			at = now.ns()
 		}
 	}
-	e.pubMu.Lock()
-	e.deliverAll(Event{Kind: kind, ID: id, Room: room, At: time.Unix(0, at).UTC()})
-	e.pubMu.Unlock()
+	e.hub.Publish(Event{Kind: kind, ID: id, Room: room, At: time.Unix(0, at).UTC()})
 }
 
 // publishEach publishes an event of kind for each of ids, as publish does,
-// at now, taking pubMu once: the sweeper's batches.
+// at now, taking the hub's lock once: the sweeper's batches.
 func (e *Engine) publishEach(kind EventKind, ids []string, room string, now *reading) {
-	p := e.subs.Load()
-	if p == nil || len(*p) == 0 || len(ids) == 0 {
+	if !e.hub.Active() || len(ids) == 0 {
 		return
 	}
-	at := time.Unix(0, now.ns()).UTC()
-	e.pubMu.Lock()
-	for _, id := range ids {
-		e.deliverAll(Event{Kind: kind, ID: id, Room: room, At: at})
-	}
-	e.pubMu.Unlock()
-}
-
-// deliverAll numbers ev and delivers it to every subscriber. Called with
-// pubMu held.
-func (e *Engine) deliverAll(ev Event) {
-	e.seq++
-	ev.Seq = e.seq
-	for _, s := range *e.subs.Load() {
-		s.deliver(ev)
-	}
-}
-
-// deliver sends ev to s, or loses it if s's channel is full; after a loss,
-// an Overflow goes first. Called with pubMu held.
-func (s *Subscription) deliver(ev Event) {
-	if s.owed {
-		select {
-		case s.ch <- Event{Kind: Overflow, At: ev.At, Seq: s.lost}:
-			s.owed = false
-		default:
-			s.dropped.Add(1)
-			s.e.dropped.Add(1)
-			s.lost = ev.Seq
-			return
-		}
-	}
-	select {
-	case s.ch <- ev:
-	default:
-		s.dropped.Add(1)
-		s.e.dropped.Add(1)
-		s.owed, s.lost = true, ev.Seq
-	}
+	e.hub.publishEach(kind, ids, room, time.Unix(0, now.ns()).UTC())
 }
 
 // Online returns how many users are online: held, or seen within the

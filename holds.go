@@ -12,7 +12,7 @@ import (
 // release. An invalid id is ignored (counted in [Stats].RejectedIDs) and
 // its release does nothing.
 func (e *Engine) Hold(id string) (release func()) {
-	if !validID(id) {
+	if !ValidID(id) {
 		e.rejectedIDs.Add(1)
 		return func() {}
 	}
@@ -28,7 +28,7 @@ func (e *Engine) Hold(id string) (release func()) {
 // only (counted in [Stats].RejectedRooms).
 func (e *Engine) HoldIn(room, id string) (release func()) {
 	global := e.Hold(id)
-	if !validID(id) {
+	if !ValidID(id) {
 		return global
 	}
 	if !ValidRoom(room) {

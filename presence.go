@@ -130,7 +130,9 @@ func (e *Engine) shardOf(id string) *shard {
 	return e.shards[maphash.String(e.seed, id)&e.mask]
 }
 
-func validID(id string) bool { return len(id) > 0 && len(id) <= MaxIDLen }
+// ValidID reports whether id can name a user: 1 to [MaxIDLen] bytes. Every
+// backend ignores an invalid ID, and counts it in its Stats.
+func ValidID(id string) bool { return len(id) > 0 && len(id) <= MaxIDLen }
 
 // clock returns a reading of the engine's clock at ns (unread: not read yet).
 func (e *Engine) clock(ns int64) reading { return reading{clock: e.now, at: ns} }
@@ -156,7 +158,7 @@ func (e *Engine) expired(it item, now *reading) bool { return e.lay.slot(it) < e
 // id or one longer than [MaxIDLen] is ignored and counted in
 // [Stats].RejectedIDs.
 func (e *Engine) Touch(id string) {
-	if !validID(id) {
+	if !ValidID(id) {
 		e.rejectedIDs.Add(1)
 		return
 	}
@@ -168,7 +170,7 @@ func (e *Engine) Touch(id string) {
 // moves backwards: a time older than the user's current one is ignored, and
 // so are the zero time and times outside the years 1678 to 2262.
 func (e *Engine) TouchAt(id string, at time.Time) {
-	if !validID(id) {
+	if !ValidID(id) {
 		e.rejectedIDs.Add(1)
 		return
 	}
@@ -395,7 +397,7 @@ func (e *Engine) Stats() Stats {
 		RoomsEnded:     e.endedRooms.Load(),
 		RejectedRooms:  e.rejectedRooms.Load(),
 		SnapshotTime:   time.Duration(e.snapNanos.Load()),
-		EventsDropped:  e.dropped.Load(),
+		EventsDropped:  e.hub.Dropped(),
 	}
 	if e.touches != nil {
 		st.Touches, st.TouchesCounted = e.touches.Load(0), true
@@ -403,10 +405,8 @@ func (e *Engine) Stats() Stats {
 	if ns := e.snapLast.Load(); ns != 0 {
 		st.LastSnapshot, st.LastSnapshotBytes = time.Unix(0, ns).UTC(), e.snapBytes.Load()
 	}
-	st.Subscribers = len(e.subscribers())
-	e.pubMu.Lock()
-	st.Events = e.seq
-	e.pubMu.Unlock()
+	st.Subscribers = e.hub.Subscribers()
+	st.Events = e.hub.Published()
 	for _, s := range e.shards {
 		s.addStats(&st)
 	}

@@ -173,9 +173,5 @@ func (e *Engine) Rooms(window time.Duration, limit int) []RoomCount {
 			}
 		}
 	}
-	sortRoomCounts(out)
-	if limit > 0 && len(out) > limit {
-		out = out[:limit:limit]
-	}
-	return out
+	return RankRooms(out, limit)
 }

@@ -56,7 +56,7 @@ func (e *Engine) initRooms(c config) {
 // ValidRoom reports whether name can name a room: like an ID, 1 to
 // [MaxIDLen] bytes, and valid UTF-8 without NUL.
 func ValidRoom(name string) bool {
-	return validID(name) && utf8.ValidString(name) && strings.IndexByte(name, 0) < 0
+	return ValidID(name) && utf8.ValidString(name) && strings.IndexByte(name, 0) < 0
 }
 
 // TouchIn records activity by id now in room, and globally as [Engine.Touch]
@@ -65,7 +65,7 @@ func ValidRoom(name string) bool {
 // counted in [Stats].RejectedRooms. A touch of a member whose index slot in
 // the room does not change takes no lock and allocates nothing.
 func (e *Engine) TouchIn(room, id string) {
-	if !validID(id) {
+	if !ValidID(id) {
 		e.rejectedIDs.Add(1)
 		return
 	}
@@ -77,7 +77,7 @@ func (e *Engine) TouchIn(room, id string) {
 // TouchInAt records activity by id in room at the given time, and globally
 // as [Engine.TouchAt] does. The time in the room never moves backwards.
 func (e *Engine) TouchInAt(room, id string, at time.Time) {
-	if !validID(id) {
+	if !ValidID(id) {
 		e.rejectedIDs.Add(1)
 		return
 	}
@@ -281,11 +281,16 @@ type RoomCount struct {
 	Count int
 }
 
-// sortRoomCounts orders rooms busiest first, ties by name.
-func sortRoomCounts(rs []RoomCount) {
+// RankRooms sorts rs busiest first, ties by name, and returns at most limit
+// of them (limit <= 0: all): the order of every backend's Rooms.
+func RankRooms(rs []RoomCount, limit int) []RoomCount {
 	slices.SortFunc(rs, func(a, b RoomCount) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Room, b.Room))
 	})
+	if limit > 0 && len(rs) > limit {
+		rs = rs[:limit:limit]
+	}
+	return rs
 }
 
 // Room is a read view of one room of an engine: its members, each with

@@ -392,10 +392,10 @@ func (s *shard) drop(it item) {
 		delete(s.holds, id)
 		s.e.holding.Add(-1)
 	}
-	if was {
-		s.announce(false, id, 0, nil)
-	}
 	if s.room != "" {
+		if was {
+			s.announce(false, id, 0, nil)
+		}
 		s.e.members.Delete(member{s.room, id})
 		s.e.removeRoomOf(id, s.room)
 		if s.held.Load() == 0 {
@@ -412,6 +412,10 @@ func (s *shard) drop(it item) {
 	}
 	if s.e.joined.Load() {
 		s.e.leaveAll(id)
+	}
+	if was {
+		// After the Leaves: a user's last Leave comes before its Offline.
+		s.announce(false, id, 0, nil)
 	}
 }
 

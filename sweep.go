@@ -21,9 +21,9 @@ func (e *Engine) startLive() {
 
 // startEdges readies the engine for sweeps, unless it is closed.
 func (e *Engine) startEdges() bool {
-	e.pubMu.Lock()
-	closed := e.closing
-	e.pubMu.Unlock()
+	e.hub.mu.Lock()
+	closed := e.hub.isClosed()
+	e.hub.mu.Unlock()
 	if closed {
 		return false
 	}
@@ -97,14 +97,9 @@ func (e *Engine) sweep() {
 // closeLive stops the sweeper and closes every subscription.
 func (e *Engine) closeLive() {
 	e.stopOnce.Do(func() {
-		e.pubMu.Lock()
-		e.closing = true
-		for _, s := range e.subscribers() {
-			e.unsubscribe(s)
-		}
-		e.pubMu.Unlock()
-		// Wait for a startLive in flight (it saw closing unset and will
-		// start the sweeper); one after this sees closing and starts none.
+		e.hub.Close()
+		// Wait for a startLive in flight (it saw the hub open and will
+		// start the sweeper); one after this sees it closed and starts none.
 		e.startOnce.Do(func() {})
 		if e.started.Load() {
 			close(e.stop)
@@ -113,8 +108,6 @@ func (e *Engine) closeLive() {
 	})
 }
 
-func (e *Engine) isClosed() bool { return e.closing }
-
 // sweepBatch is how many users the sweeper passes per lock hold: a million
 // going offline at once must not stall the touches of that shard.
 const sweepBatch = 256
@@ -122,7 +115,7 @@ const sweepBatch = 256
 // roomFor reports whether every subscriber's channel has room for n more
 // events (or is empty, if it holds fewer).
 func (e *Engine) roomFor(n int) bool {
-	if p := e.subs.Load(); p != nil {
+	if p := e.hub.subs.Load(); p != nil {
 		for _, sub := range *p {
 			if cap(sub.ch)-len(sub.ch) < min(n, cap(sub.ch)) {
 				return false
@@ -208,7 +201,7 @@ func (s *shard) sweep(slot int64, now *reading, wait *time.Duration) {
 // logLost logs the events subscribers lost since it last logged, if any:
 // once a sweep at most, however many were lost.
 func (e *Engine) logLost() {
-	total := e.dropped.Load()
+	total := e.hub.Dropped()
 	if n := total - e.lostLogged; n > 0 {
 		e.lostLogged = total
 		e.log.Warn("presence: subscribers fell behind and lost events", "lost", n, "lost_total", total)

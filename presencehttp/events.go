@@ -1,7 +1,9 @@
 package presencehttp
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -9,17 +11,6 @@ import (
 
 	"github.com/onlinenow/presence"
 )
-
-// EventSource is a Querier whose changes can be followed: for one, Handler
-// serves /api/events. FromEngine's Querier is one.
-type EventSource interface {
-	Querier
-	// Subscribe returns a subscription to the backend's events, as
-	// [presence.Engine.Subscribe] does.
-	Subscribe(buffer int) *presence.Subscription
-}
-
-func (q engineRooms) Subscribe(buffer int) *presence.Subscription { return q.v.Subscribe(buffer) }
 
 const (
 	defaultReplay    = 4096
@@ -47,9 +38,10 @@ func WithHeartbeat(d time.Duration) Option { return func(c *config) { c.heartbea
 // first /api/events request, and the ring of its latest events every
 // stream reads from. Safe for concurrent use.
 type hub struct {
-	src     EventSource
+	b       presence.Backend
 	size    int
-	start   sync.Once
+	startMu sync.Mutex // held while the subscription starts
+	started bool       // guarded by startMu
 	mu      sync.Mutex
 	ring    []presence.Event // ring[i%size] holds the event of index i
 	n       int              // events ever received
@@ -57,8 +49,25 @@ type hub struct {
 	closed  bool             // the backend closed the subscription
 }
 
-func newHub(src EventSource, size int) *hub {
-	return &hub{src: src, size: size, ring: make([]presence.Event, size), changed: make(chan struct{})}
+func newHub(b presence.Backend, size int) *hub {
+	return &hub{b: b, size: size, ring: make([]presence.Event, size), changed: make(chan struct{})}
+}
+
+// start subscribes to the backend, once it succeeds: a failure (a remote
+// backend that is down) is returned, and the next request tries again.
+func (h *hub) start(ctx context.Context) error {
+	h.startMu.Lock()
+	defer h.startMu.Unlock()
+	if h.started {
+		return nil
+	}
+	sub, err := h.b.Subscribe(ctx, hubBuffer)
+	if err != nil {
+		return err
+	}
+	h.started = true
+	go h.run(sub)
+	return nil
 }
 
 // run reads the subscription into the ring until the backend closes it.
@@ -152,10 +161,6 @@ type eventJSON struct {
 
 // events serves /api/events as Server-Sent Events.
 func (s *server) events(w http.ResponseWriter, r *http.Request) {
-	if s.hub == nil {
-		writeJSON(w, http.StatusNotFound, errorBody{"this backend sends no events"})
-		return
-	}
 	q := r.URL.Query()
 	room, filtered := q.Get("room"), q.Has("room")
 	if filtered && !presence.ValidRoom(room) {
@@ -163,7 +168,13 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := s.hub
-	h.start.Do(func() { go h.run(h.src.Subscribe(hubBuffer)) })
+	if err := h.start(r.Context()); errors.Is(err, presence.ErrNoEvents) {
+		writeJSON(w, http.StatusNotFound, errorBody{"this backend sends no events"})
+		return
+	} else if err != nil {
+		unavailable(w)
+		return
+	}
 
 	// From now on, or after the event the client saw last: EventSource
 	// sends its id when it reconnects.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/onlinenow/presence"
 )
 
 // Point is one sample of the online count.
@@ -17,7 +19,7 @@ type Point struct {
 // chart. It is safe for concurrent use. It starts no goroutine of its own:
 // run [History.Run] in one, and stop it with its context.
 type History struct {
-	q      Querier
+	q      presence.Querier
 	window time.Duration
 	every  time.Duration
 	now    func() time.Time
@@ -54,7 +56,7 @@ func WithHistoryClock(now func() time.Time) HistoryOption {
 
 // NewHistory returns a History of q's count. Values <= 0 (and a nil clock)
 // select the defaults.
-func NewHistory(q Querier, opts ...HistoryOption) *History {
+func NewHistory(q presence.Querier, opts ...HistoryOption) *History {
 	h := &History{q: q}
 	for _, o := range opts {
 		o(h)
@@ -77,7 +79,7 @@ func NewHistory(q Querier, opts ...HistoryOption) *History {
 // Sample takes one sample now.
 func (h *History) Sample(ctx context.Context) error {
 	now := h.now()
-	n, err := h.q.CountSince(ctx, now.Add(-h.window))
+	n, err := h.q.Count(ctx, h.window)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,8 @@
-// Package presencehttp serves a JSON API and an admin dashboard over a
-// presence engine (or any [Querier], such as the Redis backend), closed to
-// everyone the application does not authorize.
+// Package presencehttp serves a JSON API and an admin dashboard over any
+// [presence.Backend] (the in-memory engine's, or the Redis store), closed
+// to everyone the application does not authorize.
 //
-//	h := presencehttp.Handler(presencehttp.FromEngine(users), isAdmin,
+//	h := presencehttp.Handler(users.Backend(), isAdmin,
 //		presencehttp.WithHistory(history))
 //	mux.Handle("/admin/presence/", http.StripPrefix("/admin/presence", h))
 //
@@ -20,9 +20,10 @@
 //	GET /api/user?id=ID        {"id":..., "last_seen":..., "meta":...}, or 404
 //	GET /api/history           {"every_seconds":10, "points":[{"t":..., "count":...}]}, oldest first
 //	GET /api/rooms             {"rooms":[{"room":..., "count":...}]}, busiest first
-//	                           ?window=15m (default) &limit=50 (1..500); 404 for a backend without rooms
+//	                           ?window=15m (default) &limit=50 (1..500)
 //	GET /api/events            a text/event-stream of online, offline, join, leave and overflow events;
-//	                           ?room=NAME keeps that room's (and overflow); 404 for a backend without events
+//	                           ?room=NAME keeps that room's (and overflow); 404 for a backend made
+//	                           without events (presence.ErrNoEvents)
 //
 // /api/events writes each event as "id: <seq>", "event: <kind>" and
 // "data: {"kind":..., "id":..., "room":..., "at":..., "seq":...}", and a
@@ -36,13 +37,13 @@
 // seconds besides (every 5 without the stream).
 //
 // With ?room=NAME, /api/counts, /api/users and /api/user answer for that
-// room's members, each at its last time in the room (a [RoomQuerier]'s; a
-// backend without rooms, or a name that is not 1 to 512 bytes of UTF-8
-// without NUL, gets 400). A cursor of another room's walk gets 400.
+// room's members, each at its last time in the room (a name that is not 1
+// to 512 bytes of UTF-8 without NUL gets 400). A cursor of another room's
+// walk gets 400. A user held now has "held": true.
 //
 // Meta (which may hold client IPs) is only included with [WithMeta]. Bad
-// parameters get 400 with {"error": "..."}; a failing Querier (a remote
-// backend that is down) gets 503.
+// parameters get 400 with {"error": "..."}; a failing backend (a remote
+// one that is down) gets 503.
 //
 // # Access
 //
@@ -94,7 +95,9 @@ func WithHistory(h *History) Option { return func(c *config) { c.history = h } }
 // default page size of 50 too.
 func WithMaxPageSize(n int) Option { return func(c *config) { c.maxLimit = n } }
 
-// WithClock sets the clock windows are measured from; nil selects time.Now.
+// WithClock sets the clock of the "now" the answers report and of the
+// stream's own events; nil selects time.Now. Windows are measured by the
+// backend's clock.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
 var defaultWindows = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 24 * time.Hour}
@@ -115,22 +118,22 @@ var assets embed.FS
 
 type server struct {
 	config
-	q         Querier
+	b         presence.Backend
 	authorize func(*http.Request) bool
 	mux       *http.ServeMux
-	hub       *hub // nil unless q is an EventSource
+	hub       *hub
 }
 
-// Handler returns the API and dashboard over q. authorize decides who may
+// Handler returns the API and dashboard over b. authorize decides who may
 // see them; it is required, and Handler panics if it is nil.
-func Handler(q Querier, authorize func(*http.Request) bool, opts ...Option) http.Handler {
-	if q == nil {
-		panic("presencehttp: Handler: nil Querier")
+func Handler(b presence.Backend, authorize func(*http.Request) bool, opts ...Option) http.Handler {
+	if b == nil {
+		panic("presencehttp: Handler: nil Backend")
 	}
 	if authorize == nil {
 		panic("presencehttp: Handler: nil authorize: say who may see who is online")
 	}
-	s := &server{q: q, authorize: authorize, mux: http.NewServeMux()}
+	s := &server{b: b, authorize: authorize, mux: http.NewServeMux()}
 	for _, o := range opts {
 		o(&s.config)
 	}
@@ -149,9 +152,7 @@ func Handler(q Querier, authorize func(*http.Request) bool, opts ...Option) http
 	if s.heartbeat <= 0 {
 		s.heartbeat = defaultHeartbeat
 	}
-	if src, ok := q.(EventSource); ok {
-		s.hub = newHub(src, s.replay)
-	}
+	s.hub = newHub(b, s.replay)
 	s.mux.HandleFunc("GET /{$}", s.asset("dashboard/index.html", "text/html; charset=utf-8"))
 	s.mux.HandleFunc("GET /app.js", s.asset("dashboard/app.js", "text/javascript; charset=utf-8"))
 	s.mux.HandleFunc("GET /app.css", s.asset("dashboard/app.css", "text/css; charset=utf-8"))
@@ -202,7 +203,7 @@ func badRequest(w http.ResponseWriter, format string, args ...any) {
 	writeJSON(w, http.StatusBadRequest, errorBody{fmt.Sprintf(format, args...)})
 }
 
-// unavailable answers for a Querier that failed. Its error may describe the
+// unavailable answers for a backend that failed. Its error may describe the
 // backend's internals (addresses, commands), so it is not passed on.
 func unavailable(w http.ResponseWriter) {
 	writeJSON(w, http.StatusServiceUnavailable, errorBody{"presence backend unavailable"})
@@ -249,13 +250,12 @@ func (s *server) counts(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	now := s.now()
 	out := struct {
 		Now    time.Time   `json:"now"`
 		Counts []countJSON `json:"counts"`
-	}{Now: now.UTC()}
+	}{Now: s.now().UTC()}
 	for _, d := range windows {
-		n, err := q.CountSince(r.Context(), now.Add(-d))
+		n, err := q.Count(r.Context(), d)
 		if err != nil {
 			unavailable(w)
 			return
@@ -269,10 +269,11 @@ type userJSON struct {
 	ID       string    `json:"id"`
 	LastSeen time.Time `json:"last_seen"`
 	Meta     string    `json:"meta,omitempty"`
+	Held     bool      `json:"held,omitempty"`
 }
 
 func (s *server) userOf(a presence.Activity) userJSON {
-	u := userJSON{ID: a.ID, LastSeen: a.LastSeen.UTC()}
+	u := userJSON{ID: a.ID, LastSeen: a.LastSeen.UTC(), Held: a.Held}
 	if s.meta {
 		u.Meta = a.Meta
 	}
@@ -280,23 +281,18 @@ func (s *server) userOf(a presence.Activity) userJSON {
 }
 
 // querier returns the Querier a request asks: a room's, with the room
-// parameter, else the server's. It answers 400 itself for a bad room name
-// or a backend without rooms.
-func (s *server) querier(w http.ResponseWriter, r *http.Request) (Querier, bool) {
+// parameter, else the backend's. It answers 400 itself for a bad room
+// name.
+func (s *server) querier(w http.ResponseWriter, r *http.Request) (presence.Querier, bool) {
 	if !r.URL.Query().Has("room") {
-		return s.q, true
+		return s.b, true
 	}
 	name := r.URL.Query().Get("room")
 	if !presence.ValidRoom(name) {
 		badRequest(w, "room: want 1 to %d bytes of UTF-8 without NUL", presence.MaxIDLen)
 		return nil, false
 	}
-	rq, ok := s.q.(RoomQuerier)
-	if !ok {
-		badRequest(w, "room: this backend keeps no rooms")
-		return nil, false
-	}
-	return rq.Room(name), true
+	return s.b.Room(name), true
 }
 
 // windowAndLimit reads the window (default 15m) and limit (default 50,
@@ -337,12 +333,7 @@ func (s *server) rooms(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rq, ok := s.q.(RoomQuerier)
-	if !ok {
-		writeJSON(w, http.StatusNotFound, errorBody{"this backend keeps no rooms"})
-		return
-	}
-	rooms, err := rq.Rooms(r.Context(), window, limit)
+	rooms, err := s.b.Rooms(r.Context(), window, limit)
 	if err != nil {
 		unavailable(w)
 		return
@@ -366,8 +357,8 @@ func (s *server) users(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	page, next, err := from.Page(r.Context(), s.now().Add(-window), q.Get("cursor"), limit)
-	if errors.Is(err, ErrBadCursor) {
+	page, next, err := from.Page(r.Context(), window, q.Get("cursor"), limit)
+	if errors.Is(err, presence.ErrInvalidCursor) {
 		badRequest(w, "cursor: not one this server gave out")
 		return
 	}

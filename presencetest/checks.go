@@ -8,14 +8,25 @@ import (
 	"time"
 
 	"github.com/onlinenow/presence"
-	"github.com/onlinenow/presence/middleware"
-	"github.com/onlinenow/presence/presencehttp"
 )
 
-func checkEmpty(b Backend) error {
-	t := base()
+var queryChecks = []check{
+	{name: "Empty", run: checkEmpty},
+	{name: "CountsAtWindowEdges", run: checkCounts},
+	{name: "NewestFirst", run: checkOrder},
+	{name: "Limits", run: checkLimits},
+	{name: "PagingTies", run: checkTies},
+	{name: "PagingUnderTouches", run: checkPagingUnderTouches},
+	{name: "BadCursors", run: checkBadCursors},
+	{name: "UnknownAndInvalidIDs", run: checkUnknownIDs},
+	{name: "MaxMerge", run: checkMaxMerge},
+	{name: "Meta", run: checkMeta},
+}
+
+func checkEmpty(b *env) error {
+	t := b.start
 	if n, err := b.count(time.Time{}); err != nil || n != 0 {
-		return fmt.Errorf("CountSince(zero) = %d, %v; want 0", n, err)
+		return fmt.Errorf("Count(all) = %d, %v; want 0", n, err)
 	}
 	page, next, err := b.page(t, "", 10)
 	if err != nil || len(page) != 0 || next != "" {
@@ -26,8 +37,8 @@ func checkEmpty(b Backend) error {
 
 // checkCounts touches 60 users a second apart, each at some point within
 // its second, and counts from every whole second of the range and beyond.
-func checkCounts(b Backend) error {
-	t := base()
+func checkCounts(b *env) error {
+	t := b.start
 	users := map[string]time.Time{}
 	for i := range 60 {
 		users[fmt.Sprint("c", i)] = t.Add(time.Duration(i)*time.Second + time.Duration(i%3)*499*time.Millisecond)
@@ -44,19 +55,19 @@ func checkCounts(b Backend) error {
 			}
 		}
 		if n, err := b.count(from); err != nil || n != want {
-			return fmt.Errorf("CountSince(base%+ds) = %d, %v; want %d", edge, n, err, want)
+			return fmt.Errorf("Count(from base%+ds) = %d, %v; want %d", edge, n, err, want)
 		}
 	}
 	if n, err := b.count(time.Time{}); err != nil || n != len(users) {
-		return fmt.Errorf("CountSince(zero) = %d, %v; want all %d", n, err, len(users))
+		return fmt.Errorf("Count(all) = %d, %v; want all %d", n, err, len(users))
 	}
 	return nil
 }
 
 // checkOrder pages through users at distinct times: newest first, to the
 // second at least, with exact last-seen times.
-func checkOrder(b Backend) error {
-	t := base()
+func checkOrder(b *env) error {
+	t := b.start
 	users := map[string]time.Time{}
 	for i := range 200 {
 		users[fmt.Sprint("o", i)] = t.Add(time.Duration((i*7919)%200)*time.Second + time.Duration(i%5)*time.Millisecond)
@@ -84,8 +95,8 @@ func checkOrder(b Backend) error {
 
 // checkLimits pages through 25 users: limit <= 0 means all, a page ends
 // the walk with "" exactly when nothing follows, and the window bounds it.
-func checkLimits(b Backend) error {
-	t := base()
+func checkLimits(b *env) error {
+	t := b.start
 	users := map[string]time.Time{}
 	for i := range 25 {
 		users[fmt.Sprint("l", i)] = t.Add(time.Duration(i) * time.Second)
@@ -131,8 +142,8 @@ func checkLimits(b Backend) error {
 }
 
 // checkTies pages through 3,000 users who share one time, among 50 others.
-func checkTies(b Backend) error {
-	t := base()
+func checkTies(b *env) error {
+	t := b.start
 	users := map[string]time.Time{}
 	for i := range 3000 {
 		users[fmt.Sprint("tie", i)] = t.Add(5 * time.Second)
@@ -158,8 +169,8 @@ func checkTies(b Backend) error {
 // checkPagingUnderTouches walks 2,000 users (1,500 of them tied) while,
 // during each page, another goroutine moves 10 of them ahead and adds 5
 // new users. No user may come twice, and every user left alone exactly once.
-func checkPagingUnderTouches(b Backend) error {
-	t := base()
+func checkPagingUnderTouches(b *env) error {
+	t := b.start
 	users := map[string]time.Time{}
 	for i := range 2000 {
 		at := t.Add(10 * time.Second)
@@ -183,10 +194,10 @@ func checkPagingUnderTouches(b Backend) error {
 			for k := range 10 {
 				id := fmt.Sprint("w", (round*10+k)*13%2000)
 				moved[id] = true
-				b.Recorder.TouchAt(id, t.Add(20*time.Second))
+				b.touchAt(id, t.Add(20*time.Second))
 			}
 			for k := range 5 {
-				b.Recorder.TouchAt(fmt.Sprint("new", round*5+k), t.Add(20*time.Second))
+				b.touchAt(fmt.Sprint("new", round*5+k), t.Add(20*time.Second))
 			}
 			if err := b.sync(); err != nil {
 				syncErr = err
@@ -214,41 +225,39 @@ func checkPagingUnderTouches(b Backend) error {
 	return nil
 }
 
-func checkBadCursors(b Backend) error {
-	t := base()
+func checkBadCursors(b *env) error {
+	t := b.start
 	if err := b.touchAll(map[string]time.Time{"a": t, "b": t.Add(time.Second)}); err != nil {
 		return err
 	}
 	for _, c := range []string{"x", "!!!!", "AAAA", "MTI6", "Og", "////", "a b", strings.Repeat("A", 5000)} {
 		_, _, err := b.page(t, c, 10)
-		if !errors.Is(err, presencehttp.ErrBadCursor) {
-			return fmt.Errorf("Page(cursor %.20q) = %v; want an error wrapping ErrBadCursor", c, err)
+		if !errors.Is(err, presence.ErrInvalidCursor) {
+			return fmt.Errorf("Page(cursor %.20q) = %v; want an error wrapping ErrInvalidCursor", c, err)
 		}
 	}
 	return nil
 }
 
-func checkUnknownIDs(b Backend) error {
-	t := base()
+func checkUnknownIDs(b *env) error {
+	t := b.start
 	long := strings.Repeat("x", presence.MaxIDLen+1)
-	b.Recorder.TouchAt("known", t)
-	b.Recorder.TouchAt("", t)
-	b.Recorder.TouchAt(long, t)
-	b.Recorder.TouchAt("zero-time", time.Time{})
+	b.touchAt("known", t)
+	b.touchAt("", t)
+	b.touchAt(long, t)
+	b.touchAt("zero-time", time.Time{})
 	if err := b.sync(); err != nil {
 		return err
 	}
 	if n, err := b.count(time.Time{}); err != nil || n != 1 {
-		return fmt.Errorf("CountSince(zero) = %d, %v; want 1 (empty and long IDs, and the zero time, ignored)", n, err)
+		return fmt.Errorf("Count(all) = %d, %v; want 1 (empty and long IDs, and the zero time, ignored)", n, err)
 	}
-	c, cancel := ctx()
-	defer cancel()
 	for _, id := range []string{"nobody", "", long, "Known"} {
-		if a, ok, err := b.Querier.Get(c, id); ok || err != nil {
+		if a, ok, err := b.get(id); ok || err != nil {
 			return fmt.Errorf("Get(%.20q) = %v, %v, %v; want unknown", id, a, ok, err)
 		}
 	}
-	if a, ok, err := b.Querier.Get(c, "known"); !ok || err != nil || !a.LastSeen.Equal(t) || a.ID != "known" {
+	if a, ok, err := b.get("known"); !ok || err != nil || !a.LastSeen.Equal(t) || a.ID != "known" {
 		return fmt.Errorf("Get(known) = %+v, %v, %v; want last seen %v", a, ok, err, t)
 	}
 	return nil
@@ -256,30 +265,28 @@ func checkUnknownIDs(b Backend) error {
 
 // checkMaxMerge touches one user at times out of order, within one sync and
 // across syncs: the newest time always wins.
-func checkMaxMerge(b Backend) error {
-	t := base()
+func checkMaxMerge(b *env) error {
+	t := b.start
 	steps := []struct {
 		at   time.Duration
 		sync bool
 		want time.Duration
 	}{{20 * time.Second, false, 20 * time.Second}, {10 * time.Second, true, 20 * time.Second},
 		{5 * time.Second, true, 20 * time.Second}, {30*time.Second + time.Millisecond, true, 30*time.Second + time.Millisecond}}
-	c, cancel := ctx()
-	defer cancel()
 	for i, s := range steps {
-		b.Recorder.TouchAt("m", t.Add(s.at))
+		b.touchAt("m", t.Add(s.at))
 		if !s.sync {
 			continue
 		}
 		if err := b.sync(); err != nil {
 			return err
 		}
-		a, ok, err := b.Querier.Get(c, "m")
+		a, ok, err := b.get("m")
 		if !ok || err != nil || !a.LastSeen.Equal(t.Add(s.want)) {
 			return fmt.Errorf("step %d: Get = %v, %v, %v; want last seen base+%v", i, a.LastSeen, ok, err, s.want)
 		}
 		if n, err := b.count(time.Time{}); err != nil || n != 1 {
-			return fmt.Errorf("step %d: CountSince(zero) = %d, %v; want 1", i, n, err)
+			return fmt.Errorf("step %d: Count(all) = %d, %v; want 1", i, n, err)
 		}
 		page, _, err := b.page(t, "", 0)
 		if err != nil || len(page) != 1 || !page[0].LastSeen.Equal(t.Add(s.want)) {
@@ -289,19 +296,15 @@ func checkMaxMerge(b Backend) error {
 	return nil
 }
 
-// checkMeta sets meta through a MetaRecorder; Get and Page return it.
-func checkMeta(b Backend) error {
-	mr, ok := b.Recorder.(middleware.MetaRecorder)
-	if !ok {
-		return nil
-	}
-	t := base()
-	mr.TouchAt("with", t)
-	mr.TouchAt("without", t)
-	if !mr.SetMeta("with", "203.0.113.7") {
+// checkMeta sets meta; Get and Page return it.
+func checkMeta(b *env) error {
+	t := b.start
+	b.touchAt("with", t)
+	b.touchAt("without", t)
+	if !b.SetMeta("with", "203.0.113.7") {
 		return errors.New("SetMeta of a user just touched returned false")
 	}
-	if mr.SetMeta("with", strings.Repeat("m", presence.MaxMetaLen+1)) {
+	if b.SetMeta("with", strings.Repeat("m", presence.MaxMetaLen+1)) {
 		return errors.New("SetMeta took meta longer than MaxMetaLen")
 	}
 	if err := b.sync(); err != nil {
@@ -316,9 +319,7 @@ func checkMeta(b Backend) error {
 			return fmt.Errorf("Page: %q has meta %q, want %q", a.ID, a.Meta, want)
 		}
 	}
-	c, cancel := ctx()
-	defer cancel()
-	if a, _, err := b.Querier.Get(c, "with"); err != nil || a.Meta != "203.0.113.7" {
+	if a, _, err := b.get("with"); err != nil || a.Meta != "203.0.113.7" {
 		return fmt.Errorf("Get(with) = %+v, %v; want its meta", a, err)
 	}
 	return nil

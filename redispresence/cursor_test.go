@@ -8,11 +8,10 @@ import (
 	"testing"
 
 	"github.com/onlinenow/presence"
-	"github.com/onlinenow/presence/presencehttp"
 )
 
 // FuzzParseCursor feeds Page's cursor decoder hostile text and cursors of
-// every shape. It must never panic, must refuse with ErrBadCursor or accept,
+// every shape. It must never panic, must refuse with ErrInvalidCursor or accept,
 // and must give back every cursor a page can hand out.
 func FuzzParseCursor(f *testing.F) {
 	f.Add("", int64(0), "u")
@@ -22,7 +21,7 @@ func FuzzParseCursor(f *testing.F) {
 	f.Add("LTE6", int64(1), ":")
 	f.Fuzz(func(t *testing.T, text string, score int64, member string) {
 		if c, ok, err := parseCursor(text); err != nil {
-			if !errors.Is(err, presencehttp.ErrBadCursor) {
+			if !errors.Is(err, presence.ErrInvalidCursor) {
 				t.Fatalf("%q: untyped error %v", text, err)
 			}
 		} else if ok {
@@ -55,7 +54,7 @@ func TestParseCursorLong(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range calls {
-		if _, _, err := parseCursor(long); !errors.Is(err, presencehttp.ErrBadCursor) {
+		if _, _, err := parseCursor(long); !errors.Is(err, presence.ErrInvalidCursor) {
 			t.Fatal(err)
 		}
 	}

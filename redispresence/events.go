@@ -4,24 +4,22 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/onlinenow/presence"
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrNoEvents is returned by Subscribe on a Store made without WithEvents.
-var ErrNoEvents = errors.New("redispresence: events need WithEvents")
-
 // WithEvents makes the Store publish presence events for the whole fleet,
-// with users online while seen within window: Online and Offline, Join and
-// Leave (see [Store.Subscribe]). Every Store sharing the data must use it,
-// with the same window, for events to be complete: a Store without it
-// writes touches that raise no Online.
-func WithEvents(window time.Duration) Option { return func(c *config) { c.window = window } }
+// with users online while seen within the online window
+// ([WithOnlineWindow]): Online and Offline, Join and Leave (see
+// [Store.Subscribe]). Every Store sharing the data must use it, with the
+// same window, for events to be complete: a Store without it writes
+// touches that raise no Online.
+func WithEvents() Option { return func(c *config) { c.events = true } }
 
 // WithEventPoll sets how often a Store with subscribers reads the event
 // streams (default 50ms): the latency a subscriber adds to a flush's.
@@ -43,9 +41,9 @@ type events struct {
 	window int64 // µs
 	node   string
 
-	mu      sync.Mutex // guards subs and the subscriptions' loss state
-	subs    []*Subscription
-	reading sync.Once
+	hub     presence.Hub // the subscriptions of this Store
+	startMu sync.Mutex   // held while the reader starts
+	reading bool         // guarded by startMu: the reader runs
 	wg      sync.WaitGroup
 	read    atomic.Uint64 // events read from the streams
 }

@@ -24,13 +24,12 @@ func FuzzEventOf(f *testing.F) {
 	f.Add("what", "u", "", "1", "1")
 	e := &events{window: time.Minute.Microseconds()}
 	// Fields missing, or of another type.
-	_, ok := e.eventOf(redis.XMessage{Values: map[string]any{"k": 1}}, 0)
+	_, ok := e.eventOf(redis.XMessage{Values: map[string]any{"k": 1}})
 	assert.False(f, ok)
 	assert.Equal(f, int64(-1), seqOf(redis.XMessage{Values: map[string]any{}}))
 	f.Fuzz(func(t *testing.T, kind, id, room, at, q string) {
 		m := redis.XMessage{ID: "1-0", Values: map[string]any{"k": kind, "id": id, "r": room, "at": at, "q": q}}
-		seq := seqOf(m)
-		ev, ok := e.eventOf(m, seq)
+		ev, ok := e.eventOf(m)
 		us, err := strconv.ParseInt(at, 10, 64)
 		known := map[string]presence.EventKind{"online": presence.Online, "join": presence.Join,
 			"offline": presence.Offline, "leave": presence.Leave, "left": presence.Leave, "gone": presence.Offline}[kind]

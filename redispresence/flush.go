@@ -129,8 +129,9 @@ func (s *Store) Flush(ctx context.Context) error {
 	members := 0
 	var newRooms []*redis.IntCmd // ZADDs to the room index: how many rooms they added
 	var scripted [][]any         // with events: by shard, what the publish script writes
+	var roomRecords [][]any      // the same of the rooms', which go after the users'
 	if s.ev != nil {
-		scripted = make([][]any, s.cfg.keys)
+		scripted, roomRecords = make([][]any, s.cfg.keys), make([][]any, s.cfg.keys)
 	}
 	for ref, zs := range all {
 		if scripted != nil && (ref.kind == usersSet || ref.kind == roomSet) {
@@ -138,8 +139,12 @@ func (s *Store) Flush(ctx context.Context) error {
 			// who came online. It comes after the index's ZADD of its
 			// shard in the pipeline (both go to the shard's node in
 			// order), so that a sweep finds the rooms it wrote to.
+			to := &scripted[ref.n]
+			if ref.kind == roomSet {
+				to = &roomRecords[ref.n]
+			}
 			for _, z := range zs {
-				scripted[ref.n] = append(scripted[ref.n], ref.name, z.Member, int64(z.Score))
+				*to = append(*to, ref.name, z.Member, int64(z.Score))
 			}
 			members += len(zs)
 			continue
@@ -155,11 +160,15 @@ func (s *Store) Flush(ctx context.Context) error {
 			members += len(batch)
 		}
 	}
-	for n, args := range scripted {
-		for len(args) > 0 {
-			batch := args[:min(len(args), 3*512)]
-			args = args[len(batch):]
-			s.ev.publish(ctx, pipe, n, batch)
+	// Every shard's users before any room: a reader between two scripts
+	// sees a user's Online before its Join.
+	for _, records := range [][][]any{scripted, roomRecords} {
+		for n, args := range records {
+			for len(args) > 0 {
+				batch := args[:min(len(args), 3*512)]
+				args = args[len(batch):]
+				s.ev.publish(ctx, pipe, n, batch)
+			}
 		}
 	}
 	for k, m := range metas {

@@ -21,6 +21,9 @@ func (s *Store) Hold(id string) (release func()) { return s.hold(entryKey{id: id
 func (s *Store) HoldIn(room, id string) (release func()) {
 	global := s.Hold(id)
 	if !presence.ValidRoom(room) {
+		if presence.ValidID(id) {
+			s.rejectedRooms.Add(1)
+		}
 		return global
 	}
 	inRoom := s.hold(entryKey{room, id})
@@ -28,7 +31,8 @@ func (s *Store) HoldIn(room, id string) (release func()) {
 }
 
 func (s *Store) hold(k entryKey) func() {
-	if k.id == "" || len(k.id) > presence.MaxIDLen {
+	if !presence.ValidID(k.id) {
+		s.rejectedIDs.Add(1)
 		return func() {}
 	}
 	k = entryKey{strings.Clone(k.room), strings.Clone(k.id)} // the map keeps it

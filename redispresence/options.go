@@ -17,7 +17,8 @@ type config struct {
 	retention   time.Duration
 	maxRooms    int
 	perUser     int
-	window      time.Duration // WithEvents; 0: no events
+	window      time.Duration // WithOnlineWindow
+	events      bool          // WithEvents
 	poll        time.Duration
 	streamLen   int
 	onError     func(error)
@@ -31,6 +32,11 @@ func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
 // WithKeys sets how many sorted sets the users are spread over (default 16).
 // Every Store sharing the data must use the same number.
 func WithKeys(k int) Option { return func(c *config) { c.keys = k } }
+
+// WithOnlineWindow sets how recently a user must have been seen to be
+// online (default 5m), as the engine's option does: for [Store.Online]
+// and for the events. Every Store sharing the data must use the same.
+func WithOnlineWindow(d time.Duration) Option { return func(c *config) { c.window = d } }
 
 // WithFlushInterval sets how often buffered touches are sent (default 1s).
 func WithFlushInterval(d time.Duration) Option { return func(c *config) { c.interval = d } }

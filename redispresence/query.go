@@ -11,15 +11,21 @@ import (
 	"time"
 
 	"github.com/onlinenow/presence"
-	"github.com/onlinenow/presence/presencehttp"
 	"github.com/redis/go-redis/v9"
 )
 
-// CountSince returns how many users Redis holds with a last-seen time at t
-// or later: one ZCOUNT per set, in one pipeline.
-func (s *Store) CountSince(ctx context.Context, t time.Time) (int, error) {
-	return s.count(ctx, s.userKeys, t)
+// Count returns how many users Redis holds seen within window of now (the
+// Store's clock): one ZCOUNT per set, in one pipeline.
+func (s *Store) Count(ctx context.Context, window time.Duration) (int, error) {
+	return s.count(ctx, s.userKeys, s.since(window))
 }
+
+// since is the start of window, now.
+func (s *Store) since(window time.Duration) time.Time { return s.cfg.now().Add(-window) }
+
+// Online returns how many users are online now: seen within the online
+// window (WithOnlineWindow), which a held user always is. It is a Count.
+func (s *Store) Online(ctx context.Context) (int, error) { return s.Count(ctx, s.cfg.window) }
 
 // count sums the members of the sets keys scored t or later.
 func (s *Store) count(ctx context.Context, keys []string, t time.Time) (int, error) {
@@ -57,7 +63,7 @@ func (c cursor) String() string {
 const maxCursorLen = 20 + 1 + presence.MaxIDLen
 
 // errNotCursor is what Page says of any text it did not hand out.
-var errNotCursor = fmt.Errorf("%w: not a cursor", presencehttp.ErrBadCursor)
+var errNotCursor = fmt.Errorf("redispresence: %w", presence.ErrInvalidCursor)
 
 func parseCursor(s string) (cursor, bool, error) {
 	if s == "" {
@@ -80,7 +86,7 @@ func parseCursor(s string) (cursor, bool, error) {
 	return cursor{score, member}, true, nil
 }
 
-// Page returns up to limit users seen since t, newest first, after the
+// Page returns up to limit users seen within window, newest first, after the
 // cursor ("" for the first page), and the next page's cursor ("" after the
 // last). It asks each set for about twice its share of the page in one
 // pipeline, and again, for twice as many, each set all of whose users made
@@ -91,12 +97,12 @@ func parseCursor(s string) (cursor, bool, error) {
 // of the walk. A page costs O(log n + k) per set, and O(log T x log n) more
 // when T users share the cursor's microsecond (see fetch). limit <= 0 returns
 // all the rest, as the engine does.
-func (s *Store) Page(ctx context.Context, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
-	return s.page(ctx, s.userKeys, t, cur, limit)
+func (s *Store) Page(ctx context.Context, window time.Duration, cur string, limit int) ([]presence.Activity, string, error) {
+	return s.page(ctx, "", s.userKeys, s.since(window), cur, limit)
 }
 
-// page walks the sets keys as Page describes.
-func (s *Store) page(ctx context.Context, keys []string, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
+// page walks the sets keys (the users', or room's) as Page describes.
+func (s *Store) page(ctx context.Context, room string, keys []string, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
 	after, has, err := parseCursor(cur)
@@ -187,6 +193,7 @@ func (s *Store) page(ctx context.Context, keys []string, t time.Time, cur string
 	if err := s.fillMeta(ctx, out); err != nil {
 		return nil, "", err
 	}
+	s.markHeld(room, out)
 	return out, next, nil
 }
 
@@ -353,11 +360,26 @@ func (s *Store) fillMeta(ctx context.Context, as []presence.Activity) error {
 
 // Get returns one user's activity from Redis, or false if unknown.
 func (s *Store) Get(ctx context.Context, id string) (presence.Activity, bool, error) {
-	return s.get(ctx, s.userKeys[s.shardOf(id)], id)
+	return s.get(ctx, "", s.userKeys[s.shardOf(id)], id)
 }
 
-// get reads id's score in the set key, and its meta.
-func (s *Store) get(ctx context.Context, key, id string) (presence.Activity, bool, error) {
+// markHeld sets Held in the activities of the users (or members of room)
+// this Store holds. Holds of other Stores are not known here: their users
+// are seen at their last flush.
+func (s *Store) markHeld(room string, as []presence.Activity) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if len(s.held) == 0 {
+		return
+	}
+	for i := range as {
+		as[i].Held = s.held[entryKey{room, as[i].ID}] > 0
+	}
+}
+
+// get reads id's score in the set key (the users', or room's), and its
+// meta.
+func (s *Store) get(ctx context.Context, room, key, id string) (presence.Activity, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
@@ -369,5 +391,7 @@ func (s *Store) get(ctx context.Context, key, id string) (presence.Activity, boo
 	if errors.Is(score.Err(), redis.Nil) {
 		return presence.Activity{}, false, nil
 	}
-	return presence.Activity{ID: id, LastSeen: time.UnixMicro(int64(score.Val())).UTC(), Meta: meta.Val()}, true, nil
+	a := []presence.Activity{{ID: id, LastSeen: time.UnixMicro(int64(score.Val())).UTC(), Meta: meta.Val()}}
+	s.markHeld(room, a)
+	return a[0], true, nil
 }

@@ -11,14 +11,7 @@ import (
 	"time"
 
 	"github.com/onlinenow/presence"
-	"github.com/onlinenow/presence/middleware"
-	"github.com/onlinenow/presence/presencehttp"
 	"github.com/redis/go-redis/v9"
-)
-
-var (
-	_ middleware.RoomRecorder = (*Store)(nil)
-	_ presencehttp.Querier    = Room{}
 )
 
 // setRef names a sorted set the flusher writes.
@@ -93,15 +86,20 @@ func (s *Store) TouchIn(room, id string) { s.TouchInAt(room, id, s.cfg.now()) }
 // A room name [presence.ValidRoom] refuses is ignored (the global touch is
 // still recorded).
 func (s *Store) TouchInAt(room, id string, at time.Time) {
-	if id == "" || len(id) > presence.MaxIDLen || at.IsZero() {
+	if !presence.ValidID(id) || at.IsZero() {
+		if !presence.ValidID(id) {
+			s.rejectedIDs.Add(1)
+		}
 		return
 	}
 	s.touches.Inc()
 	ns := at.UnixNano()
 	s.raise(entryKey{id: id}, ns)
-	if room != "" {
-		s.raise(entryKey{room, id}, ns) // an invalid name is refused by insert
+	if room == "" {
+		s.rejectedRooms.Add(1)
+		return
 	}
+	s.raise(entryKey{room, id}, ns) // an invalid name is refused by insert
 }
 
 // Leave ends id's membership of room in Redis and in this Store's buffer;
@@ -132,67 +130,65 @@ func (s *Store) Leave(ctx context.Context, room, id string) (bool, error) {
 // memberships, publishing Offline and Leave (WithEvents) if it was online.
 // It walks the buffer for the user's memberships, so it costs
 // O(buffer).
-func (s *Store) Forget(ctx context.Context, id string) error {
+func (s *Store) Forget(ctx context.Context, id string) (bool, error) {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
+	buffered := false
 	s.buf.Range(func(k entryKey, _ *pending) bool {
 		if k.id == id {
-			s.drop(k)
+			buffered = s.drop(k) || buffered
 		}
 		return true
 	})
 	rooms, err := s.memberships(ctx, id)
 	if err != nil {
-		return fmt.Errorf("redispresence: forget: %w", err)
+		return false, fmt.Errorf("redispresence: forget: %w", err)
 	}
 	k := s.shardOf(id)
 	pipe := s.rdb.Pipeline()
-	s.remove(ctx, pipe, setRef{kind: usersSet, n: k}, id)
-	pipe.HDel(ctx, s.metaKey(k), id)
+	// Leave first, then Offline: a user's last Leave comes before it.
 	for _, room := range rooms {
 		s.remove(ctx, pipe, setRef{roomSet, s.shardOf(room), room}, id)
 		pipe.ZRem(ctx, s.inKey(id), inMember(id, room))
 	}
+	n := s.remove(ctx, pipe, setRef{kind: usersSet, n: k}, id)
+	pipe.HDel(ctx, s.metaKey(k), id)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("redispresence: forget: %w", err)
+		return false, fmt.Errorf("redispresence: forget: %w", err)
 	}
-	return nil
+	removed, _ := n.Result()
+	return buffered || removed > 0, nil
 }
 
-// Room is a read view of one room in Redis: its members, each with the
+// room is a read view of one room in Redis: its members, each with the
 // time it was last seen in the room. It is a plain value, safe for
-// concurrent use, and a presencehttp.Querier. A room no one is in is empty.
-type Room struct {
+// concurrent use. A room no one is in is empty.
+type room struct {
 	s    *Store
 	name string
 	keys []string // the room's one set
 }
 
-// Room returns the view of the room called name.
-func (s *Store) Room(name string) Room { return Room{s, name, []string{s.roomKey(name)}} }
-
-// Name returns the room's name.
-func (r Room) Name() string { return r.name }
-
-// CountSince returns how many members were seen in the room at t or later:
-// one ZCOUNT.
-func (r Room) CountSince(ctx context.Context, t time.Time) (int, error) {
-	return r.s.count(ctx, r.keys, t)
+// Room returns the view of the room called name: Count is one ZCOUNT, Page
+// walks the room's set as [Store.Page] walks the users' (each member at
+// its time in the room, Meta the user's, and a cursor of another room
+// refused), Get one ZSCORE.
+func (s *Store) Room(name string) presence.Querier {
+	return room{s, name, []string{s.roomKey(name)}}
 }
 
-// Page returns up to limit members seen in the room since t, newest first
-// by their time in the room, after the cursor, as [Store.Page] does for all
-// users; Activity.Meta is the user's.
-func (r Room) Page(ctx context.Context, t time.Time, cursor string, limit int) ([]presence.Activity, string, error) {
-	return r.s.page(ctx, r.keys, t, cursor, limit)
+func (r room) Count(ctx context.Context, window time.Duration) (int, error) {
+	return r.s.count(ctx, r.keys, r.s.since(window))
 }
 
-// Get returns id's activity in the room (LastSeen is the time in the room,
-// Meta the user's), or false if id is not a member.
-func (r Room) Get(ctx context.Context, id string) (presence.Activity, bool, error) {
-	return r.s.get(ctx, r.keys[0], id)
+func (r room) Page(ctx context.Context, window time.Duration, cursor string, limit int) ([]presence.Activity, string, error) {
+	return r.s.page(ctx, r.name, r.keys, r.s.since(window), cursor, limit)
+}
+
+func (r room) Get(ctx context.Context, id string) (presence.Activity, bool, error) {
+	return r.s.get(ctx, r.name, r.keys[0], id)
 }
 
 // RoomsOf returns the rooms id is in, most recently active first (ties by
@@ -247,14 +243,14 @@ func (s *Store) roomTimes(ctx context.Context, id string) ([]roomTime, error) {
 	return got, nil
 }
 
-// Rooms returns the rooms with members seen at since or later, busiest
-// first (ties by name), at most limit of them (limit <= 0: all), as the
-// engine's Rooms does. It reads the rooms active since then from the index
-// and counts each (one ZCOUNT per room, pipelined): O(rooms active).
-func (s *Store) Rooms(ctx context.Context, since time.Time, limit int) ([]presence.RoomCount, error) {
+// Rooms returns the rooms with members seen within window, busiest first
+// (ties by name), at most limit of them (limit <= 0: all), as the engine's
+// Rooms does. It reads the rooms active since then from the index and
+// counts each (one ZCOUNT per room, pipelined): O(rooms active).
+func (s *Store) Rooms(ctx context.Context, window time.Duration, limit int) ([]presence.RoomCount, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
-	lo := strconv.FormatInt(since.UnixMicro(), 10)
+	lo := strconv.FormatInt(s.since(window).UnixMicro(), 10)
 	pipe := s.rdb.Pipeline()
 	names := make([]*redis.StringSliceCmd, s.cfg.keys)
 	for k := range names {
@@ -284,11 +280,5 @@ func (s *Store) Rooms(ctx context.Context, since time.Time, limit int) ([]presen
 			out = append(out, presence.RoomCount{Room: room, Count: n})
 		}
 	}
-	slices.SortFunc(out, func(a, b presence.RoomCount) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Room, b.Room))
-	})
-	if limit > 0 && len(out) > limit {
-		out = out[:limit:limit]
-	}
-	return out, nil
+	return presence.RankRooms(out, limit), nil
 }

@@ -17,8 +17,6 @@ import (
 	"unsafe"
 
 	"github.com/onlinenow/presence"
-	"github.com/onlinenow/presence/middleware"
-	"github.com/onlinenow/presence/presencehttp"
 	"github.com/puzpuzpuz/xsync/v3"
 	"github.com/redis/go-redis/v9"
 )
@@ -33,6 +31,9 @@ type Stats struct {
 	Flushes     uint64 // successful flushes
 	FlushErrors uint64 // failed flushes and trims
 	Trimmed     uint64 // users removed by retention
+
+	RejectedIDs   uint64 // touches and holds refused for an invalid ID
+	RejectedRooms uint64 // room touches and holds refused for an invalid room name
 
 	FlushCalls uint64        // flushes that had something to send, successful or failed
 	Resent     uint64        // ZADD members sent again after a failed flush or a connection to a new master
@@ -66,11 +67,6 @@ const (
 	neverSent = math.MinInt64 + 1 // sent of an entry not flushed yet
 )
 
-var (
-	_ presencehttp.Querier    = (*Store)(nil)
-	_ middleware.MetaRecorder = (*Store)(nil)
-)
-
 // Store is the Redis backend. It is safe for concurrent use; its buffer is
 // lock-light (a concurrent map and atomics), and one goroutine flushes.
 type Store struct {
@@ -87,6 +83,7 @@ type Store struct {
 
 	touches                                      *xsync.Counter // striped: TouchAt from many cores does not contend
 	sent, dropped, flushes, flushErrors, trimmed atomic.Uint64
+	rejectedIDs, rejectedRooms                   atomic.Uint64
 	flushCalls, resent                           atomic.Uint64
 	// resend asks the next flush to send the two last good flushes' own
 	// times again: set by a failed flush and by a connection to a new address (a
@@ -111,7 +108,7 @@ type Store struct {
 // New returns a Store writing to rdb and starts its flusher. It checks that
 // Redis answers (within the timeout) and supports ZADD GT (Redis 6.2+).
 func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
-	c := config{prefix: "presence", keys: 16, interval: time.Second, timeout: 2 * time.Second, maxBuffered: 1_000_000, now: time.Now,
+	c := config{prefix: "presence", keys: 16, interval: time.Second, window: 5 * time.Minute, timeout: 2 * time.Second, maxBuffered: 1_000_000, now: time.Now,
 		poll: 50 * time.Millisecond, streamLen: 100_000}
 	for _, o := range opts {
 		o(&c)
@@ -119,8 +116,8 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 	if c.keys <= 0 || c.keys > 4096 {
 		return nil, fmt.Errorf("redispresence: WithKeys(%d): want 1 to 4096", c.keys)
 	}
-	if c.interval <= 0 || c.timeout <= 0 || c.maxBuffered <= 0 || c.poll <= 0 || c.streamLen <= 0 || c.window < 0 {
-		return nil, errors.New("redispresence: interval, timeout, max buffered, event poll and stream length must be positive, the window not negative")
+	if c.interval <= 0 || c.timeout <= 0 || c.maxBuffered <= 0 || c.poll <= 0 || c.streamLen <= 0 || c.window <= 0 {
+		return nil, errors.New("redispresence: interval, timeout, max buffered, event poll, stream length and online window must be positive")
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -142,7 +139,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 	s.watchDials()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
-	if c.window > 0 {
+	if c.events {
 		s.ev = newEvents(s)
 		s.ev.wg.Add(1)
 		go s.ev.sweeper()
@@ -210,11 +207,19 @@ func (s *Store) shardOf(id string) int {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// Touch records activity by id now, by the Store's clock; see
+// [Store.TouchAt].
+func (s *Store) Touch(id string) { s.TouchAt(id, s.cfg.now()) }
+
 // TouchAt records activity by id at the given time in the local buffer; the
-// flusher sends it. It never blocks on Redis. Empty or too long IDs (over
-// presence.MaxIDLen) and the zero time are ignored.
+// flusher sends it. It never blocks on Redis. An invalid ID
+// ([presence.ValidID]) is ignored and counted in Stats.RejectedIDs; the
+// zero time is ignored.
 func (s *Store) TouchAt(id string, at time.Time) {
-	if id == "" || len(id) > presence.MaxIDLen || at.IsZero() {
+	if !presence.ValidID(id) || at.IsZero() {
+		if !presence.ValidID(id) {
+			s.rejectedIDs.Add(1)
+		}
 		return
 	}
 	s.touches.Inc()
@@ -248,6 +253,7 @@ func (s *Store) insert(k entryKey, ns int64) bool {
 	// A room's name is checked when its membership enters the buffer, not
 	// at every touch of it.
 	if k.room != "" && !presence.ValidRoom(k.room) {
+		s.rejectedRooms.Add(1)
 		return true
 	}
 	if s.n.Load() >= int64(s.cfg.maxBuffered) {
@@ -312,6 +318,7 @@ func (s *Store) Stats() Stats {
 	st := Stats{
 		Touches: uint64(s.touches.Value()), Sent: s.sent.Load(), Dropped: s.dropped.Load(),
 		Flushes: s.flushes.Load(), FlushErrors: s.flushErrors.Load(), Trimmed: s.trimmed.Load(),
+		RejectedIDs: s.rejectedIDs.Load(), RejectedRooms: s.rejectedRooms.Load(),
 		FlushCalls: s.flushCalls.Load(), Resent: s.resent.Load(), FlushTime: time.Duration(s.flushNanos.Load()),
 	}
 	if ns := s.lastFlush.Load(); ns != 0 {
@@ -338,15 +345,16 @@ func (s *Store) Close(ctx context.Context) error {
 		s.cancel()
 		<-s.done
 		if s.ev != nil {
+			// A reader starting now (under startMu) sees the context
+			// cancelled: none starts after this.
+			s.ev.startMu.Lock()
+			s.ev.startMu.Unlock()
 			s.ev.wg.Wait()
-			s.ev.closeAll()
+			s.ev.hub.Close()
 		}
 		err = s.Flush(ctx)
 	})
 	return err
 }
 
-var (
-	_ presencehttp.Querier    = (*Store)(nil)
-	_ middleware.MetaRecorder = (*Store)(nil)
-)
+var _ presence.Backend = (*Store)(nil)

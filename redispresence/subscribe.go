@@ -4,149 +4,91 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/onlinenow/presence"
 	"github.com/redis/go-redis/v9"
 )
 
-// Subscription receives the fleet's events on one Store, from
-// [Store.Subscribe]. It is safe for concurrent use.
+// Subscribe returns a subscription to the fleet's events from now on, with
+// a channel buffer of buffer events (buffer <= 0 selects 1024), or
+// presence.ErrNoEvents for a Store made without WithEvents. The first
+// starts the Store's reader of the streams, which reads where each stream
+// ends now (within ctx and the timeout: it may fail); Close of the Store
+// closes every subscription.
 //
 // Every subscription of every Store sees each event once. Events of one
 // shard's stream arrive in the order Redis made them: a user's Online and
-// Offline, and a member's Join and Leave in one room, in order. Event.Seq
-// numbers the events of one stream. Its channel has a fixed buffer:
-// reading never waits for a subscriber, so one that falls behind loses
-// events, counted by Dropped, and the next event it gets is an Overflow. An
-// Overflow also reports events lost to the Store: read from a stream after
-// Redis trimmed them (WithStreamLen), or lost by a failover.
-type Subscription struct {
-	e       *events
-	ch      chan presence.Event
-	dropped atomic.Uint64
-	owed    bool // guarded by e.mu: an Overflow goes first
-	closed  bool
-}
-
-// Subscribe returns a subscription to the fleet's events from now on, with
-// a channel buffer of buffer events (buffer <= 0 selects 1024). The first
-// starts the Store's reader of the streams; Close of the Store closes every
-// subscription.
-func (s *Store) Subscribe(buffer int) (*Subscription, error) {
+// Offline, and a member's Join and Leave in one room, in order; the events
+// of one read of all the streams are merged by time, a user's Online
+// before a Join at the same time and a Leave before an Offline. Event.Seq
+// numbers the events this Store delivered. A subscription that falls
+// behind loses events, counted by Dropped, and its next event is an
+// Overflow; an Overflow also reports events lost to the Store: read from a
+// stream after Redis trimmed them (WithStreamLen), or lost by a failover.
+func (s *Store) Subscribe(ctx context.Context, buffer int) (*presence.Subscription, error) {
 	e := s.ev
 	if e == nil {
-		return nil, ErrNoEvents
+		return nil, presence.ErrNoEvents
 	}
-	if buffer <= 0 {
-		buffer = 1024
+	if err := e.startReader(ctx); err != nil {
+		return nil, err
 	}
-	sub := &Subscription{e: e, ch: make(chan presence.Event, buffer)}
-	e.mu.Lock()
-	if s.ctx.Err() != nil {
-		sub.closed = true
-		close(sub.ch)
-	} else {
-		e.subs = append(e.subs, sub)
-	}
-	e.mu.Unlock()
-	e.reading.Do(func() {
-		ready := make(chan struct{})
-		e.wg.Add(1)
-		go e.reader(ready)
-		<-ready
-	})
-	return sub, nil
+	return e.hub.Subscribe(buffer), nil
 }
 
-// Events returns the channel the subscription's events arrive on; it is
-// closed by Close and by the Store's Close.
-func (sub *Subscription) Events() <-chan presence.Event { return sub.ch }
-
-// Dropped returns how many events the subscription lost by falling behind.
-func (sub *Subscription) Dropped() uint64 { return sub.dropped.Load() }
-
-// Close ends the subscription and closes its channel. It is idempotent.
-func (sub *Subscription) Close() {
-	e := sub.e
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for i, x := range e.subs {
-		if x == sub {
-			e.subs = append(e.subs[:i:i], e.subs[i+1:]...)
-		}
+// startReader starts the reader once it has read where every stream ends.
+func (e *events) startReader(ctx context.Context) error {
+	e.startMu.Lock()
+	defer e.startMu.Unlock()
+	if e.reading || e.s.ctx.Err() != nil {
+		return nil
 	}
-	if !sub.closed {
-		sub.closed = true
-		close(sub.ch)
-	}
-}
-
-// deliver sends ev to every subscription; lost says events were lost
-// before it. Called with e.mu held.
-func (e *events) deliver(ev presence.Event, lost bool) {
-	for _, sub := range e.subs {
-		if lost {
-			sub.owed = true
-		}
-		if sub.owed {
-			select {
-			case sub.ch <- presence.Event{Kind: presence.Overflow, At: ev.At, Seq: ev.Seq - 1}:
-				sub.owed = false
-			default:
-				sub.dropped.Add(1)
-				continue
-			}
-		}
-		select {
-		case sub.ch <- ev:
-		default:
-			sub.dropped.Add(1)
-			sub.owed = true
-		}
-	}
-}
-
-// reader polls every shard's stream from where it last read, until the
-// Store closes. It starts at each stream's last event (closing ready once
-// it knows them), so that subscribers see events from now on; after a
-// failed read it goes on from the same IDs, which resumes where it was if
-// Redis kept the events, and reports a gap in the sequence numbers as an
-// Overflow if not.
-func (e *events) reader(ready chan struct{}) {
-	defer e.wg.Done()
-	s := e.s
-	k := s.cfg.keys
+	k := e.s.cfg.keys
 	ids := make([]string, k)
 	seqs := make([]int64, k) // the last sequence number read; -1: unknown
 	for n := range k {
 		ids[n], seqs[n] = "", -1
 	}
+	ctx, cancel := context.WithTimeout(ctx, e.s.cfg.timeout)
+	defer cancel()
+	if err := e.readOnce(ctx, ids, seqs); err != nil {
+		return err
+	}
+	e.reading = true
+	e.wg.Add(1)
+	go e.reader(ids, seqs)
+	return nil
+}
+
+// reader polls every shard's stream from where it last read, until the
+// Store closes. After a failed read it goes on from the same IDs, which
+// resumes where it was if Redis kept the events, and reports a gap in the
+// sequence numbers as an Overflow if not.
+func (e *events) reader(ids []string, seqs []int64) {
+	defer e.wg.Done()
+	s := e.s
 	t := time.NewTicker(s.cfg.poll)
 	defer t.Stop()
-	defer e.closeAll()
-	for first := true; ; first = false {
-		if !first {
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-t.C:
-			}
+	defer e.hub.Close()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
 		}
-		e.readOnce(ids, seqs)
-		if first {
-			close(ready)
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.timeout)
+		if err := e.readOnce(ctx, ids, seqs); err != nil && s.ctx.Err() == nil {
+			s.report(wrap("read events", err))
 		}
+		cancel()
 	}
 }
 
-// readOnce reads every stream once: the start of those not started yet,
-// the events after the last read of the others.
-func (e *events) readOnce(ids []string, seqs []int64) {
+// readOnce reads every stream once: the end of those not started yet, the
+// events after the last read of the others, which it publishes merged.
+func (e *events) readOnce(ctx context.Context, ids []string, seqs []int64) error {
 	s := e.s
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.timeout)
-	defer cancel()
 	pipe := s.rdb.Pipeline()
 	starts := make([]*redis.XMessageSliceCmd, len(ids))
 	reads := make([]*redis.XStreamSliceCmd, len(ids))
@@ -158,13 +100,10 @@ func (e *events) readOnce(ids []string, seqs []int64) {
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		if s.ctx.Err() == nil {
-			s.report(wrap("read events", err))
-		}
-		return
+		return err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	lost := false
+	streams := make([][]presence.Event, len(ids))
 	for n := range ids {
 		if starts[n] != nil {
 			ids[n], seqs[n] = "0-0", 0
@@ -176,14 +115,60 @@ func (e *events) readOnce(ids []string, seqs []int64) {
 		for _, st := range reads[n].Val() {
 			for _, m := range st.Messages {
 				q := seqOf(m)
-				lost := seqs[n] >= 0 && q != seqs[n]+1
+				lost = lost || (seqs[n] >= 0 && q != seqs[n]+1)
 				ids[n], seqs[n] = m.ID, q
 				e.read.Add(1)
-				if ev, ok := e.eventOf(m, q); ok {
-					e.deliver(ev, lost)
+				if ev, ok := e.eventOf(m); ok {
+					streams[n] = append(streams[n], ev)
 				}
 			}
 		}
+	}
+	if lost {
+		e.hub.Lost()
+	}
+	mergeStreams(streams, e.hub.Publish)
+	return nil
+}
+
+// mergeStreams calls publish with the events of every stream, each
+// stream's in its order, merged by time: of the heads of the streams, the
+// earliest goes first, and at one time Online before Join before Leave
+// before Offline. A user's events are in its shard's stream and a
+// member's in its room's, so this puts a user's Online before its first
+// Join and its last Leave before its Offline when one read holds both.
+func mergeStreams(streams [][]presence.Event, publish func(presence.Event)) {
+	rank := func(k presence.EventKind) int {
+		switch k {
+		case presence.Online:
+			return 0
+		case presence.Join:
+			return 1
+		case presence.Leave:
+			return 2
+		}
+		return 3
+	}
+	for {
+		best := -1
+		for n, evs := range streams {
+			if len(evs) == 0 {
+				continue
+			}
+			if best < 0 {
+				best = n
+				continue
+			}
+			a, b := evs[0], streams[best][0]
+			if c := a.At.Compare(b.At); c < 0 || c == 0 && rank(a.Kind) < rank(b.Kind) {
+				best = n
+			}
+		}
+		if best < 0 {
+			return
+		}
+		publish(streams[best][0])
+		streams[best] = streams[best][1:]
 	}
 }
 
@@ -198,13 +183,13 @@ func seqOf(m redis.XMessage) int64 {
 
 // eventOf decodes a stream entry. The time of an Offline or a Leave the
 // sweeper found is when the user's window ended.
-func (e *events) eventOf(m redis.XMessage, q int64) (presence.Event, bool) {
+func (e *events) eventOf(m redis.XMessage) (presence.Event, bool) {
 	str := func(k string) string { v, _ := m.Values[k].(string); return v }
 	at, err := strconv.ParseInt(str("at"), 10, 64)
 	if err != nil {
 		return presence.Event{}, false
 	}
-	ev := presence.Event{ID: str("id"), Room: str("r"), Seq: uint64(q)}
+	ev := presence.Event{ID: str("id"), Room: str("r")}
 	switch str("k") {
 	case "online":
 		ev.Kind = presence.Online
@@ -223,17 +208,4 @@ func (e *events) eventOf(m redis.XMessage, q int64) (presence.Event, bool) {
 	}
 	ev.At = time.UnixMicro(at).UTC()
 	return ev, true
-}
-
-// closeAll closes every subscription, when the Store closes.
-func (e *events) closeAll() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, sub := range e.subs {
-		if !sub.closed {
-			sub.closed = true
-			close(sub.ch)
-		}
-	}
-	e.subs = nil
 }
