@@ -181,13 +181,13 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 	for n := range stores {
 		rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 8})
 		defer rdb.Close()
-		s, err := redispresence.New(rdb, redispresence.WithPrefix("fleet"), redispresence.WithEvents(fleetWindow))
+		s, err := redispresence.New(rdb, redispresence.WithPrefix("fleet"), redispresence.WithOnlineWindow(fleetWindow), redispresence.WithEvents())
 		if err != nil {
 			return r, err
 		}
 		defer s.Close(ctx)
 		stores[n] = s
-		sub, err := s.Subscribe(1 << 16)
+		sub, err := s.Subscribe(ctx, 1<<16)
 		if err != nil {
 			return r, err
 		}
@@ -261,7 +261,6 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 				return
 			case <-t.C:
 			}
-			since := time.Now().Add(-fleetWindow)
 			g, rm := make([]int, p.Nodes), make([]int, p.Nodes)
 			var wg sync.WaitGroup
 			var failed atomic.Value
@@ -270,8 +269,8 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 				go func() {
 					defer wg.Done()
 					var err error
-					if g[n], err = s.CountSince(ctx, since); err == nil {
-						rm[n], err = s.Room(busiest).CountSince(ctx, since)
+					if g[n], err = s.Count(ctx, fleetWindow); err == nil {
+						rm[n], err = s.Room(busiest).Count(ctx, fleetWindow)
 					}
 					if err != nil {
 						failed.Store(err)

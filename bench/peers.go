@@ -198,11 +198,11 @@ func (p *backendPeer) touch(id string, at time.Time) { p.s.TouchAt(id, at) }
 func (p *backendPeer) flush() error { return p.s.Flush(context.Background()) }
 
 func (p *backendPeer) count(since time.Time) (int, error) {
-	return p.s.CountSince(context.Background(), since)
+	return p.s.Count(context.Background(), time.Since(since))
 }
 
 func (p *backendPeer) recent(since time.Time, limit int) (int, error) {
-	page, _, err := p.s.Page(context.Background(), since, "", limit)
+	page, _, err := p.s.Page(context.Background(), time.Since(since), "", limit)
 	return len(page), err
 }
 

@@ -175,7 +175,7 @@ func (m message) describe() (string, error) {
 }
 
 func eventServer(t testing.TB, e *presence.Engine, opts ...presencehttp.Option) *httptest.Server {
-	srv := httptest.NewServer(presencehttp.Handler(presencehttp.FromEngine(e), admin, opts...))
+	srv := httptest.NewServer(presencehttp.Handler(e.Backend(), admin, opts...))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -326,7 +326,7 @@ func TestEventStreamRefused(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	resp.Body.Close()
 
-	plain := httptest.NewServer(presencehttp.Handler(downQuerier{}, admin))
+	plain := httptest.NewServer(presencehttp.Handler(newDown(), admin))
 	defer plain.Close()
 	c = openStream(t, plain.URL+"/api/events", "")
 	assert.Equal(t, http.StatusNotFound, c.resp.StatusCode, "a backend without events")

@@ -17,7 +17,7 @@ func TestHistoryRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := presence.New() // time.Now is the bubble's fake clock
 		e.Touch("a")
-		hist := presencehttp.NewHistory(presencehttp.FromEngine(e))
+		hist := presencehttp.NewHistory(e.Backend())
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { hist.Run(ctx); close(done) }()

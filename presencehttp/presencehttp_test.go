@@ -51,7 +51,7 @@ func populated() *presence.Engine {
 
 func handler(e *presence.Engine, opts ...presencehttp.Option) http.Handler {
 	opts = append([]presencehttp.Option{presencehttp.WithClock(clock)}, opts...)
-	return presencehttp.Handler(presencehttp.FromEngine(e), admin, opts...)
+	return presencehttp.Handler(e.Backend(), admin, opts...)
 }
 
 func TestForbiddenLearnsNothing(t *testing.T) {
@@ -65,7 +65,7 @@ func TestForbiddenLearnsNothing(t *testing.T) {
 		assert.NotContains(t, w.Body.String(), "100", path)
 	}
 	assert.PanicsWithValue(t, "presencehttp: Handler: nil authorize: say who may see who is online", func() {
-		presencehttp.Handler(presencehttp.FromEngine(presence.New()), nil)
+		presencehttp.Handler(presence.New().Backend(), nil)
 	})
 }
 
@@ -208,21 +208,32 @@ func TestPagingAllUsersOnce(t *testing.T) {
 	}
 }
 
-type downQuerier struct{}
+// down is a backend whose queries fail, as a remote one that is down, and
+// that was made without events.
+type down struct{ presence.Backend }
+
+func newDown() down { return down{presence.New().Backend()} }
 
 var errDown = errors.New("dial tcp 10.1.2.3:6379: connection refused")
 
-func (downQuerier) CountSince(context.Context, time.Time) (int, error) { return 0, errDown }
-func (downQuerier) Page(context.Context, time.Time, string, int) ([]presence.Activity, string, error) {
+func (down) Count(context.Context, time.Duration) (int, error) { return 0, errDown }
+func (down) Page(context.Context, time.Duration, string, int) ([]presence.Activity, string, error) {
 	return nil, "", errDown
 }
-func (downQuerier) Get(context.Context, string) (presence.Activity, bool, error) {
+func (down) Get(context.Context, string) (presence.Activity, bool, error) {
 	return presence.Activity{}, false, errDown
+}
+func (down) Rooms(context.Context, time.Duration, int) ([]presence.RoomCount, error) {
+	return nil, errDown
+}
+func (d down) Room(string) presence.Querier { return d }
+func (down) Subscribe(context.Context, int) (*presence.Subscription, error) {
+	return nil, presence.ErrNoEvents
 }
 
 // TestRooms: api/rooms lists the busiest rooms; room= answers counts, users
 // and user for one room's members, refuses bad names and cursors of
-// another walk; a backend without rooms says so.
+// another walk.
 func TestRooms(t *testing.T) {
 	e := populated()
 	for i := range 30 {
@@ -276,18 +287,11 @@ func TestRooms(t *testing.T) {
 		}
 	}
 
-	// A Querier without rooms: no api/rooms, and room= is a bad request.
-	plain := presencehttp.Handler(downQuerier{}, admin)
-	w, body = get(t, plain, "/api/rooms", true)
-	assert.Equal(t, http.StatusNotFound, w.Code)
-	assert.Equal(t, "this backend keeps no rooms", body["error"])
-	w, _ = get(t, plain, "/api/users?room=doc", true)
-	assert.Equal(t, http.StatusBadRequest, w.Code)
 }
 
 func TestBackendDown(t *testing.T) {
-	h := presencehttp.Handler(downQuerier{}, admin)
-	for _, path := range []string{"/api/counts", "/api/users", "/api/user?id=x"} {
+	h := presencehttp.Handler(newDown(), admin)
+	for _, path := range []string{"/api/counts", "/api/users", "/api/user?id=x", "/api/rooms", "/api/users?room=doc"} {
 		w, body := get(t, h, path, true)
 		assert.Equal(t, http.StatusServiceUnavailable, w.Code, path)
 		assert.Equal(t, "presence backend unavailable", body["error"])
@@ -312,9 +316,12 @@ func TestDashboardAssets(t *testing.T) {
 }
 
 func TestHistory(t *testing.T) {
-	e := populated()
 	now := t0
-	hist := presencehttp.NewHistory(presencehttp.FromEngine(e),
+	e := presence.New(presence.WithClock(func() time.Time { return now }))
+	for i := range 100 {
+		e.TouchAt(fmt.Sprint("user-", i), t0.Add(-time.Duration(i)*time.Minute))
+	}
+	hist := presencehttp.NewHistory(e.Backend(),
 		presencehttp.WithHistoryWindow(5*time.Minute), presencehttp.WithHistoryInterval(10*time.Second),
 		presencehttp.WithHistorySize(3), presencehttp.WithHistoryClock(func() time.Time { return now }))
 	h := handler(e, presencehttp.WithHistory(hist))
@@ -341,11 +348,12 @@ func TestHistory(t *testing.T) {
 	assert.Equal(t, []int{4, 3, 2}, countsOf(hist.Points()), "oldest first once the ring has wrapped")
 
 	// The defaults: a 5-minute window.
-	hist = presencehttp.NewHistory(presencehttp.FromEngine(e), presencehttp.WithHistoryClock(clock))
+	now = t0
+	hist = presencehttp.NewHistory(e.Backend(), presencehttp.WithHistoryClock(clock))
 	require.NoError(t, hist.Sample(ctx))
 	assert.Equal(t, []int{6}, countsOf(hist.Points()), "users at t0-0..5 minutes")
 
-	assert.Error(t, presencehttp.NewHistory(downQuerier{}).Sample(ctx))
+	assert.Error(t, presencehttp.NewHistory(newDown()).Sample(ctx))
 }
 
 func countsOf(points []presencehttp.Point) []int {

@@ -1,5 +1,6 @@
-// Package presenceprom exports the presence engine, its HTTP middleware
-// and its Redis backend as Prometheus metrics, in the style of
+// Package presenceprom exports the presence engine and its HTTP middleware
+// as Prometheus metrics (and, through its module redisprom, the Redis
+// backend), in the style of
 // client_golang's own collectors package: each New*Collector returns a
 // [prometheus.Collector] that reads the part's counters when scraped and
 // that the caller registers on a registry of its choice. Nothing is
@@ -21,8 +22,8 @@
 // [presence.WithTouchCount], since a count costs its hot path a third
 // (BENCHMARKS.md gives the cost); the request rate comes from the
 // middleware's counters by default ([NewMiddlewareCollector]).
-// The Redis collector calls [redispresence.Store.Stats], which walks the
-// Store's write buffer (at most WithMaxBuffered users).
+// The Redis collector (redisprom.NewCollector) calls the Store's Stats,
+// which walks its write buffer (at most WithMaxBuffered users).
 //
 // # Metrics
 //

@@ -4,12 +4,11 @@ go 1.26.0
 
 require (
 	github.com/onlinenow/presence v0.0.0
-	github.com/onlinenow/presence/redispresence v0.0.0
 	github.com/prometheus/client_golang v1.25.0
-	github.com/prometheus/client_model v0.6.3
-	github.com/redis/go-redis/v9 v9.22.0
 	github.com/stretchr/testify v1.12.1
 )
+
+require github.com/prometheus/client_model v0.6.3
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -21,13 +20,9 @@ require (
 	github.com/prometheus/common v0.74.0
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/puzpuzpuz/xsync/v3 v3.5.1 // indirect
-	go.uber.org/atomic v1.12.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace (
-	github.com/onlinenow/presence => ../
-	github.com/onlinenow/presence/redispresence => ../redispresence
-)
+replace github.com/onlinenow/presence => ../

@@ -3,6 +3,8 @@ package presenceprom
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/onlinenow/presence/presenceprom/internal/metrics"
+
 	"github.com/onlinenow/presence/middleware"
 )
 
@@ -14,13 +16,13 @@ import (
 func NewMiddlewareCollector(c *middleware.Counters, opts ...Option) prometheus.Collector {
 	cf := newConfig(opts)
 	type stats = middleware.CounterStats
-	requests := cf.desc("http", "requests_total", "Requests the middleware saw, by result: recorded (for a user), skipped (a skip rule), anonymous (no user), status (a status class not recorded).", "result")
-	return &statsCollector[stats]{read: c.Stats, metrics: []metric[stats]{
-		counter(requests, func(s *stats) uint64 { return s.Recorded }, "recorded"),
-		counter(requests, func(s *stats) uint64 { return s.Skipped }, "skipped"),
-		counter(requests, func(s *stats) uint64 { return s.Anonymous }, "anonymous"),
-		counter(requests, func(s *stats) uint64 { return s.Status }, "status"),
-		counter(cf.desc("http", "holds_total", "Long-lived requests Hold held a user for."), func(s *stats) uint64 { return s.Held }),
-		gauge(cf.desc("http", "holds_open", "Long-lived requests open now."), func(s *stats) float64 { return float64(s.Open) }),
-	}}
+	requests := cf.Desc("http", "requests_total", "Requests the middleware saw, by result: recorded (for a user), skipped (a skip rule), anonymous (no user), status (a status class not recorded).", "result")
+	return metrics.New(c.Stats, []metrics.Metric[stats]{
+		metrics.Counter(requests, func(s *stats) uint64 { return s.Recorded }, "recorded"),
+		metrics.Counter(requests, func(s *stats) uint64 { return s.Skipped }, "skipped"),
+		metrics.Counter(requests, func(s *stats) uint64 { return s.Anonymous }, "anonymous"),
+		metrics.Counter(requests, func(s *stats) uint64 { return s.Status }, "status"),
+		metrics.Counter(cf.Desc("http", "holds_total", "Long-lived requests Hold held a user for."), func(s *stats) uint64 { return s.Held }),
+		metrics.Gauge(cf.Desc("http", "holds_open", "Long-lived requests open now."), func(s *stats) float64 { return float64(s.Open) }),
+	}...)
 }

@@ -4,24 +4,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/onlinenow/presence/presenceprom/internal/metrics"
 )
 
 // Option configures a collector.
-type Option func(*config)
+type Option func(*metrics.Config)
 
-type config struct {
-	namespace string
-	labels    prometheus.Labels
-	windows   []window
-}
-
-type window struct {
-	name string
-	d    time.Duration
-}
-
-func newConfig(opts []Option) config {
-	c := config{namespace: "presence"}
+func newConfig(opts []Option) metrics.Config {
+	c := metrics.Config{Namespace: "presence"}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -30,17 +21,17 @@ func newConfig(opts []Option) config {
 
 // WithNamespace sets the first part of every metric's name (default
 // "presence"; "" leaves names without one).
-func WithNamespace(ns string) Option { return func(c *config) { c.namespace = ns } }
+func WithNamespace(ns string) Option { return func(c *metrics.Config) { c.Namespace = ns } }
 
 // WithConstLabels adds labels with fixed values to every metric, such as
 // the name of the engine when a process has several.
 func WithConstLabels(l prometheus.Labels) Option {
-	return func(c *config) {
-		if c.labels == nil {
-			c.labels = prometheus.Labels{}
+	return func(c *metrics.Config) {
+		if c.Labels == nil {
+			c.Labels = prometheus.Labels{}
 		}
 		for k, v := range l {
-			c.labels[k] = v
+			c.Labels[k] = v
 		}
 	}
 }
@@ -51,18 +42,13 @@ func WithConstLabels(l prometheus.Labels) Option {
 // exported (<namespace>_online_users follows the engine's online window
 // either way).
 func WithWindow(name string, d time.Duration) Option {
-	return func(c *config) {
-		for i := range c.windows {
-			if c.windows[i].name == name {
-				c.windows[i].d = d
+	return func(c *metrics.Config) {
+		for i := range c.Windows {
+			if c.Windows[i].Name == name {
+				c.Windows[i].D = d
 				return
 			}
 		}
-		c.windows = append(c.windows, window{name, d})
+		c.Windows = append(c.Windows, metrics.Window{Name: name, D: d})
 	}
-}
-
-// desc returns a metric's description under the collector's namespace.
-func (c *config) desc(subsystem, name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(prometheus.BuildFQName(c.namespace, subsystem, name), help, labels, c.labels)
 }

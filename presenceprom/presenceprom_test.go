@@ -1,7 +1,6 @@
 package presenceprom_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,72 +10,22 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/onlinenow/presence"
 	"github.com/onlinenow/presence/middleware"
 	"github.com/onlinenow/presence/presenceprom"
-	"github.com/onlinenow/presence/redispresence"
-	"github.com/onlinenow/presence/redispresence/redistest"
+	"github.com/onlinenow/presence/presenceprom/internal/scrapetest"
 )
 
 var t0 = time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 
-// scrape serves reg over HTTP with promhttp, as a server would, GETs it and
-// parses the text exposition.
-func scrape(t *testing.T, reg *prometheus.Registry) map[string]*dto.MetricFamily {
-	t.Helper()
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
-	defer srv.Close()
-	req, err := http.NewRequest("GET", srv.URL, nil)
-	require.NoError(t, err)
-	req.Header.Set("Accept", "text/plain; version=0.0.4")
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode)
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(res.Body)
-	require.NoError(t, err)
-	return fams
-}
-
-// value returns the value of the series of name whose labels include
-// those given (name=value pairs), failing the test if there is none.
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	t.Helper()
-	f, ok := fams[name]
-	require.True(t, ok, "no metric %s", name)
-next:
-	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch f.GetType() {
-		case dto.MetricType_COUNTER:
-			return m.GetCounter().GetValue()
-		case dto.MetricType_GAUGE:
-			return m.GetGauge().GetValue()
-		case dto.MetricType_SUMMARY:
-			return float64(m.GetSummary().GetSampleCount())
-		}
-	}
-	t.Fatalf("no series of %s with labels %v", name, labels)
-	return 0
-}
+var (
+	scrape = scrapetest.Scrape
+	value  = scrapetest.Value
+)
 
 func TestEngineMetrics(t *testing.T) {
 	now := t0
@@ -196,59 +145,4 @@ func TestMiddlewareMetrics(t *testing.T) {
 	assert.Equal(t, 1.0, value(t, fams, "presence_http_requests_total", "result", "skipped"))
 	assert.Zero(t, value(t, fams, "presence_http_holds_open"))
 	assert.Equal(t, 2, e.Len())
-}
-
-// TestStoreMetrics runs the Redis backend against a real redis-server,
-// then kills it: the outage shows as failed writes and pending users,
-// the last good flush stays, and all of it clears once Redis is back.
-func TestStoreMetrics(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()},
-		DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, MaxRetries: -1})
-	defer rdb.Close()
-	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(time.Hour), redispresence.WithTimeout(300*time.Millisecond),
-		redispresence.WithMaxBuffered(3), redispresence.WithClock(func() time.Time { return t0 }))
-	require.NoError(t, err)
-	defer s.Close(context.Background())
-	c := presenceprom.NewStoreCollector(s)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c)
-	ctx := context.Background()
-
-	problems, err := testutil.CollectAndLint(c)
-	require.NoError(t, err)
-	assert.Empty(t, problems)
-
-	s.TouchAt("a", t0)
-	s.TouchAt("b", t0)
-	require.NoError(t, s.Flush(ctx))
-	fams := scrape(t, reg)
-	assert.Equal(t, 2.0, value(t, fams, "presence_redis_touches_total"))
-	assert.Equal(t, 2.0, value(t, fams, "presence_redis_sent_members_total"))
-	assert.Equal(t, 1.0, value(t, fams, "presence_redis_flushes_total"))
-	assert.Equal(t, 1.0, value(t, fams, "presence_redis_flush_duration_seconds"))
-	assert.Zero(t, value(t, fams, "presence_redis_pending_users"))
-	goodFlush := value(t, fams, "presence_redis_last_flush_timestamp_seconds")
-	assert.InDelta(t, float64(time.Now().UnixNano())/1e9, goodFlush, 60)
-
-	srv.Stop()
-	s.TouchAt("a", t0.Add(time.Second))
-	s.TouchAt("c", t0)
-	s.TouchAt("d", t0) // the buffer holds 3
-	require.Error(t, s.Flush(ctx))
-	fams = scrape(t, reg)
-	assert.Equal(t, 1.0, value(t, fams, "presence_redis_write_errors_total"))
-	assert.Equal(t, 2.0, value(t, fams, "presence_redis_pending_users"))
-	assert.Equal(t, 3.0, value(t, fams, "presence_redis_buffered_users"))
-	assert.Equal(t, 1.0, value(t, fams, "presence_redis_dropped_touches_total"))
-	assert.Equal(t, 1.0, value(t, fams, "presence_redis_flushes_total"))
-	assert.Equal(t, 2.0, value(t, fams, "presence_redis_flush_duration_seconds"), "the failed flush is timed")
-	assert.Equal(t, goodFlush, value(t, fams, "presence_redis_last_flush_timestamp_seconds"))
-
-	srv.Restart()
-	require.Eventually(t, func() bool { return s.Flush(ctx) == nil }, 10*time.Second, 50*time.Millisecond)
-	fams = scrape(t, reg)
-	assert.Zero(t, value(t, fams, "presence_redis_pending_users"))
-	assert.Equal(t, 2.0, value(t, fams, "presence_redis_flushes_total"))
-	assert.Greater(t, value(t, fams, "presence_redis_last_flush_timestamp_seconds"), goodFlush)
 }

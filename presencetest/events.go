@@ -34,9 +34,11 @@ func collect(sub *presence.Subscription, until func(presence.Event) bool) ([]pre
 	}
 }
 
-// marker touches a user no check uses and returns a test for its Online:
-// once it arrives, every event of what was done before it has too.
+// marker touches a user no check uses, a second after everything before
+// it, and returns a test for its Online: once it arrives, every event of
+// what was done before it has too.
 func (e *env) marker(name string) (func(presence.Event) bool, error) {
+	e.clk.advance(time.Second)
 	e.Touch(name)
 	return func(ev presence.Event) bool { return ev.Kind == presence.Online && ev.ID == name }, e.sync()
 }

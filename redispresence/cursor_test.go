@@ -15,12 +15,12 @@ import (
 // and must give back every cursor a page can hand out.
 func FuzzParseCursor(f *testing.F) {
 	f.Add("", int64(0), "u")
-	f.Add(cursor{1700000000000000, "user-1"}.String(), int64(-1), "a:b")
-	f.Add(cursor{math.MinInt64, strings.Repeat("é", 256)}.String(), int64(math.MaxInt64), strings.Repeat("x", 512))
+	f.Add(cursor{1700000000000000, "user-1", ""}.String(), int64(-1), "a:b")
+	f.Add(cursor{math.MinInt64, strings.Repeat("é", 256), walkOf("room")}.String(), int64(math.MaxInt64), strings.Repeat("x", 512))
 	f.Add("forged!", int64(5), "")
 	f.Add("LTE6", int64(1), ":")
 	f.Fuzz(func(t *testing.T, text string, score int64, member string) {
-		if c, ok, err := parseCursor(text); err != nil {
+		if c, ok, err := parseCursor(text, ""); err != nil {
 			if !errors.Is(err, presence.ErrInvalidCursor) {
 				t.Fatalf("%q: untyped error %v", text, err)
 			}
@@ -28,7 +28,7 @@ func FuzzParseCursor(f *testing.F) {
 			if c.member == "" || len(c.member) > presence.MaxIDLen {
 				t.Fatalf("%q: member of %d bytes", text, len(c.member))
 			}
-			if again, _, err := parseCursor(c.String()); err != nil || again != c {
+			if again, _, err := parseCursor(c.String(), ""); err != nil || again != c {
 				t.Fatalf("%q: round trip gave %v, %v", text, again, err)
 			}
 		} else if text != "" {
@@ -37,8 +37,8 @@ func FuzzParseCursor(f *testing.F) {
 		if member == "" || len(member) > presence.MaxIDLen {
 			return
 		}
-		want := cursor{score, member}
-		if got, ok, err := parseCursor(want.String()); err != nil || !ok || got != want {
+		want := cursor{score, member, ""}
+		if got, ok, err := parseCursor(want.String(), ""); err != nil || !ok || got != want {
 			t.Fatalf("%v: parsed as %v, %v, %v", want, got, ok, err)
 		}
 	})
@@ -54,7 +54,7 @@ func TestParseCursorLong(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range calls {
-		if _, _, err := parseCursor(long); !errors.Is(err, presence.ErrInvalidCursor) {
+		if _, _, err := parseCursor(long, ""); !errors.Is(err, presence.ErrInvalidCursor) {
 			t.Fatal(err)
 		}
 	}

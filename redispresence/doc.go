@@ -1,7 +1,7 @@
 // Package redispresence keeps presence in Redis, for a fleet of servers that
 // needs one global view of who is online. A [Store] is a
-// middleware.Recorder (and MetaRecorder) and a presencehttp.Querier, so the
-// middleware and the dashboard work with it unchanged.
+// [presence.Backend], as the engine's adapter is, so the middleware, the
+// dashboard and the API work with it unchanged.
 //
 //	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"10.0.0.5:6379"}})
 //	store, err := redispresence.New(rdb, redispresence.WithRetention(24*time.Hour))
@@ -60,7 +60,7 @@
 // [Store.TouchInAt] records a user in a room, in the same buffer as its
 // global time: a membership costs one write to its room per interval, and
 // one to its user's list when it enters the buffer. [Store.Room] is a
-// read view of one room (a presencehttp.Querier, so the API and the
+// read view of one room (a presence.Querier, so the API and the
 // dashboard can show it); [Store.Rooms] lists the busiest, [Store.RoomsOf]
 // a user's, [Store.Leave] ends a membership. WithMaxRooms and
 // WithMaxRoomsPerUser cap them; retention trims them as it trims users.

@@ -52,24 +52,19 @@ func clusterClient(t *testing.T, cl *redistest.Cluster) redis.UniversalClient {
 	return rdb
 }
 
-// TestContract runs the query contract every backend keeps (presencetest)
-// against a Store on each topology, each check under its own prefix.
+// TestContract runs the contract every backend keeps (presencetest)
+// against a Store made with events on each topology, each check under its
+// own prefix.
 func TestContract(t *testing.T) {
 	for _, top := range topologies {
 		t.Run(top.name, func(t *testing.T) {
 			rdb := top.open(t)
 			n := 0
-			presencetest.Test(t, func(t *testing.T) presencetest.Backend {
+			presencetest.Test(t, func(t *testing.T, now func() time.Time) presencetest.Backend {
 				n++
-				s := newStore(t, rdb, redispresence.WithPrefix(fmt.Sprint("contract", n)), redispresence.WithKeys(7))
-				return presencetest.Backend{Querier: s, Recorder: s, Sync: s.Flush}
-			})
-			// And on a room of a Store, whose members' times are their times
-			// in the room.
-			presencetest.Test(t, func(t *testing.T) presencetest.Backend {
-				n++
-				s := newStore(t, rdb, redispresence.WithPrefix(fmt.Sprint("contract", n)), redispresence.WithKeys(7))
-				return presencetest.Backend{Querier: s.Room("r"), Recorder: roomRecorder{s, "r"}, Sync: s.Flush}
+				s := newStore(t, rdb, redispresence.WithPrefix(fmt.Sprint("contract", n)), redispresence.WithShards(7),
+					redispresence.WithClock(now), redispresence.WithEvents(), redispresence.WithEventPoll(5*time.Millisecond))
+				return presencetest.Backend{Backend: s, Sync: s.Flush}
 			})
 		})
 	}
@@ -140,7 +135,7 @@ func checkAll(t *testing.T, s *redispresence.Store, want map[string]int64) {
 			lost++
 		}
 	}
-	n, err := s.CountSince(ctx, time.Time{})
+	n, err := s.Count(ctx, forever)
 	require.NoError(t, err)
 	assert.Zero(t, lost, "users not at their newest time, of %d", len(want))
 	assert.Equal(t, len(want), n)
@@ -204,13 +199,13 @@ func TestResendLeavesOutWhatWasRemoved(t *testing.T) {
 	a.TouchInAt("doc", "stays", t0)
 	a.TouchInAt("ended", "member", t0.Add(-time.Second)) // the least recently active room
 	require.NoError(t, a.Flush(ctx))
-	require.NoError(t, b.Forget(ctx, "forgotten"))
+	require.NoError(t, errOf(b.Forget(ctx, "forgotten")))
 	left, err := b.Leave(ctx, "doc", "left")
 	require.NoError(t, err)
 	require.True(t, left)
 	b.TouchInAt("new", "stays", t0.Add(time.Second)) // a third room: "ended" ends
 	require.NoError(t, b.Flush(ctx))
-	rooms, err := b.Rooms(ctx, time.Time{}, 0)
+	rooms, err := b.Rooms(ctx, forever, 0)
 	require.NoError(t, err)
 	want := []presence.RoomCount{{Room: "doc", Count: 1}, {Room: "new", Count: 1}}
 	require.Equal(t, want, rooms)
@@ -231,7 +226,7 @@ func TestResendLeavesOutWhatWasRemoved(t *testing.T) {
 	_, ok, err = a.Room("doc").Get(ctx, "left")
 	require.NoError(t, err)
 	assert.False(t, ok, "the resend wrote back a membership that left")
-	rooms, err = a.Rooms(ctx, time.Time{}, 0)
+	rooms, err = a.Rooms(ctx, forever, 0)
 	require.NoError(t, err)
 	assert.Equal(t, want, rooms, "the resend brought back an ended room")
 	indexed := 0
@@ -326,14 +321,14 @@ func TestFaultSlotMigration(t *testing.T) {
 func TestFaultEventsThroughFailover(t *testing.T) {
 	sn := redistest.StartSentinel(t)
 	var stores []*redispresence.Store
-	var subs []*redispresence.Subscription
+	var subs []*presence.Subscription
 	for range 2 {
 		s, err := redispresence.New(failoverClient(t, sn), redispresence.WithFlushInterval(20*time.Millisecond),
-			redispresence.WithTimeout(500*time.Millisecond), redispresence.WithEvents(time.Minute),
+			redispresence.WithTimeout(500*time.Millisecond), redispresence.WithOnlineWindow(time.Minute), redispresence.WithEvents(),
 			redispresence.WithEventPoll(10*time.Millisecond))
 		require.NoError(t, err)
 		defer s.Close(context.Background())
-		sub, err := s.Subscribe(1 << 16)
+		sub, err := s.Subscribe(context.Background(), 1<<16)
 		require.NoError(t, err)
 		stores, subs = append(stores, s), append(subs, sub)
 	}
@@ -409,10 +404,10 @@ func TestFailoverLosingEventsIsAnOverflow(t *testing.T) {
 	ctx := context.Background()
 	open := func() *redispresence.Store {
 		return newStore(t, failoverClient(t, sn), redispresence.WithTimeout(500*time.Millisecond),
-			redispresence.WithEvents(time.Minute), redispresence.WithEventPoll(5*time.Millisecond))
+			redispresence.WithOnlineWindow(time.Minute), redispresence.WithEvents(), redispresence.WithEventPoll(5*time.Millisecond))
 	}
 	a, b := open(), open()
-	sub, err := b.Subscribe(0)
+	sub, err := b.Subscribe(context.Background(), 0)
 	require.NoError(t, err)
 	next := func() presence.Event { return recv(t, sub) }
 	a.TouchAt("early", time.Now())

@@ -29,9 +29,10 @@ type config struct {
 // WithPrefix sets the prefix of the Redis keys (default "presence").
 func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
 
-// WithKeys sets how many sorted sets the users are spread over (default 16).
+// WithShards sets how many shards (sorted sets, each with its keys) the
+// users are spread over (default 16), as the engine's option does.
 // Every Store sharing the data must use the same number.
-func WithKeys(k int) Option { return func(c *config) { c.keys = k } }
+func WithShards(k int) Option { return func(c *config) { c.keys = k } }
 
 // WithOnlineWindow sets how recently a user must have been seen to be
 // online (default 5m), as the engine's option does: for [Store.Online]

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"strconv"
 	"strings"
@@ -48,24 +49,37 @@ func (s *Store) count(ctx context.Context, keys []string, t time.Time) (int, err
 }
 
 // cursor is a position in a newest-first walk: the (score, member) of the
-// last user returned.
+// last user returned, and the walk it belongs to (walkOf: "" for the
+// users', a tag of the room's name for a room's), so that one walk's
+// cursor is refused by another.
 type cursor struct {
 	score  int64
 	member string
+	walk   string
 }
 
 func (c cursor) String() string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.score, 10) + ":" + c.member))
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.score, 10) + ":" + c.walk + ":" + c.member))
+}
+
+// walkOf tags a walk: "" for the users', the CRC-32C of a room's name in
+// hex for the room's.
+func walkOf(room string) string {
+	if room == "" {
+		return ""
+	}
+	return strconv.FormatUint(uint64(crc32.Checksum([]byte(room), castagnoli)), 16)
 }
 
 // maxCursorLen is the longest cursor before base64: an int64's digits, a
-// colon and an ID.
-const maxCursorLen = 20 + 1 + presence.MaxIDLen
+// colon, a walk's tag, a colon and an ID.
+const maxCursorLen = 20 + 1 + 8 + 1 + presence.MaxIDLen
 
 // errNotCursor is what Page says of any text it did not hand out.
 var errNotCursor = fmt.Errorf("redispresence: %w", presence.ErrInvalidCursor)
 
-func parseCursor(s string) (cursor, bool, error) {
+// parseCursor reads a cursor of the walk walk; "" is the start.
+func parseCursor(s, walk string) (cursor, bool, error) {
 	if s == "" {
 		return cursor{}, false, nil
 	}
@@ -78,12 +92,13 @@ func parseCursor(s string) (cursor, bool, error) {
 	if err != nil {
 		return cursor{}, false, errNotCursor
 	}
-	num, member, ok := strings.Cut(string(raw), ":")
+	num, rest, ok1 := strings.Cut(string(raw), ":")
+	tag, member, ok2 := strings.Cut(rest, ":")
 	score, err := strconv.ParseInt(num, 10, 64)
-	if !ok || err != nil || member == "" || len(member) > presence.MaxIDLen {
+	if !ok1 || !ok2 || err != nil || tag != walk || member == "" || len(member) > presence.MaxIDLen {
 		return cursor{}, false, errNotCursor
 	}
-	return cursor{score, member}, true, nil
+	return cursor{score, member, walk}, true, nil
 }
 
 // Page returns up to limit users seen within window, newest first, after the
@@ -105,7 +120,7 @@ func (s *Store) Page(ctx context.Context, window time.Duration, cur string, limi
 func (s *Store) page(ctx context.Context, room string, keys []string, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
-	after, has, err := parseCursor(cur)
+	after, has, err := parseCursor(cur, walkOf(room))
 	if err != nil {
 		return nil, "", err
 	}
@@ -188,7 +203,7 @@ func (s *Store) page(ctx context.Context, room string, keys []string, t time.Tim
 	}
 	if picked > limit { // a user beyond this page exists
 		last := out[len(out)-1]
-		next = cursor{last.LastSeen.UnixMicro(), last.ID}.String()
+		next = cursor{last.LastSeen.UnixMicro(), last.ID, walkOf(room)}.String()
 	}
 	if err := s.fillMeta(ctx, out); err != nil {
 		return nil, "", err
@@ -223,7 +238,7 @@ func (s *Store) fetch(ctx context.Context, keys []string, todo []int, lo string,
 			asks[i] = ask{c: after, has: has}
 			a := &asks[i]
 			if l := lists[k]; len(l) > 0 {
-				a.c, a.has = cursor{int64(l[len(l)-1].Score), l[len(l)-1].Member.(string)}, true
+				a.c, a.has = cursor{score: int64(l[len(l)-1].Score), member: l[len(l)-1].Member.(string)}, true
 			}
 			switch {
 			case a.has && tied[k]:

@@ -114,7 +114,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 		o(&c)
 	}
 	if c.keys <= 0 || c.keys > 4096 {
-		return nil, fmt.Errorf("redispresence: WithKeys(%d): want 1 to 4096", c.keys)
+		return nil, fmt.Errorf("redispresence: WithShards(%d): want 1 to 4096", c.keys)
 	}
 	if c.interval <= 0 || c.timeout <= 0 || c.maxBuffered <= 0 || c.poll <= 0 || c.streamLen <= 0 || c.window <= 0 {
 		return nil, errors.New("redispresence: interval, timeout, max buffered, event poll, stream length and online window must be positive")

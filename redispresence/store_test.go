@@ -40,12 +40,29 @@ func client(s *redistest.Server) redis.UniversalClient {
 		MaxRetries: -1})
 }
 
+// t0 is the tests' now: newStore's clock stands still at it, unless a
+// test gives a clock of its own.
 var t0 = time.Now().Truncate(time.Second)
+
+// errOf is the error of a call that returns a value too.
+func errOf[T any](_ T, err error) error { return err }
+
+// forever is a window that holds every user.
+const forever = 100 * 365 * 24 * time.Hour
+
+// ago is the window from t to t0 (forever from the zero time).
+func ago(t time.Time) time.Duration {
+	if t.IsZero() {
+		return forever
+	}
+	return t0.Sub(t)
+}
 
 func newStore(t *testing.T, rdb redis.UniversalClient, opts ...redispresence.Option) *redispresence.Store {
 	t.Helper()
 	// A long interval: the tests flush by hand.
-	opts = append([]redispresence.Option{redispresence.WithFlushInterval(time.Hour)}, opts...)
+	opts = append([]redispresence.Option{redispresence.WithFlushInterval(time.Hour),
+		redispresence.WithClock(func() time.Time { return t0 })}, opts...)
 	s, err := redispresence.New(rdb, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close(context.Background()) })
@@ -59,7 +76,7 @@ func walk(t testing.TB, s *redispresence.Store, since time.Time, size func(n int
 	var pages [][]presence.Activity
 	for n, cur := 0, ""; ; n++ {
 		require.Less(t, n, 10_000, "the walk does not end")
-		page, next, err := s.Page(context.Background(), since, cur, size(n))
+		page, next, err := s.Page(context.Background(), ago(since), cur, size(n))
 		require.NoError(t, err)
 		pages = append(pages, page)
 		if next == "" {
@@ -87,10 +104,10 @@ func TestTwoNodesOneView(t *testing.T) {
 	require.NoError(t, b.Flush(ctx))
 
 	for _, node := range []*redispresence.Store{a, b} {
-		n, err := node.CountSince(ctx, t0.Add(-10*time.Minute-time.Second))
+		n, err := node.Count(ctx, ago(t0.Add(-10*time.Minute-time.Second)))
 		require.NoError(t, err)
 		assert.Equal(t, 11+10+1, n, "a0..a10, b0..b9 and both")
-		page, _, err := node.Page(ctx, t0.Add(-3*time.Minute), "", 10)
+		page, _, err := node.Page(ctx, ago(t0.Add(-3*time.Minute)), "", 10)
 		require.NoError(t, err)
 		var got []string
 		for _, u := range page {
@@ -128,7 +145,7 @@ func TestCoalescing(t *testing.T) {
 	assert.Equal(t, uint64(2_000_000), st.Touches)
 	assert.Equal(t, uint64(100_000), st.Sent, "one ZADD member per active user per flush")
 	t.Logf("coalescing: %d touches, %d ZADD members sent: %.0fx", st.Touches, st.Sent, float64(st.Touches)/float64(st.Sent))
-	n, err := s.CountSince(ctx, time.Time{})
+	n, err := s.Count(ctx, forever)
 	require.NoError(t, err)
 	assert.Equal(t, 50_000, n)
 }
@@ -207,14 +224,14 @@ func TestRedisDownThenBack(t *testing.T) {
 
 	qctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	_, err := s.CountSince(qctx, t0)
+	_, err := s.Count(qctx, ago(t0))
 	assert.Error(t, err, "queries fail while Redis is down")
-	_, _, err = s.Page(qctx, t0, "", 10)
+	_, _, err = s.Page(qctx, time.Minute, "", 10)
 	assert.Error(t, err)
 
 	srv.Restart() // same port, empty: everything buffered must be written again
 	require.Eventually(t, func() bool { return s.Flush(ctx) == nil }, 10*time.Second, 50*time.Millisecond)
-	n, err := s.CountSince(ctx, time.Time{})
+	n, err := s.Count(ctx, forever)
 	require.NoError(t, err)
 	assert.Equal(t, 1500, n, "every buffered user reached Redis")
 	u, ok, err := s.Get(ctx, "before")
@@ -292,7 +309,7 @@ func TestRetentionAndForget(t *testing.T) {
 	assert.True(t, ok)
 	assert.Equal(t, uint64(1), s.Stats().Trimmed)
 
-	require.NoError(t, s.Forget(ctx, "gone"))
+	require.NoError(t, errOf(s.Forget(ctx, "gone")))
 	_, ok, _ = s.Get(ctx, "gone")
 	assert.False(t, ok)
 	require.NoError(t, s.Flush(ctx))
@@ -397,7 +414,7 @@ func TestConcurrentTouchesAndFlushes(t *testing.T) {
 		require.True(t, ok, id)
 		require.Equal(t, us, u.LastSeen.UnixMicro(), id)
 	}
-	n, err := s.CountSince(ctx, time.Time{})
+	n, err := s.Count(ctx, forever)
 	require.NoError(t, err)
 	assert.Equal(t, len(want), n)
 }
@@ -460,9 +477,9 @@ func TestSlowRedisBoundedByTimeout(t *testing.T) {
 	s.TouchAt("x", t0)
 	errs := make(chan error, 3)
 	go func() {
-		_, err := s.CountSince(context.Background(), t0)
+		_, err := s.Count(context.Background(), ago(t0))
 		errs <- err
-		_, _, err = s.Page(context.Background(), t0, "", 10)
+		_, _, err = s.Page(context.Background(), time.Minute, "", 10)
 		errs <- err
 		_, _, err = s.Get(context.Background(), "x")
 		errs <- err
@@ -493,7 +510,7 @@ func TestPagingWhileSetsChange(t *testing.T) {
 		page := tc.page
 		t.Run(fmt.Sprint("page-", page), func(t *testing.T) {
 			prefix := fmt.Sprint("change", page)
-			s := newStore(t, rdb, redispresence.WithPrefix(prefix), redispresence.WithKeys(4))
+			s := newStore(t, rdb, redispresence.WithPrefix(prefix), redispresence.WithShards(4))
 			for i := range 400 {
 				s.TouchAt(fmt.Sprint("user-", i), t0.Add(-time.Hour-time.Duration(i)*time.Second))
 			}

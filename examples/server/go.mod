@@ -14,16 +14,17 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/google/btree v1.1.3 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/onlinenow/presence/redispresence v0.0.0 // indirect
+	github.com/onlinenow/presence/presenceprom/redisprom v0.0.0
+	github.com/onlinenow/presence/redispresence v0.0.0
 	github.com/pandatix/go-abnf v0.5.5 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.74.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/puzpuzpuz/xsync/v3 v3.5.1 // indirect
-	github.com/redis/go-redis/v9 v9.22.0 // indirect
+	github.com/redis/go-redis/v9 v9.22.0
 	go.uber.org/atomic v1.12.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
@@ -32,3 +33,5 @@ replace (
 	github.com/onlinenow/presence/presenceprom => ../../presenceprom
 	github.com/onlinenow/presence/redispresence => ../../redispresence
 )
+
+replace github.com/onlinenow/presence/presenceprom/redisprom => ../../presenceprom/redisprom

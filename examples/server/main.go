@@ -10,7 +10,13 @@
 // on a listener of their own instead, without the token, for a network
 // only the scraper reaches.
 //
+// With -redis ADDR the users are kept in Redis at that address instead of
+// in memory (redispresence, with events): the same server, dashboard,
+// rooms and live pages included, and two servers on one Redis show one
+// view. Guests stay in memory either way.
+//
 //	PRESENCE_ADMIN_TOKEN=s3cret go run ./examples/server -addr 127.0.0.1:8080
+//	PRESENCE_ADMIN_TOKEN=s3cret go run ./examples/server -addr 127.0.0.1:8081 -redis 127.0.0.1:6379
 //
 // Then open http://127.0.0.1:8080/login?user=alice to sign in as alice (a
 // demo login: no password), browse a few pages, open
@@ -44,26 +50,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/onlinenow/presence"
 	"github.com/onlinenow/presence/middleware"
 	"github.com/onlinenow/presence/presencehttp"
 	"github.com/onlinenow/presence/presenceprom"
+	"github.com/onlinenow/presence/presenceprom/redisprom"
+	"github.com/onlinenow/presence/redispresence"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	data := flag.String("data", os.TempDir(), "directory for the users' snapshot")
 	metricsAddr := flag.String("metrics-addr", "", "serve /metrics on this address, without the admin token, instead of /admin/metrics")
+	redisAddr := flag.String("redis", "", "keep the users in Redis at this address (host:port) instead of in memory")
 	flag.Parse()
 
 	token := os.Getenv("PRESENCE_ADMIN_TOKEN")
 	if token == "" {
 		log.Print("PRESENCE_ADMIN_TOKEN is not set: the dashboard refuses everyone")
 	}
-	users, err := presence.Open(filepath.Join(*data, "presence-users.snap"),
-		presence.WithRetention(30*24*time.Hour),
-		presence.WithLogger(slog.Default())) // failed saves, with the path
+	users, usersMetrics, err := openUsers(*redisAddr, *data)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -71,10 +79,10 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
+	hist := presencehttp.NewHistory(users)
 	go hist.Run(ctx)
 
-	app, metrics := newApp(users, guests, hist, token, randomKey(), *metricsAddr == "")
+	app, metrics := newApp(users, guests, hist, token, randomKey(), *metricsAddr == "", usersMetrics)
 	srv := &http.Server{Addr: *addr, Handler: app}
 	if *metricsAddr != "" {
 		mux := http.NewServeMux()
@@ -93,9 +101,34 @@ func main() {
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
-	if err := users.Close(); err != nil { // the last snapshot
+	closing, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := users.Close(closing); err != nil { // the last snapshot, or flush
 		log.Fatal(err)
 	}
+}
+
+// openUsers returns the users' backend, and its metrics: in memory with a
+// snapshot in dir, or with redisAddr in Redis.
+func openUsers(redisAddr, dir string) (presence.Backend, prometheus.Collector, error) {
+	labels := presenceprom.WithConstLabels(prometheus.Labels{"engine": "users"})
+	if redisAddr == "" {
+		e, err := presence.Open(filepath.Join(dir, "presence-users.snap"),
+			presence.WithRetention(30*24*time.Hour),
+			presence.WithLogger(slog.Default())) // failed saves, with the path
+		if err != nil {
+			return nil, nil, err
+		}
+		return e.Backend(), presenceprom.NewCollector(e, labels,
+			presenceprom.WithWindow("5m", 5*time.Minute), presenceprom.WithWindow("1h", time.Hour)), nil
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	s, err := redispresence.New(rdb, redispresence.WithEvents(), redispresence.WithRetention(30*24*time.Hour),
+		redispresence.WithLogger(slog.Default()))
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, redisprom.NewCollector(s, labels), nil
 }
 
 func randomKey() []byte {
@@ -108,13 +141,13 @@ type userKey struct{}
 
 // newApp wires the site, and returns it and the Prometheus handler; key
 // signs the demo login cookie. With adminMetrics the site serves the
-// metrics at /admin/metrics to the admin.
-func newApp(users, guests *presence.Engine, hist *presencehttp.History, token string, key []byte, adminMetrics bool) (site, metrics http.Handler) {
+// metrics at /admin/metrics to the admin; usersMetrics are the users'
+// backend's.
+func newApp(users presence.Backend, guests *presence.Engine, hist *presencehttp.History, token string, key []byte,
+	adminMetrics bool, usersMetrics prometheus.Collector) (site, metrics http.Handler) {
 	counters := middleware.NewCounters()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		presenceprom.NewCollector(users, presenceprom.WithConstLabels(prometheus.Labels{"engine": "users"}),
-			presenceprom.WithWindow("5m", 5*time.Minute), presenceprom.WithWindow("1h", time.Hour)),
+	reg.MustRegister(usersMetrics,
 		presenceprom.NewCollector(guests, presenceprom.WithConstLabels(prometheus.Labels{"engine": "guests"}),
 			presenceprom.WithWindow("5m", 5*time.Minute), presenceprom.WithWindow("1h", time.Hour)),
 		presenceprom.NewMiddlewareCollector(counters),
@@ -126,9 +159,14 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 	pages.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		if u, ok := r.Context().Value(userKey{}).(string); ok {
 			// The room is the route: Track records this request in it after the handler.
-			here := users.Room(r.Pattern).Count(5 * time.Minute)
+			here, err1 := users.Room(r.Pattern).Count(r.Context(), 5*time.Minute)
+			online, err2 := users.Count(r.Context(), 5*time.Minute)
+			if err := errors.Join(err1, err2); err != nil {
+				http.Error(w, "presence unavailable", http.StatusServiceUnavailable)
+				return
+			}
 			fmt.Fprintf(w, "Hello, %s. %d users and %d guests online; %d users on this page.\n",
-				u, users.Count(5*time.Minute), guests.Count(5*time.Minute), here)
+				u, online, guests.Count(5*time.Minute), here)
 			return
 		}
 		fmt.Fprintf(w, "Hello, guest. Sign in at /login?user=NAME. %d guests online.\n", guests.Count(5*time.Minute))
@@ -180,7 +218,7 @@ func newApp(users, guests *presence.Engine, hist *presencehttp.History, token st
 		}
 		return token != "" && given != "" && subtle.ConstantTimeCompare([]byte(given), []byte(token)) == 1
 	}
-	dashboard := presencehttp.Handler(presencehttp.FromEngine(users), isAdmin,
+	dashboard := presencehttp.Handler(users, isAdmin,
 		presencehttp.WithHistory(hist), presencehttp.WithMeta())
 
 	root := http.NewServeMux()
@@ -214,7 +252,7 @@ func liveRoom(r *http.Request) string { return "live/" + r.PathValue("doc") }
 // viewers streams, as Server-Sent Events, who is viewing the live page:
 // a "viewers" event with the signed-in viewer and the room's viewers, sent
 // at the start and again at each Join or Leave in the room.
-func viewers(users *presence.Engine) http.Handler {
+func viewers(users presence.Backend) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		you, ok := r.Context().Value(userKey{}).(string)
 		if !ok {
@@ -225,14 +263,21 @@ func viewers(users *presence.Engine) http.Handler {
 		// Subscribe, then read the state: an event after the read changes
 		// it, one before it is in the state already (a Join twice is
 		// harmless).
-		sub := users.Subscribe(64)
+		sub, err := users.Subscribe(r.Context(), 64)
+		if err != nil {
+			http.Error(w, "presence unavailable", http.StatusServiceUnavailable)
+			return
+		}
 		defer sub.Close()
 		viewing := map[string]bool{}
 		read := func() {
 			clear(viewing)
 			// Held members are the open pages; a member whose page closed
-			// is not held, though seen in the room until its Leave.
-			for _, a := range users.Room(room).Recent(time.Minute, 0) {
+			// is not held, though seen in the room until its Leave. (On
+			// Redis, Held is known of this server's pages: the others'
+			// come with their Join events.)
+			members, _, _ := users.Room(room).Page(r.Context(), time.Minute, "", 0)
+			for _, a := range members {
 				if a.Held {
 					viewing[a.ID] = true
 				}

@@ -15,14 +15,17 @@ import (
 
 	"github.com/onlinenow/presence"
 	"github.com/onlinenow/presence/presencehttp"
+	"github.com/onlinenow/presence/presenceprom"
+	"github.com/onlinenow/presence/redispresence"
+	"github.com/onlinenow/presence/redispresence/redistest"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestServerWiring(t *testing.T) {
 	users, guests := presence.New(), presence.New()
-	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
-	srv := httptest.NewServer(handler(newApp(users, guests, hist, "s3cret", []byte("key"), true)))
+	srv := httptest.NewServer(handler(engineApp(users, guests, "s3cret")))
 	defer srv.Close()
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, Timeout: 10 * time.Second}
@@ -65,8 +68,7 @@ func TestLivePage(t *testing.T) {
 	users := presence.New(presence.WithResolution(10*time.Millisecond), presence.WithHoldGrace(10*time.Millisecond))
 	defer users.Close()
 	guests := presence.New()
-	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
-	srv := httptest.NewServer(handler(newApp(users, guests, hist, "", []byte("key"), true)))
+	srv := httptest.NewServer(handler(engineApp(users, guests, "")))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -133,8 +135,7 @@ func TestMetrics(t *testing.T) {
 	users, guests := presence.New(), presence.New()
 	defer users.Close()
 	defer guests.Close()
-	hist := presencehttp.NewHistory(presencehttp.FromEngine(users))
-	site, metrics := newApp(users, guests, hist, "s3cret", []byte("key"), true)
+	site, metrics := engineApp(users, guests, "s3cret")
 	srv := httptest.NewServer(site)
 	defer srv.Close()
 	get := func(path, bearer string) (int, string) {
@@ -174,4 +175,61 @@ func TestMetrics(t *testing.T) {
 	rec := httptest.NewRecorder()
 	metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	assert.True(t, slices.Contains(strings.Split(rec.Body.String(), "\n"), `presence_users{engine="users"} 1`))
+}
+
+// engineApp is newApp over two engines, as main wires it without -redis.
+func engineApp(users, guests *presence.Engine, token string) (site, metrics http.Handler) {
+	return newApp(users.Backend(), guests, presencehttp.NewHistory(users.Backend()), token, []byte("key"), true,
+		presenceprom.NewCollector(users, presenceprom.WithConstLabels(prometheus.Labels{"engine": "users"}),
+			presenceprom.WithWindow("5m", 5*time.Minute)))
+}
+
+// TestTwoServersOnRedis runs two servers as -redis runs them, on one
+// redis-server: a user signed in on one is on the other's dashboard, in
+// its room, and its metrics are the Store's.
+func TestTwoServersOnRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	var sites []*httptest.Server
+	var stores []*redispresence.Store
+	for range 2 {
+		users, metrics, err := openUsers(rs.Addr(), "")
+		require.NoError(t, err)
+		s := users.(*redispresence.Store)
+		t.Cleanup(func() { s.Close(context.Background()) })
+		site, _ := newApp(users, presence.New(), presencehttp.NewHistory(users), "s3cret", []byte("key"), true, metrics)
+		srv := httptest.NewServer(site)
+		t.Cleanup(srv.Close)
+		sites, stores = append(sites, srv), append(stores, s)
+	}
+	jar, _ := cookiejar.New(nil)
+	alice := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err := alice.Get(sites[0].URL + "/login?user=alice")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.NoError(t, stores[0].Flush(context.Background()))
+
+	admin := func(path string) map[string]any {
+		req, _ := http.NewRequest("GET", sites[1].URL+path, nil)
+		req.Header.Set("Authorization", "Bearer s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return body
+	}
+	users := admin("/admin/presence/api/users")["users"].([]any)
+	require.Len(t, users, 1)
+	assert.Equal(t, "alice", users[0].(map[string]any)["id"])
+	rooms := admin("/admin/presence/api/rooms")["rooms"].([]any)
+	assert.Equal(t, []any{map[string]any{"room": "GET /{$}", "count": 1.0}}, rooms)
+
+	req, _ := http.NewRequest("GET", sites[0].URL+"/admin/metrics", nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(body), `presence_redis_touches_total{engine="users"} 1`)
 }
