@@ -11,13 +11,7 @@ import (
 // Option configures a collector.
 type Option func(*metrics.Config)
 
-func newConfig(opts []Option) metrics.Config {
-	c := metrics.Config{Namespace: "presence"}
-	for _, o := range opts {
-		o(&c)
-	}
-	return c
-}
+func newConfig(opts []Option) metrics.Config { return metrics.NewConfig(opts) }
 
 // WithNamespace sets the first part of every metric's name (default
 // "presence"; "" leaves names without one).

@@ -31,8 +31,7 @@ func (s *Store) HoldIn(room, id string) (release func()) {
 }
 
 func (s *Store) hold(k entryKey) func() {
-	if !presence.ValidID(k.id) {
-		s.rejectedIDs.Add(1)
+	if !s.acceptID(k.id) {
 		return func() {}
 	}
 	k = entryKey{strings.Clone(k.room), strings.Clone(k.id)} // the map keeps it

@@ -86,10 +86,7 @@ func (s *Store) TouchIn(room, id string) { s.TouchInAt(room, id, s.cfg.now()) }
 // A room name [presence.ValidRoom] refuses is ignored (the global touch is
 // still recorded).
 func (s *Store) TouchInAt(room, id string, at time.Time) {
-	if !presence.ValidID(id) || at.IsZero() {
-		if !presence.ValidID(id) {
-			s.rejectedIDs.Add(1)
-		}
+	if !s.acceptID(id) || at.IsZero() {
 		return
 	}
 	s.touches.Inc()

@@ -216,14 +216,21 @@ func (s *Store) Touch(id string) { s.TouchAt(id, s.cfg.now()) }
 // ([presence.ValidID]) is ignored and counted in Stats.RejectedIDs; the
 // zero time is ignored.
 func (s *Store) TouchAt(id string, at time.Time) {
-	if !presence.ValidID(id) || at.IsZero() {
-		if !presence.ValidID(id) {
-			s.rejectedIDs.Add(1)
-		}
+	if !s.acceptID(id) || at.IsZero() {
 		return
 	}
 	s.touches.Inc()
 	s.raise(entryKey{id: id}, at.UnixNano())
+}
+
+// acceptID reports whether id is valid, counting it in Stats.RejectedIDs
+// if not.
+func (s *Store) acceptID(id string) bool {
+	if presence.ValidID(id) {
+		return true
+	}
+	s.rejectedIDs.Add(1)
+	return false
 }
 
 // raise sets k's buffered time to ns unless it is newer already: for an

@@ -589,3 +589,28 @@ func (h *fetchHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 		return next(ctx, cmds)
 	}
 }
+
+// TestRejectedCounted: an invalid ID or room name is ignored and counted in
+// Stats, as the engine counts it; a valid touch beside it is kept.
+func TestRejectedCounted(t *testing.T) {
+	_, rdb := connect(t)
+	s := newStore(t, rdb)
+	long := strings.Repeat("x", presence.MaxIDLen+1)
+	s.TouchAt("", t0)
+	s.Touch(long)
+	s.TouchInAt("r", "", t0)
+	s.Hold(long)()
+	s.TouchInAt("a\x00b", "u", t0) // the global touch of u is kept
+	s.HoldIn("", "u")()
+	st := s.Stats()
+	assert.Equal(t, uint64(4), st.RejectedIDs)
+	assert.Equal(t, uint64(2), st.RejectedRooms)
+	ctx := context.Background()
+	require.NoError(t, s.Flush(ctx))
+	n, err := s.Count(ctx, forever)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	rooms, err := s.Rooms(ctx, forever, 0)
+	require.NoError(t, err)
+	assert.Empty(t, rooms)
+}

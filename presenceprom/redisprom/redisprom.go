@@ -25,10 +25,7 @@ import (
 // It calls s.Stats when scraped, which walks the write buffer, and is safe
 // for concurrent use.
 func NewCollector(s *redispresence.Store, opts ...presenceprom.Option) prometheus.Collector {
-	c := metrics.Config{Namespace: "presence"}
-	for _, o := range opts {
-		o(&c)
-	}
+	c := metrics.NewConfig(opts)
 	type stats = redispresence.Stats
 	return metrics.New(s.Stats, []metrics.Metric[stats]{
 		metrics.Counter(c.Desc("redis", "touches_total", "Touches the Store took."), func(s *stats) uint64 { return s.Touches }),

@@ -23,6 +23,15 @@ type Window struct {
 	D    time.Duration
 }
 
+// NewConfig applies opts (presenceprom's Options) to the defaults.
+func NewConfig[O ~func(*Config)](opts []O) Config {
+	c := Config{Namespace: "presence"}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
 // Desc returns a metric's description under the collector's namespace.
 func (c *Config) Desc(subsystem, name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(prometheus.BuildFQName(c.Namespace, subsystem, name), help, labels, c.Labels)
