@@ -44,7 +44,7 @@ func (o Option) applyOpen(c *openConfig) { o(&c.config) }
 // OpenOption configures [Open]: every [Option] is one, and so are the
 // options of the snapshot file, which New does not accept
 // ([WithSnapshotInterval], [WithStartEmptyOnCorrupt],
-// [WithSnapshotErrorHandler]).
+// [WithErrorHandler]).
 type OpenOption interface{ applyOpen(*openConfig) }
 
 type config struct {

@@ -41,11 +41,11 @@ func WithStartEmptyOnCorrupt() OpenOption {
 	return fileOption(func(c *openConfig) { c.startEmptyOnCorrupt = true })
 }
 
-// WithSnapshotErrorHandler sets a function that [Open]'s background saver
+// WithErrorHandler sets a function that [Open]'s background saver
 // calls with each failed save (and with the corrupt-file error that
 // WithStartEmptyOnCorrupt passed over). It must not block for long. Errors
 // are counted in [Stats] either way; the engine keeps serving.
-func WithSnapshotErrorHandler(f func(error)) OpenOption {
+func WithErrorHandler(f func(error)) OpenOption {
 	return fileOption(func(c *openConfig) { c.onError = f })
 }
 

@@ -24,7 +24,7 @@ func TestPeriodicSaves(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "s")
 		var errs []error
 		e, err := presence.Open(path, presence.WithSnapshotInterval(time.Minute),
-			presence.WithSnapshotErrorHandler(func(err error) { errs = append(errs, err) }))
+			presence.WithErrorHandler(func(err error) { errs = append(errs, err) }))
 		require.NoError(t, err)
 
 		time.Sleep(time.Minute + time.Second) // one tick, nothing changed

@@ -603,7 +603,7 @@ func TestOpen(t *testing.T) {
 		require.NoError(t, os.WriteFile(path, []byte("garbage"), 0o600))
 		var reported []error
 		e, err := presence.Open(path, presence.WithStartEmptyOnCorrupt(),
-			presence.WithSnapshotErrorHandler(func(err error) { reported = append(reported, err) }))
+			presence.WithErrorHandler(func(err error) { reported = append(reported, err) }))
 		require.NoError(t, err)
 		assert.Zero(t, e.Len())
 		require.Len(t, reported, 1)

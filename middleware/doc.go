@@ -1,5 +1,6 @@
 // Package middleware records user activity from net/http requests into a
-// presence engine (or anything else with a TouchAt method).
+// presence backend: a [presence.Recorder], which the engine and every
+// [presence.Backend] (the Redis Store too) are.
 //
 //	e := presence.New()
 //	track := middleware.Track(e, middleware.FromContext(userKey),
@@ -23,7 +24,7 @@
 // Recording is one TouchAt; with meta recording on, also building the meta
 // (one allocation up to 256 bytes, two beyond) and a SetMeta, which takes
 // no lock when the meta has not changed. With [WithRoom], the touch is a
-// TouchInAt of the room it names (a [RoomRecorder]'s), which records the
+// TouchInAt of the room it names, which records the
 // user globally too; [RoutePattern] names the ServeMux route. It never
 // writes to the response and never fails a request.
 // Skip rules ([WithSkipPrefix], [WithSkipPattern], [WithSkipMethod],
@@ -34,7 +35,7 @@
 //
 // A Server-Sent Events stream or a websocket is one request that lasts as
 // long as the user is there. [Hold] wraps such a handler: the request's
-// user is held in a [Holder] (the engine's Hold, or HoldIn with WithRoom)
+// user is held in the backend (its Hold, or HoldIn with WithRoom)
 // from before the handler runs until it returns, so the user is online for
 // as long as the connection is open, and goes offline one hold grace after
 // the last of its connections closes.
@@ -64,7 +65,7 @@
 //
 // # Panics
 //
-// Track and Hold panic when built with a nil Recorder (Holder) or
+// Track and Hold panic when built with a nil Recorder or
 // IdentityFunc, an invalid regular expression or an unknown proxy header,
 // like regexp.MustCompile: these are mistakes in the program, found at
 // start-up. They recover nothing at request time: a panic in the

@@ -1,20 +1,10 @@
 package middleware
 
-import "net/http"
+import (
+	"net/http"
 
-// Holder is what Hold holds users in: Hold keeps id online until release
-// is called. *presence.Engine satisfies it.
-type Holder interface {
-	Hold(id string) (release func())
-}
-
-// RoomHolder is a Holder that also holds users in rooms: HoldIn keeps id
-// in room, and online, until release. *presence.Engine satisfies it. Hold
-// uses it with WithRoom.
-type RoomHolder interface {
-	Holder
-	HoldIn(room, id string) (release func())
-}
+	"github.com/onlinenow/presence"
+)
 
 // Hold returns middleware for long-lived handlers (Server-Sent Events,
 // websockets, long polls): the user identify names is held in h while the
@@ -25,22 +15,14 @@ type RoomHolder interface {
 // r.PathValue are set. Skip rules apply as in Track; the status and meta
 // options have no effect.
 //
-// Hold panics when built with a nil Holder or IdentityFunc, an invalid
-// skip pattern, or WithRoom and a Holder that is not a RoomHolder.
-func Hold(h Holder, identify IdentityFunc, opts ...Option) func(http.Handler) http.Handler {
+// Hold panics when built with a nil Recorder or IdentityFunc, or an
+// invalid skip pattern.
+func Hold(h presence.Recorder, identify IdentityFunc, opts ...Option) func(http.Handler) http.Handler {
 	if h == nil {
-		panic("middleware: Hold: nil Holder")
+		panic("middleware: Hold: nil Recorder")
 	}
 	t := &tracker{}
 	t.build("Hold", identify, opts)
-	var rooms RoomHolder
-	if t.room != nil {
-		rh, ok := h.(RoomHolder)
-		if !ok {
-			panic("middleware: Hold: WithRoom needs a RoomHolder")
-		}
-		rooms = rh
-	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if t.skip(r) {
@@ -59,7 +41,7 @@ func Hold(h Holder, identify IdentityFunc, opts ...Option) func(http.Handler) ht
 				}
 				var release func()
 				if room := t.roomOf(r); room != "" {
-					release = rooms.HoldIn(room, id)
+					release = h.HoldIn(room, id)
 				} else {
 					release = h.Hold(id)
 				}

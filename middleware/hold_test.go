@@ -17,7 +17,6 @@ import (
 // room, while the handler runs; two connections count once; the user goes
 // offline one grace after the last ends.
 func TestHold(t *testing.T) {
-	var _ middleware.RoomHolder = (*presence.Engine)(nil)
 	synctest.Test(t, func(t *testing.T) {
 		e := presence.New(presence.WithOnlineWindow(time.Minute), presence.WithHoldGrace(5*time.Second))
 		defer e.Close()
@@ -84,16 +83,11 @@ func TestHoldReleasesOnPanic(t *testing.T) {
 	})
 }
 
-type holdOnly struct{}
-
-func (holdOnly) Hold(string) func() { return func() {} }
-
 func TestHoldPanicsOnMistakes(t *testing.T) {
 	id := middleware.FromContext(ctxKey{})
-	assert.PanicsWithValue(t, "middleware: Hold: nil Holder", func() { middleware.Hold(nil, id) })
+	e := presence.New()
+	assert.PanicsWithValue(t, "middleware: Hold: nil Recorder", func() { middleware.Hold(nil, id) })
 	assert.PanicsWithValue(t, "middleware: Hold: nil IdentityFunc: say who a request belongs to",
-		func() { middleware.Hold(holdOnly{}, nil) })
-	assert.PanicsWithValue(t, "middleware: Hold: WithRoom needs a RoomHolder",
-		func() { middleware.Hold(holdOnly{}, id, middleware.WithRoom(middleware.RoutePattern)) })
-	assert.Panics(t, func() { middleware.Hold(holdOnly{}, id, middleware.WithSkipPattern("(")) })
+		func() { middleware.Hold(e, nil) })
+	assert.Panics(t, func() { middleware.Hold(e, id, middleware.WithSkipPattern("(")) })
 }

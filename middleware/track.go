@@ -8,28 +8,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/onlinenow/presence"
 )
-
-// Recorder is what Track writes to. *presence.Engine satisfies it, and so
-// does the Redis backend's Store.
-type Recorder interface {
-	TouchAt(id string, at time.Time)
-}
-
-// MetaRecorder is a Recorder that also keeps per-user meta, such as the
-// client IP or user agent. Track uses it when meta recording is on.
-type MetaRecorder interface {
-	Recorder
-	SetMeta(id, meta string) bool
-}
-
-// RoomRecorder is a Recorder that also records activity in rooms: TouchInAt
-// records id in room and globally, as TouchAt does. *presence.Engine
-// satisfies it. Track uses it with WithRoom.
-type RoomRecorder interface {
-	Recorder
-	TouchInAt(room, id string, at time.Time)
-}
 
 // IdentityFunc tells who a request belongs to. It returns false for a
 // request that should not be recorded (for example, not logged in).
@@ -82,8 +63,7 @@ func WithSkip(skip func(*http.Request) bool) Option {
 
 // WithRoom records each request in the room that room names as well ("" for
 // none), after the handler ran, so that it can read what routing set on the
-// request. Track panics if its Recorder is not a [RoomRecorder]. See
-// [RoutePattern].
+// request. See [RoutePattern].
 func WithRoom(room func(*http.Request) string) Option {
 	return func(c *config) { c.room = room }
 }
@@ -110,13 +90,11 @@ func WithStatusClasses(classes ...int) Option {
 }
 
 // WithMetaIP records the client IP as the user's meta (see the package
-// documentation for how it is found). The Recorder must be a MetaRecorder.
-// Meta is "IP" or, with WithMetaUserAgent too, "IP user-agent".
+// documentation for how it is found). Meta is "IP" or, with WithMetaUserAgent too, "IP user-agent".
 func WithMetaIP() Option { return func(c *config) { c.metaIP = true } }
 
 // WithMetaUserAgent records the User-Agent header as the user's meta, after
-// the IP if WithMetaIP is on, cut to 1 KiB in all. The Recorder must be a
-// MetaRecorder.
+// the IP if WithMetaIP is on, cut to 1 KiB in all.
 func WithMetaUserAgent() Option { return func(c *config) { c.metaUA = true } }
 
 // WithTrustedProxies makes the client IP come from header when the request
@@ -138,42 +116,27 @@ func WithIPv6Prefix64() Option { return func(c *config) { c.ipv6Prefix64 = true 
 // WithClock sets the clock Track stamps activity with; nil selects time.Now.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
-const maxMeta = 1024 // presence.MaxMetaLen, without importing the engine
-
 // tracker is a built Track middleware's configuration.
 type tracker struct {
 	config
-	rec      Recorder
-	meta     MetaRecorder // nil unless meta is recorded
-	rooms    RoomRecorder // nil unless WithRoom
+	rec      presence.Recorder
+	meta     bool // meta is recorded
 	identify IdentityFunc
 	patterns []*regexp.Regexp
 	methods  map[string]bool
 }
 
 // Track returns middleware that records, after each request not skipped,
-// activity by the user identify names, in rec. See the package documentation
+// activity by the user identify names, in rec: the engine or any
+// presence.Backend. See the package documentation
 // for what it records, when, and when it panics.
-func Track(rec Recorder, identify IdentityFunc, opts ...Option) func(http.Handler) http.Handler {
+func Track(rec presence.Recorder, identify IdentityFunc, opts ...Option) func(http.Handler) http.Handler {
 	if rec == nil {
 		panic("middleware: Track: nil Recorder")
 	}
 	t := &tracker{rec: rec}
 	t.build("Track", identify, opts)
-	if t.metaIP || t.metaUA {
-		m, ok := rec.(MetaRecorder)
-		if !ok {
-			panic("middleware: Track: meta recording needs a MetaRecorder")
-		}
-		t.meta = m
-	}
-	if t.room != nil {
-		rr, ok := rec.(RoomRecorder)
-		if !ok {
-			panic("middleware: Track: WithRoom needs a RoomRecorder")
-		}
-		t.rooms = rr
-	}
+	t.meta = t.metaIP || t.metaUA
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if t.skip(r) {
@@ -268,12 +231,12 @@ func (t *tracker) record(r *http.Request, status int) {
 	}
 	t.counters.inc(recorded)
 	if room := t.roomOf(r); room != "" {
-		t.rooms.TouchInAt(room, id, t.now()) // and globally
+		t.rec.TouchInAt(room, id, t.now()) // and globally
 	} else {
 		t.rec.TouchAt(id, t.now())
 	}
-	if t.meta != nil {
-		t.meta.SetMeta(id, t.metaOf(r))
+	if t.meta {
+		t.rec.SetMeta(id, t.metaOf(r))
 	}
 }
 
@@ -285,7 +248,7 @@ func (t *tracker) roomOf(r *http.Request) string {
 }
 
 // metaOf returns the request's meta: the client IP (or its /64), then the
-// user agent, space-separated, cut at maxMeta bytes. It builds the meta in
+// user agent, space-separated, cut at presence.MaxMetaLen bytes. It builds the meta in
 // a buffer on the stack, so a meta of up to 256 bytes (common user agents)
 // costs one allocation, the string, and a longer one two; it copies no more
 // of the user agent than fits, however long the header.
@@ -307,10 +270,10 @@ func (t *tracker) metaOf(r *http.Request) string {
 			if len(b) > 0 {
 				b = append(b, ' ')
 			}
-			b = append(b, ua[:min(len(ua), maxMeta)]...)
+			b = append(b, ua[:min(len(ua), presence.MaxMetaLen)]...)
 		}
 	}
-	return string(b[:min(len(b), maxMeta)])
+	return string(b[:min(len(b), presence.MaxMetaLen)])
 }
 
 // statusWriter remembers the status a handler sent. Writers are pooled, so

@@ -177,7 +177,6 @@ func TestRecordsAfterHandler(t *testing.T) {
 // handler ran (RoutePattern reads what the mux set), and globally; a
 // request without a room is recorded globally only.
 func TestRoomRecording(t *testing.T) {
-	var _ middleware.RoomRecorder = (*presence.Engine)(nil)
 	e := presence.New(presence.WithClock(clock))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /tickets/{id}", ok)
@@ -363,14 +362,7 @@ func TestTrackPanicsOnMistakes(t *testing.T) {
 	assert.Panics(t, func() {
 		middleware.Track(e, id, middleware.WithTrustedProxies("X-Client-IP", netip.MustParsePrefix("10.0.0.0/8")))
 	})
-	assert.Panics(t, func() { middleware.Track(touchOnly{}, id, middleware.WithMetaIP()) })
-	assert.PanicsWithValue(t, "middleware: Track: WithRoom needs a RoomRecorder",
-		func() { middleware.Track(touchOnly{}, id, middleware.WithRoom(middleware.RoutePattern)) })
 }
-
-type touchOnly struct{}
-
-func (touchOnly) TouchAt(string, time.Time) {}
 
 func TestIdentityPanicPropagates(t *testing.T) {
 	e := presence.New()

@@ -41,7 +41,7 @@
 // the buffer keeps each user's newest time, up to [WithMaxBuffered] users
 // (default 1M). A user not already buffered beyond that is dropped, and
 // counted in Stats.Dropped. Flushes time out ([WithTimeout], default 2s),
-// back off up to 30s, and report to [WithOnError] and Stats; nothing
+// back off up to 30s, and report to [WithErrorHandler] and Stats; nothing
 // buffered is lost, and everything is written once Redis answers again.
 // After a failed flush or a connection to a new address (a failover), the
 // next flush also sends the two last good batches again (Stats.Resent): a
@@ -50,10 +50,13 @@
 // tombstones in "<prefix>:gone:{n}" for ten minutes, and a resend leaves out
 // the times they are newer than, so that one Store's resend does not bring
 // back what another removed (a touch still buffered from before the removal
-// does, as any touch does). Queries fail as soon as their context or the
-// timeout says so: for contexts to cut network waits short, create the
-// client with ContextTimeoutEnabled (without it, go-redis bounds them by its
-// own read and write timeouts).
+// does, as any touch does). Every call that waits on Redis (queries,
+// Leave, Forget, Prune, Sweep, Subscribe) returns when its context or the
+// timeout ends, whether or not the client was made with
+// ContextTimeoutEnabled; without it, the network wait itself goes on in the
+// background until go-redis's own read timeout. Flushes are bounded by the
+// timeout through the context, so they need ContextTimeoutEnabled (or the
+// client's read timeout) to stop waiting sooner.
 //
 // # Rooms
 //
@@ -85,7 +88,8 @@
 //
 // # Retention
 //
-// With [WithRetention], every Store trims users older than the retention
-// from the sets (and their meta) every minute. Trimming is idempotent, so
-// many servers doing it is harmless.
+// With [WithRetention], every Store prunes users older than the retention
+// from the sets (and their meta, memberships and idle rooms) every minute,
+// with [Store.Prune], which a program may also call itself. Pruning is
+// idempotent, so many servers doing it is harmless.
 package redispresence

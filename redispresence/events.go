@@ -231,19 +231,19 @@ func (s *Store) Sweep(ctx context.Context) error {
 // edge to now less the window.
 func (e *events) sweep(ctx context.Context) error {
 	s := e.s
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
-	defer cancel()
-	held, err := leaseScript.Run(ctx, s.rdb, []string{s.cfg.prefix + ":sweeper"}, e.node, (3 * s.cfg.interval).Milliseconds()).Int()
-	if err != nil || held == 0 {
-		return wrap("sweeper lease", err)
-	}
-	edge := e.edge()
-	pipe := s.rdb.Pipeline()
-	for n := range s.cfg.keys {
-		sweepScript.Eval(ctx, pipe, e.keys(n), s.keyOf(setRef{kind: roomSet, n: n}), s.cfg.streamLen, edge)
-	}
-	_, err = pipe.Exec(ctx)
-	return wrap("sweep", err)
+	return bounded0(s, ctx, func(ctx context.Context) error {
+		held, err := leaseScript.Run(ctx, s.rdb, []string{s.cfg.prefix + ":sweeper"}, e.node, (3 * s.cfg.interval).Milliseconds()).Int()
+		if err != nil || held == 0 {
+			return wrap("sweeper lease", err)
+		}
+		edge := e.edge()
+		pipe := s.rdb.Pipeline()
+		for n := range s.cfg.keys {
+			sweepScript.Eval(ctx, pipe, e.keys(n), s.keyOf(setRef{kind: roomSet, n: n}), s.cfg.streamLen, edge)
+		}
+		_, err = pipe.Exec(ctx)
+		return wrap("sweep", err)
+	})
 }
 
 // leaseScript takes the lease KEYS[1] for ARGV[1] for ARGV[2] ms, or

@@ -191,7 +191,7 @@ func TestEventsOfRemovals(t *testing.T) {
 			require.NoError(t, errOf(b.Forget(ctx, "u")), "offline already: no event")
 			expect(t, clk, a, subs, ev{presence.Offline, "u", ""}, ev{presence.Offline, "v", ""}, ev{presence.Leave, "v", "r3"})
 			clk.add(2 * window)
-			require.NoError(t, a.Trim(ctx))
+			require.NoError(t, errOf(a.Prune(ctx, clk.now().Add(-2*window))))
 			rooms, err := a.Rooms(ctx, forever, 0)
 			require.NoError(t, err)
 			assert.Empty(t, rooms, "retention ended r3")

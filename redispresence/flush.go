@@ -213,7 +213,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	return errors.Join(s.capMemberships(ctx, inIDs, cards), s.capRooms(ctx, added))
 }
 
-// loop flushes every interval, backing off while flushes fail, and trims
+// loop flushes every interval, backing off while flushes fail, and prunes
 // every minute when retention is set.
 func (s *Store) loop() {
 	defer close(s.done)
@@ -243,11 +243,11 @@ func (s *Store) loop() {
 			}
 			failed = 0
 			wait = s.cfg.interval
-			if s.cfg.retention > 0 && !s.cfg.now().Before(nextTrim) {
-				if err := s.Trim(s.ctx); err != nil && s.ctx.Err() == nil {
+			if now := s.cfg.now(); s.cfg.retention > 0 && !now.Before(nextTrim) {
+				if _, err := s.Prune(s.ctx, now.Add(-s.cfg.retention)); err != nil && s.ctx.Err() == nil {
 					s.report(err)
 				}
-				nextTrim = s.cfg.now().Add(time.Minute)
+				nextTrim = now.Add(time.Minute)
 			}
 		}
 		t.Reset(wait)
@@ -263,34 +263,36 @@ func (s *Store) report(err error) {
 	}
 }
 
-// Trim removes users idle longer than the retention, and their meta, from
-// every set. It is idempotent; the Store runs it every minute.
-func (s *Store) Trim(ctx context.Context) error {
-	if s.cfg.retention <= 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
-	defer cancel()
-	cutoff := "(" + strconv.FormatInt(s.cfg.now().Add(-s.cfg.retention).UnixMicro(), 10)
-	for k := range s.cfg.keys {
-		for {
-			old, err := s.rdb.ZRangeByScore(ctx, s.key(k), &redis.ZRangeBy{Min: "-inf", Max: cutoff, Count: 1000}).Result()
-			if err != nil {
-				s.flushErrors.Add(1)
-				return fmt.Errorf("redispresence: trim %s: %w", s.key(k), err)
+// Prune removes every user last seen before t, with its meta, and then
+// the memberships (and rooms) idle since before t, and returns how many
+// users it removed, as the engine's Prune does. It is idempotent; with
+// WithRetention the Store prunes what is older than the retention every
+// minute.
+func (s *Store) Prune(ctx context.Context, t time.Time) (int, error) {
+	return bounded(s, ctx, func(ctx context.Context) (int, error) {
+		cutoff := "(" + strconv.FormatInt(t.UnixMicro(), 10)
+		removed := 0
+		for k := range s.cfg.keys {
+			for {
+				old, err := s.rdb.ZRangeByScore(ctx, s.key(k), &redis.ZRangeBy{Min: "-inf", Max: cutoff, Count: 1000}).Result()
+				if err != nil {
+					s.flushErrors.Add(1)
+					return removed, fmt.Errorf("redispresence: prune %s: %w", s.key(k), err)
+				}
+				if len(old) == 0 {
+					break
+				}
+				pipe := s.rdb.Pipeline()
+				n := pipe.ZRem(ctx, s.key(k), anys(old)...)
+				pipe.HDel(ctx, s.metaKey(k), old...)
+				if _, err := pipe.Exec(ctx); err != nil {
+					s.flushErrors.Add(1)
+					return removed, fmt.Errorf("redispresence: prune %s: %w", s.key(k), err)
+				}
+				removed += int(n.Val())
+				s.pruned.Add(uint64(n.Val()))
 			}
-			if len(old) == 0 {
-				break
-			}
-			pipe := s.rdb.Pipeline()
-			pipe.ZRem(ctx, s.key(k), anys(old)...)
-			pipe.HDel(ctx, s.metaKey(k), old...)
-			if _, err := pipe.Exec(ctx); err != nil {
-				s.flushErrors.Add(1)
-				return fmt.Errorf("redispresence: trim %s: %w", s.key(k), err)
-			}
-			s.trimmed.Add(uint64(len(old)))
 		}
-	}
-	return s.trimRooms(ctx, cutoff)
+		return removed, s.trimRooms(ctx, cutoff)
+	})
 }

@@ -42,9 +42,10 @@ func WithOnlineWindow(d time.Duration) Option { return func(c *config) { c.windo
 // WithFlushInterval sets how often buffered touches are sent (default 1s).
 func WithFlushInterval(d time.Duration) Option { return func(c *config) { c.interval = d } }
 
-// WithTimeout bounds each flush, trim and query (default 2s; a flush gets
-// 10µs more for each member it writes); a query's own context may end it
-// sooner.
+// WithTimeout bounds each flush, prune and query (default 2s; a flush gets
+// 10µs more for each member it writes); a call's own context may end it
+// sooner. See the package documentation for how it bounds a call whatever
+// the client's options.
 func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
 
 // WithMaxBuffered bounds how many users the buffer holds while Redis is
@@ -52,7 +53,7 @@ func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = 
 // beyond it are dropped and counted in Stats.Dropped.
 func WithMaxBuffered(n int) Option { return func(c *config) { c.maxBuffered = n } }
 
-// WithRetention makes the Store trim users idle longer than d from Redis
+// WithRetention makes the Store prune users idle longer than d from Redis
 // every minute (0, the default, keeps them).
 func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
 
@@ -69,9 +70,10 @@ func WithMaxRooms(n int) Option { return func(c *config) { c.maxRooms = max(n, 0
 // default) means no cap.
 func WithMaxRoomsPerUser(n int) Option { return func(c *config) { c.perUser = max(n, 0) } }
 
-// WithOnError sets a function called with each failed flush or trim. It must
-// not block for long.
-func WithOnError(f func(error)) Option { return func(c *config) { c.onError = f } }
+// WithErrorHandler sets a function called with each failed background
+// flush or prune (the engine's option of this name gets its failed
+// saves). It must not block for long.
+func WithErrorHandler(f func(error)) Option { return func(c *config) { c.onError = f } }
 
 // WithClock sets the clock the Store reads: for trimming (what retention
 // keeps and when the flusher trims) and for when a flushed user has been

@@ -30,22 +30,22 @@ func (s *Store) Online(ctx context.Context) (int, error) { return s.Count(ctx, s
 
 // count sums the members of the sets keys scored t or later.
 func (s *Store) count(ctx context.Context, keys []string, t time.Time) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
-	defer cancel()
-	min := strconv.FormatInt(t.UnixMicro(), 10)
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, len(keys))
-	for k, key := range keys {
-		cmds[k] = pipe.ZCount(ctx, key, min, "+inf")
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, fmt.Errorf("redispresence: count: %w", err)
-	}
-	n := 0
-	for _, c := range cmds {
-		n += int(c.Val())
-	}
-	return n, nil
+	return bounded(s, ctx, func(ctx context.Context) (int, error) {
+		min := strconv.FormatInt(t.UnixMicro(), 10)
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.IntCmd, len(keys))
+		for k, key := range keys {
+			cmds[k] = pipe.ZCount(ctx, key, min, "+inf")
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return 0, fmt.Errorf("redispresence: count: %w", err)
+		}
+		n := 0
+		for _, c := range cmds {
+			n += int(c.Val())
+		}
+		return n, nil
+	})
 }
 
 // cursor is a position in a newest-first walk: the (score, member) of the
@@ -118,98 +118,98 @@ func (s *Store) Page(ctx context.Context, window time.Duration, cur string, limi
 
 // page walks the sets keys (the users', or room's) as Page describes.
 func (s *Store) page(ctx context.Context, room string, keys []string, t time.Time, cur string, limit int) ([]presence.Activity, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
-	defer cancel()
-	after, has, err := parseCursor(cur, walkOf(room))
-	if err != nil {
-		return nil, "", err
-	}
-	if limit <= 0 {
-		limit = math.MaxInt32 // all, as the engine's Page
-	}
-	lo := strconv.FormatInt(t.UnixMicro(), 10)
-	// Ask each set for a fair share of the page at first, not a whole page
-	// (16 sets x 51 users to return 50 was most of the work). The merge is
-	// exact once every set that may hold more still has a fetched user below
-	// the cut; a set whose fetched users all made the cut is asked again, for
-	// twice as many, until that holds.
-	want := limit + 1 // one more, to know whether a next page exists
-	lists := make([][]redis.Z, len(keys))
-	more := make([]bool, len(keys)) // the set may hold users not fetched yet
-	tied := make([]bool, len(keys)) // its last ask read only users tied with the cursor
-	batch := make([]int64, len(keys))
-	todo := make([]int, len(keys))
-	for k := range todo {
-		todo[k] = k
-		batch[k] = int64(min(want, 2*((want+len(keys)-1)/len(keys))+2))
-	}
-	var heads []int
-	for round := 0; ; round++ {
-		if len(todo) > 0 {
-			if err := s.fetch(ctx, keys, todo, lo, after, has, int64(want), lists, batch, more, tied); err != nil {
-				return nil, "", fmt.Errorf("redispresence: page: %w", err)
+	return bounded2(s, ctx, func(ctx context.Context) ([]presence.Activity, string, error) {
+		after, has, err := parseCursor(cur, walkOf(room))
+		if err != nil {
+			return nil, "", err
+		}
+		if limit <= 0 {
+			limit = math.MaxInt32 // all, as the engine's Page
+		}
+		lo := strconv.FormatInt(t.UnixMicro(), 10)
+		// Ask each set for a fair share of the page at first, not a whole page
+		// (16 sets x 51 users to return 50 was most of the work). The merge is
+		// exact once every set that may hold more still has a fetched user below
+		// the cut; a set whose fetched users all made the cut is asked again, for
+		// twice as many, until that holds.
+		want := limit + 1 // one more, to know whether a next page exists
+		lists := make([][]redis.Z, len(keys))
+		more := make([]bool, len(keys)) // the set may hold users not fetched yet
+		tied := make([]bool, len(keys)) // its last ask read only users tied with the cursor
+		batch := make([]int64, len(keys))
+		todo := make([]int, len(keys))
+		for k := range todo {
+			todo[k] = k
+			batch[k] = int64(min(want, 2*((want+len(keys)-1)/len(keys))+2))
+		}
+		var heads []int
+		for round := 0; ; round++ {
+			if len(todo) > 0 {
+				if err := s.fetch(ctx, keys, todo, lo, after, has, int64(want), lists, batch, more, tied); err != nil {
+					return nil, "", fmt.Errorf("redispresence: page: %w", err)
+				}
+			}
+			// Merge newest first (score, then member, both descending) up to want.
+			heads = make([]int, len(lists))
+			taken, lastSet := 0, -1 // the set of the cut's last user
+			for ; taken < want; taken++ {
+				best := -1
+				for k, l := range lists {
+					if heads[k] < len(l) && (best < 0 || zLess(lists[best][heads[best]], l[heads[k]])) {
+						best = k
+					}
+				}
+				if best < 0 {
+					break
+				}
+				heads[best]++
+				lastSet = best
+			}
+			todo = todo[:0]
+			for k, l := range lists {
+				if more[k] && heads[k] == len(l) && !(taken == want && k == lastSet) {
+					// All of it made the cut, so it may hold users that belong
+					// above the cut's last, unless that last is its own.
+					todo = append(todo, k)
+				}
+			}
+			if len(todo) == 0 {
+				break
 			}
 		}
-		// Merge newest first (score, then member, both descending) up to want.
-		heads = make([]int, len(lists))
-		taken, lastSet := 0, -1 // the set of the cut's last user
-		for ; taken < want; taken++ {
+		// The merge above picked want users; return the first limit of them.
+		var out []presence.Activity
+		pos := make([]int, len(lists))
+		for len(out) < limit {
 			best := -1
 			for k, l := range lists {
-				if heads[k] < len(l) && (best < 0 || zLess(lists[best][heads[best]], l[heads[k]])) {
+				if pos[k] < heads[k] && (best < 0 || zLess(lists[best][pos[best]], l[pos[k]])) {
 					best = k
 				}
 			}
 			if best < 0 {
 				break
 			}
-			heads[best]++
-			lastSet = best
+			z := lists[best][pos[best]]
+			pos[best]++
+			m, _ := z.Member.(string)
+			out = append(out, presence.Activity{ID: m, LastSeen: time.UnixMicro(int64(z.Score)).UTC()})
 		}
-		todo = todo[:0]
-		for k, l := range lists {
-			if more[k] && heads[k] == len(l) && !(taken == want && k == lastSet) {
-				// All of it made the cut, so it may hold users that belong
-				// above the cut's last, unless that last is its own.
-				todo = append(todo, k)
-			}
+		next := ""
+		picked := 0
+		for k := range heads {
+			picked += heads[k]
 		}
-		if len(todo) == 0 {
-			break
+		if picked > limit { // a user beyond this page exists
+			last := out[len(out)-1]
+			next = cursor{last.LastSeen.UnixMicro(), last.ID, walkOf(room)}.String()
 		}
-	}
-	// The merge above picked want users; return the first limit of them.
-	var out []presence.Activity
-	pos := make([]int, len(lists))
-	for len(out) < limit {
-		best := -1
-		for k, l := range lists {
-			if pos[k] < heads[k] && (best < 0 || zLess(lists[best][pos[best]], l[pos[k]])) {
-				best = k
-			}
+		if err := s.fillMeta(ctx, out); err != nil {
+			return nil, "", err
 		}
-		if best < 0 {
-			break
-		}
-		z := lists[best][pos[best]]
-		pos[best]++
-		m, _ := z.Member.(string)
-		out = append(out, presence.Activity{ID: m, LastSeen: time.UnixMicro(int64(z.Score)).UTC()})
-	}
-	next := ""
-	picked := 0
-	for k := range heads {
-		picked += heads[k]
-	}
-	if picked > limit { // a user beyond this page exists
-		last := out[len(out)-1]
-		next = cursor{last.LastSeen.UnixMicro(), last.ID, walkOf(room)}.String()
-	}
-	if err := s.fillMeta(ctx, out); err != nil {
-		return nil, "", err
-	}
-	s.markHeld(room, out)
-	return out, next, nil
+		s.markHeld(room, out)
+		return out, next, nil
+	})
 }
 
 // fetch asks each set in todo, in one pipeline, for up to batch[k] users
@@ -395,18 +395,18 @@ func (s *Store) markHeld(room string, as []presence.Activity) {
 // get reads id's score in the set key (the users', or room's), and its
 // meta.
 func (s *Store) get(ctx context.Context, room, key, id string) (presence.Activity, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
-	defer cancel()
-	pipe := s.rdb.Pipeline()
-	score := pipe.ZScore(ctx, key, id)
-	meta := pipe.HGet(ctx, s.metaKey(s.shardOf(id)), id)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return presence.Activity{}, false, fmt.Errorf("redispresence: get: %w", err)
-	}
-	if errors.Is(score.Err(), redis.Nil) {
-		return presence.Activity{}, false, nil
-	}
-	a := []presence.Activity{{ID: id, LastSeen: time.UnixMicro(int64(score.Val())).UTC(), Meta: meta.Val()}}
-	s.markHeld(room, a)
-	return a[0], true, nil
+	return bounded2(s, ctx, func(ctx context.Context) (presence.Activity, bool, error) {
+		pipe := s.rdb.Pipeline()
+		score := pipe.ZScore(ctx, key, id)
+		meta := pipe.HGet(ctx, s.metaKey(s.shardOf(id)), id)
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return presence.Activity{}, false, fmt.Errorf("redispresence: get: %w", err)
+		}
+		if errors.Is(score.Err(), redis.Nil) {
+			return presence.Activity{}, false, nil
+		}
+		a := []presence.Activity{{ID: id, LastSeen: time.UnixMicro(int64(score.Val())).UTC(), Meta: meta.Val()}}
+		s.markHeld(room, a)
+		return a[0], true, nil
+	})
 }

@@ -104,23 +104,23 @@ func (s *Store) TouchInAt(room, id string, at time.Time) {
 // the membership still buffered on another Store joins it again at that
 // Store's next flush, as a touch after a Leave does.
 func (s *Store) Leave(ctx context.Context, room, id string) (bool, error) {
-	// Under the flush lock: a flush in progress would write the membership
-	// back after the ZREM.
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
-	defer cancel()
-	buffered := s.drop(entryKey{room, id})
-	pipe := s.rdb.Pipeline()
-	// ZREM and the Leave event in one script: a sweep between them would
-	// publish a Leave of its own.
-	n := s.remove(ctx, pipe, setRef{roomSet, s.shardOf(room), room}, id)
-	pipe.ZRem(ctx, s.inKey(id), inMember(id, room))
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, fmt.Errorf("redispresence: leave: %w", err)
-	}
-	removed, _ := n.Result()
-	return buffered || removed > 0, nil
+	return bounded(s, ctx, func(ctx context.Context) (bool, error) {
+		// Under the flush lock: a flush in progress would write the membership
+		// back after the ZREM.
+		s.flushMu.Lock()
+		defer s.flushMu.Unlock()
+		buffered := s.drop(entryKey{room, id})
+		pipe := s.rdb.Pipeline()
+		// ZREM and the Leave event in one script: a sweep between them would
+		// publish a Leave of its own.
+		n := s.remove(ctx, pipe, setRef{roomSet, s.shardOf(room), room}, id)
+		pipe.ZRem(ctx, s.inKey(id), inMember(id, room))
+		if _, err := pipe.Exec(ctx); err != nil {
+			return false, fmt.Errorf("redispresence: leave: %w", err)
+		}
+		removed, _ := n.Result()
+		return buffered || removed > 0, nil
+	})
 }
 
 // Forget removes a user from Redis and from the buffer: its time, meta and
@@ -128,35 +128,35 @@ func (s *Store) Leave(ctx context.Context, room, id string) (bool, error) {
 // It walks the buffer for the user's memberships, so it costs
 // O(buffer).
 func (s *Store) Forget(ctx context.Context, id string) (bool, error) {
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
-	defer cancel()
-	buffered := false
-	s.buf.Range(func(k entryKey, _ *pending) bool {
-		if k.id == id {
-			buffered = s.drop(k) || buffered
+	return bounded(s, ctx, func(ctx context.Context) (bool, error) {
+		s.flushMu.Lock()
+		defer s.flushMu.Unlock()
+		buffered := false
+		s.buf.Range(func(k entryKey, _ *pending) bool {
+			if k.id == id {
+				buffered = s.drop(k) || buffered
+			}
+			return true
+		})
+		rooms, err := s.memberships(ctx, id)
+		if err != nil {
+			return false, fmt.Errorf("redispresence: forget: %w", err)
 		}
-		return true
+		k := s.shardOf(id)
+		pipe := s.rdb.Pipeline()
+		// Leave first, then Offline: a user's last Leave comes before it.
+		for _, room := range rooms {
+			s.remove(ctx, pipe, setRef{roomSet, s.shardOf(room), room}, id)
+			pipe.ZRem(ctx, s.inKey(id), inMember(id, room))
+		}
+		n := s.remove(ctx, pipe, setRef{kind: usersSet, n: k}, id)
+		pipe.HDel(ctx, s.metaKey(k), id)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return false, fmt.Errorf("redispresence: forget: %w", err)
+		}
+		removed, _ := n.Result()
+		return buffered || removed > 0, nil
 	})
-	rooms, err := s.memberships(ctx, id)
-	if err != nil {
-		return false, fmt.Errorf("redispresence: forget: %w", err)
-	}
-	k := s.shardOf(id)
-	pipe := s.rdb.Pipeline()
-	// Leave first, then Offline: a user's last Leave comes before it.
-	for _, room := range rooms {
-		s.remove(ctx, pipe, setRef{roomSet, s.shardOf(room), room}, id)
-		pipe.ZRem(ctx, s.inKey(id), inMember(id, room))
-	}
-	n := s.remove(ctx, pipe, setRef{kind: usersSet, n: k}, id)
-	pipe.HDel(ctx, s.metaKey(k), id)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, fmt.Errorf("redispresence: forget: %w", err)
-	}
-	removed, _ := n.Result()
-	return buffered || removed > 0, nil
 }
 
 // room is a read view of one room in Redis: its members, each with the
@@ -193,20 +193,20 @@ func (r room) Get(ctx context.Context, id string) (presence.Activity, bool, erro
 // user's memberships and one ZSCORE per room, so that rooms ended
 // meanwhile are left out too.
 func (s *Store) RoomsOf(ctx context.Context, id string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
-	defer cancel()
-	in, err := s.roomTimes(ctx, id)
-	if err != nil {
-		return nil, wrap("rooms of", err)
-	}
-	cutoff := s.cutoff()
-	var out []string
-	for _, r := range in {
-		if r.us >= cutoff {
-			out = append(out, r.room)
+	return bounded(s, ctx, func(ctx context.Context) ([]string, error) {
+		in, err := s.roomTimes(ctx, id)
+		if err != nil {
+			return nil, wrap("rooms of", err)
 		}
-	}
-	return out, nil
+		cutoff := s.cutoff()
+		var out []string
+		for _, r := range in {
+			if r.us >= cutoff {
+				out = append(out, r.room)
+			}
+		}
+		return out, nil
+	})
 }
 
 // roomTime is a membership's room and time in it.
@@ -245,37 +245,37 @@ func (s *Store) roomTimes(ctx context.Context, id string) ([]roomTime, error) {
 // Rooms does. It reads the rooms active since then from the index and
 // counts each (one ZCOUNT per room, pipelined): O(rooms active).
 func (s *Store) Rooms(ctx context.Context, window time.Duration, limit int) ([]presence.RoomCount, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
-	defer cancel()
-	lo := strconv.FormatInt(s.since(window).UnixMicro(), 10)
-	pipe := s.rdb.Pipeline()
-	names := make([]*redis.StringSliceCmd, s.cfg.keys)
-	for k := range names {
-		names[k] = pipe.ZRangeByScore(ctx, s.indexKey(k), &redis.ZRangeBy{Min: lo, Max: "+inf"})
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, wrap("rooms", err)
-	}
-	var rooms []string
-	for _, c := range names {
-		rooms = append(rooms, c.Val()...)
-	}
-	if len(rooms) == 0 {
-		return nil, nil
-	}
-	pipe = s.rdb.Pipeline()
-	counts := make([]*redis.IntCmd, len(rooms))
-	for i, room := range rooms {
-		counts[i] = pipe.ZCount(ctx, s.roomKey(room), lo, "+inf")
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, wrap("rooms", err)
-	}
-	var out []presence.RoomCount
-	for i, room := range rooms {
-		if n := int(counts[i].Val()); n > 0 {
-			out = append(out, presence.RoomCount{Room: room, Count: n})
+	return bounded(s, ctx, func(ctx context.Context) ([]presence.RoomCount, error) {
+		lo := strconv.FormatInt(s.since(window).UnixMicro(), 10)
+		pipe := s.rdb.Pipeline()
+		names := make([]*redis.StringSliceCmd, s.cfg.keys)
+		for k := range names {
+			names[k] = pipe.ZRangeByScore(ctx, s.indexKey(k), &redis.ZRangeBy{Min: lo, Max: "+inf"})
 		}
-	}
-	return presence.RankRooms(out, limit), nil
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, wrap("rooms", err)
+		}
+		var rooms []string
+		for _, c := range names {
+			rooms = append(rooms, c.Val()...)
+		}
+		if len(rooms) == 0 {
+			return nil, nil
+		}
+		pipe = s.rdb.Pipeline()
+		counts := make([]*redis.IntCmd, len(rooms))
+		for i, room := range rooms {
+			counts[i] = pipe.ZCount(ctx, s.roomKey(room), lo, "+inf")
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, wrap("rooms", err)
+		}
+		var out []presence.RoomCount
+		for i, room := range rooms {
+			if n := int(counts[i].Val()); n > 0 {
+				out = append(out, presence.RoomCount{Room: room, Count: n})
+			}
+		}
+		return presence.RankRooms(out, limit), nil
+	})
 }

@@ -30,7 +30,7 @@ type Stats struct {
 	Dropped     uint64 // touches refused because the buffer was full
 	Flushes     uint64 // successful flushes
 	FlushErrors uint64 // failed flushes and trims
-	Trimmed     uint64 // users removed by retention
+	Pruned      uint64 // users removed by Prune (which retention calls)
 
 	RejectedIDs   uint64 // touches and holds refused for an invalid ID
 	RejectedRooms uint64 // room touches and holds refused for an invalid room name
@@ -81,10 +81,10 @@ type Store struct {
 	heldMu sync.Mutex
 	held   map[entryKey]int // Hold's counts, of this Store
 
-	touches                                      *xsync.Counter // striped: TouchAt from many cores does not contend
-	sent, dropped, flushes, flushErrors, trimmed atomic.Uint64
-	rejectedIDs, rejectedRooms                   atomic.Uint64
-	flushCalls, resent                           atomic.Uint64
+	touches                                     *xsync.Counter // striped: TouchAt from many cores does not contend
+	sent, dropped, flushes, flushErrors, pruned atomic.Uint64
+	rejectedIDs, rejectedRooms                  atomic.Uint64
+	flushCalls, resent                          atomic.Uint64
 	// resend asks the next flush to send the two last good flushes' own
 	// times again: set by a failed flush and by a connection to a new address (a
 	// failover or a restart may have lost writes Redis acknowledged but did
@@ -97,6 +97,8 @@ type Store struct {
 	last, prev            map[setRef][]redis.Z
 	batchAt               [2]int64 // when last and prev were sent, µs by the clock
 	flushNanos, lastFlush atomic.Int64
+
+	ctxTimeouts bool // the client was made with ContextTimeoutEnabled: see bounded
 
 	flushMu   sync.Mutex      // one flush at a time
 	ctx       context.Context // cancelled by Close: stops the loop and its flush
@@ -128,6 +130,14 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 	}
 	for k := range c.keys {
 		s.userKeys = append(s.userKeys, s.key(k))
+	}
+	switch c := rdb.(type) {
+	case *redis.Client: // a FailoverClient's too
+		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		s.ctxTimeouts = c.Options().ContextTimeoutEnabled
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
@@ -324,7 +334,7 @@ func (s *Store) SetMeta(id, meta string) bool {
 func (s *Store) Stats() Stats {
 	st := Stats{
 		Touches: uint64(s.touches.Value()), Sent: s.sent.Load(), Dropped: s.dropped.Load(),
-		Flushes: s.flushes.Load(), FlushErrors: s.flushErrors.Load(), Trimmed: s.trimmed.Load(),
+		Flushes: s.flushes.Load(), FlushErrors: s.flushErrors.Load(), Pruned: s.pruned.Load(),
 		RejectedIDs: s.rejectedIDs.Load(), RejectedRooms: s.rejectedRooms.Load(),
 		FlushCalls: s.flushCalls.Load(), Resent: s.resent.Load(), FlushTime: time.Duration(s.flushNanos.Load()),
 	}

@@ -3,6 +3,7 @@ package redispresence_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -199,7 +200,7 @@ func TestRedisDownThenBack(t *testing.T) {
 	srv, rdb := connect(t)
 	var errs []error
 	s := newStore(t, rdb, redispresence.WithTimeout(300*time.Millisecond), redispresence.WithMaxBuffered(1500),
-		redispresence.WithOnError(func(err error) { errs = append(errs, err) }))
+		redispresence.WithErrorHandler(func(err error) { errs = append(errs, err) }))
 	ctx := context.Background()
 	s.TouchAt("before", t0)
 	require.NoError(t, s.Flush(ctx))
@@ -249,7 +250,7 @@ func TestFlusherReportsAndRecovers(t *testing.T) {
 	s, err := redispresence.New(rdb, redispresence.WithFlushInterval(20*time.Millisecond),
 		redispresence.WithTimeout(200*time.Millisecond),
 		redispresence.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
-		redispresence.WithOnError(func(err error) { errc <- err }))
+		redispresence.WithErrorHandler(func(err error) { errc <- err }))
 	require.NoError(t, err)
 	defer s.Close(context.Background())
 	srv.Stop()
@@ -300,14 +301,18 @@ func TestRetentionAndForget(t *testing.T) {
 	s.TouchAt("new", t0.Add(-time.Minute))
 	s.TouchAt("gone", t0)
 	require.NoError(t, s.Flush(ctx))
-	require.NoError(t, s.Trim(ctx))
-	require.NoError(t, s.Trim(ctx), "idempotent")
+	n, err := s.Prune(ctx, t0.Add(-time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	n, err = s.Prune(ctx, t0.Add(-time.Hour))
+	require.NoError(t, err)
+	assert.Zero(t, n, "idempotent")
 	_, ok, _ := s.Get(ctx, "old")
 	assert.False(t, ok)
 	assert.Zero(t, metaEntries(t, rdb), "the trimmed user's meta went with it")
 	_, ok, _ = s.Get(ctx, "new")
 	assert.True(t, ok)
-	assert.Equal(t, uint64(1), s.Stats().Trimmed)
+	assert.Equal(t, uint64(1), s.Stats().Pruned)
 
 	require.NoError(t, errOf(s.Forget(ctx, "gone")))
 	_, ok, _ = s.Get(ctx, "gone")
@@ -462,35 +467,56 @@ func TestPagingWhenOneSetHoldsTheNewest(t *testing.T) {
 }
 
 // TestSlowRedisBoundedByTimeout freezes redis-server (SIGSTOP): connections
-// are accepted but never answered. Touches still return at once, and queries
-// with no deadline of their own give up after the Store's timeout.
+// are accepted but never answered, and the client has no read timeout of
+// its own. Touches still return at once, and every call that waits on
+// Redis, with no deadline of its own, gives up after the Store's timeout,
+// whether or not the client lets contexts cut network waits short
+// (ContextTimeoutEnabled).
 func TestSlowRedisBoundedByTimeout(t *testing.T) {
-	srv := redistest.Start(t)
-	// No read timeout of the client's own: only contexts bound the waits.
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()},
-		ReadTimeout: -1, WriteTimeout: -1, ContextTimeoutEnabled: true, MaxRetries: -1})
-	defer rdb.Close()
-	s := newStore(t, rdb, redispresence.WithTimeout(200*time.Millisecond))
-	require.NoError(t, srv.Signal(syscall.SIGSTOP))
-	defer srv.Signal(syscall.SIGCONT)
+	for _, ctxTimeouts := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", ctxTimeouts), func(t *testing.T) {
+			srv := redistest.Start(t)
+			rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr()},
+				ReadTimeout: -1, WriteTimeout: -1, ContextTimeoutEnabled: ctxTimeouts, MaxRetries: -1})
+			defer rdb.Close()
+			s := newStore(t, rdb, redispresence.WithTimeout(200*time.Millisecond), redispresence.WithEvents())
+			require.NoError(t, srv.Signal(syscall.SIGSTOP))
+			defer srv.Signal(syscall.SIGCONT)
 
-	s.TouchAt("x", t0)
-	errs := make(chan error, 3)
-	go func() {
-		_, err := s.Count(context.Background(), ago(t0))
-		errs <- err
-		_, _, err = s.Page(context.Background(), time.Minute, "", 10)
-		errs <- err
-		_, _, err = s.Get(context.Background(), "x")
-		errs <- err
-	}()
-	for range 3 {
-		select {
-		case err := <-errs:
-			assert.Error(t, err) // a deadline, or the i/o timeout it set on the connection
-		case <-time.After(20 * time.Second):
-			t.Fatal("a query waited on a frozen Redis past the Store's timeout")
-		}
+			s.TouchAt("x", t0)
+			bg := context.Background()
+			calls := map[string]func() error{
+				"Count":     func() error { return errOf(s.Count(bg, time.Minute)) },
+				"Page":      func() error { _, _, err := s.Page(bg, time.Minute, "", 10); return err },
+				"Get":       func() error { _, _, err := s.Get(bg, "x"); return err },
+				"Room.Page": func() error { _, _, err := s.Room("r").Page(bg, time.Minute, "", 10); return err },
+				"Rooms":     func() error { return errOf(s.Rooms(bg, time.Minute, 10)) },
+				"RoomsOf":   func() error { return errOf(s.RoomsOf(bg, "x")) },
+				"Leave":     func() error { return errOf(s.Leave(bg, "r", "x")) },
+				"Forget":    func() error { return errOf(s.Forget(bg, "x")) },
+				"Prune":     func() error { return errOf(s.Prune(bg, t0)) },
+				"Sweep":     func() error { return s.Sweep(bg) },
+				"Subscribe": func() error { return errOf(s.Subscribe(bg, 1)) },
+			}
+			errs := make(chan error, len(calls))
+			go func() {
+				for name, call := range calls {
+					errs <- fmt.Errorf("%s: %w", name, call())
+				}
+			}()
+			for range calls {
+				select {
+				case err := <-errs:
+					if ctxTimeouts {
+						assert.Error(t, errors.Unwrap(err)) // a deadline, or the i/o timeout it set on the connection
+					} else {
+						assert.ErrorIs(t, err, context.DeadlineExceeded)
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatal("a call waited on a frozen Redis past the Store's timeout")
+				}
+			}
+		})
 	}
 }
 

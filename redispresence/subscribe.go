@@ -50,9 +50,7 @@ func (e *events) startReader(ctx context.Context) error {
 	for n := range k {
 		ids[n], seqs[n] = "", -1
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.s.cfg.timeout)
-	defer cancel()
-	if err := e.readOnce(ctx, ids, seqs); err != nil {
+	if err := bounded0(e.s, ctx, func(ctx context.Context) error { return e.readOnce(ctx, ids, seqs) }); err != nil {
 		return err
 	}
 	e.reading = true

@@ -1,0 +1,58 @@
+package redispresence
+
+import (
+	"context"
+	"fmt"
+)
+
+// bounded runs f under the Store's timeout (WithTimeout) and ctx, and
+// returns when either ends, whether or not the client was made with
+// ContextTimeoutEnabled. Without it, go-redis bounds a network wait by its
+// own read timeout (3s by default, and a retry after it), not by the
+// context: then f runs in a goroutine of its own, which bounded stops
+// waiting for when ctx ends; the goroutine finishes when go-redis gives
+// up. f must write nothing its caller reads after an error: bounded
+// returns f's results only when f has returned.
+func bounded[T any](s *Store, ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	if s.ctxTimeouts {
+		defer cancel()
+		return f(ctx)
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer cancel()
+		v, err := f(ctx)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("redispresence: %w", context.Cause(ctx))
+	}
+}
+
+// bounded0 and bounded2 are bounded for a function of no result and of
+// two, besides the error.
+func bounded0(s *Store, ctx context.Context, f func(context.Context) error) error {
+	_, err := bounded(s, ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx) })
+	return err
+}
+
+func bounded2[A, B any](s *Store, ctx context.Context, f func(context.Context) (A, B, error)) (A, B, error) {
+	type pair struct {
+		a A
+		b B
+	}
+	p, err := bounded(s, ctx, func(ctx context.Context) (pair, error) {
+		a, b, err := f(ctx)
+		return pair{a, b}, err
+	})
+	return p.a, p.b, err
+}
