@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/onlinenow/presence/redispresence/redistest"
+
 	"github.com/onlinenow/presence"
 	"github.com/onlinenow/presence/redispresence"
 	"github.com/redis/go-redis/v9"
@@ -138,12 +140,12 @@ func runFleet(p params, out io.Writer) (fleetResult, error) {
 	case "off":
 		return r, fmt.Errorf("-nodes needs Redis: -redis auto or an address")
 	case "auto":
-		srv, err := startRedis()
+		srv, err := redistest.Run()
 		if err != nil {
 			return r, err
 		}
-		defer srv.stop()
-		addr = srv.addr
+		defer srv.Close()
+		addr = srv.Addr()
 	}
 	admin := redis.NewClient(&redis.Options{Addr: addr})
 	defer admin.Close()

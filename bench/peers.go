@@ -211,3 +211,12 @@ func (p *backendPeer) close() error {
 	p.rdb.FlushDB(context.Background())
 	return errors.Join(err, p.rdb.Close())
 }
+
+// usedMemory returns INFO memory's used_memory, in bytes.
+func usedMemory(c *redis.Client) (int64, error) {
+	info, err := c.InfoMap(context.Background(), "memory").Result()
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
+}

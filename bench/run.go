@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/onlinenow/presence/redispresence/redistest"
+
 	"github.com/onlinenow/presence"
 	"github.com/redis/go-redis/v9"
 )
@@ -116,13 +118,13 @@ func runPeer(p params, name string, progress io.Writer) result {
 			r.Skipped = "-redis off"
 			return r
 		case "auto":
-			srv, err := startRedis()
+			srv, err := redistest.Run()
 			if err != nil {
 				r.Skipped = err.Error()
 				return r
 			}
-			defer srv.stop()
-			addr = srv.addr
+			defer srv.Close()
+			addr = srv.Addr()
 		}
 		if name == "redis" {
 			rp, err := newRedisPeer(addr, p.Pipeline, p.Workers)

@@ -3,6 +3,7 @@ package redispresence
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"strconv"
 	"sync"
@@ -81,60 +82,20 @@ func (e *events) publish(ctx context.Context, pipe redis.Pipeliner, n int, recor
 // the sweeper last moved it, so that a user is online exactly while its
 // time is after it: each Online is followed by one Offline, whichever
 // Stores' clocks decided them.
-var publishScript = redis.NewScript(`
-local st = KEYS[3]
-local edge = redis.call('HGET', st, 'edge')
-if not edge then
-  edge = ARGV[3]
-  redis.call('HSET', st, 'edge', edge)
-end
-edge = tonumber(edge)
-for i = 4, #ARGV, 3 do
-  local room, id, score = ARGV[i], ARGV[i+1], ARGV[i+2]
-  local key, kind = KEYS[1], 'online'
-  if room ~= '' then
-    key, kind = ARGV[1] .. room, 'join'
-  end
-  local old = redis.call('ZSCORE', key, id)
-  redis.call('ZADD', key, 'GT', score, id)
-  if tonumber(score) > edge and (not old or tonumber(old) <= edge) then
-    local q = redis.call('HINCRBY', st, 'seq', 1)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'k', kind, 'id', id, 'r', room, 'at', score, 'q', q)
-  end
-end
-return 0
-`)
+var publishScript = redis.NewScript(publishLua)
+
+//go:embed scripts/publish.lua
+var publishLua string
 
 // sweepScript moves one shard's edge to ARGV[3] and publishes Offline for
 // the users, and Leave for the members of the shard's rooms, whose time it
 // passed: a range read from the old edge to the new, for the users and
 // each room active since the old edge. KEYS and ARGV[1..2] as
 // publishScript's.
-var sweepScript = redis.NewScript(`
-local st = KEYS[3]
-local old = redis.call('HGET', st, 'edge')
-local new = ARGV[3]
-if not old then
-  redis.call('HSET', st, 'edge', new)
-  return 0
-end
-if tonumber(new) <= tonumber(old) then return 0 end
-local n = 0
-local function off(key, kind, room)
-  local gone = redis.call('ZRANGEBYSCORE', key, '(' .. old, new, 'WITHSCORES')
-  for j = 1, #gone, 2 do
-    local q = redis.call('HINCRBY', st, 'seq', 1)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'k', kind, 'id', gone[j], 'r', room, 'at', gone[j+1], 'q', q)
-    n = n + 1
-  end
-end
-off(KEYS[1], 'offline', '')
-for _, room in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. old, '+inf')) do
-  off(ARGV[1] .. room, 'leave', room)
-end
-redis.call('HSET', st, 'edge', new)
-return n
-`)
+var sweepScript = redis.NewScript(sweepLua)
+
+//go:embed scripts/sweep.lua
+var sweepLua string
 
 // removeScript removes the members ARGV[5:] from the set KEYS[1] (of the
 // shard whose stream and state are KEYS[2] and KEYS[3]) and publishes, for
@@ -143,40 +104,19 @@ return n
 // length. A shard that has no edge has published nothing, so owes no
 // event: without WithEvents the script is a ZREM that counts. It returns
 // how many it removed.
-var removeScript = redis.NewScript(`
-local edge = redis.call('HGET', KEYS[3], 'edge')
-local n = 0
-for i = 5, #ARGV do
-  local old = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if old then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    n = n + 1
-    if edge and tonumber(old) > tonumber(edge) then
-      local q = redis.call('HINCRBY', KEYS[3], 'seq', 1)
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'k', ARGV[2], 'id', ARGV[i], 'r', ARGV[3], 'at', ARGV[4], 'q', q)
-    end
-  end
-end
-return n
-`)
+var removeScript = redis.NewScript(removeLua)
+
+//go:embed scripts/remove.lua
+var removeLua string
 
 // endScript ends the room ARGV[2], whose set is KEYS[1], publishing Leave
 // at ARGV[3] µs for its online members, and removes it from the index
 // KEYS[4]; KEYS[2..3] and ARGV[1] as removeScript's. It returns the
 // members it had, whose lists the caller updates.
-var endScript = redis.NewScript(`
-local all = redis.call('ZRANGE', KEYS[1], 0, -1)
-local edge = redis.call('HGET', KEYS[3], 'edge')
-if edge then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. edge, '+inf')) do
-    local q = redis.call('HINCRBY', KEYS[3], 'seq', 1)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'k', 'left', 'id', id, 'r', ARGV[2], 'at', ARGV[3], 'q', q)
-  end
-end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[4], ARGV[2])
-return all
-`)
+var endScript = redis.NewScript(endLua)
+
+//go:embed scripts/end.lua
+var endLua string
 
 // remove queues, on pipe, the removal of members from the set ref (a
 // room's or the users'), publishing Leave or Offline, now, for those that
@@ -248,10 +188,7 @@ func (e *events) sweep(ctx context.Context) error {
 
 // leaseScript takes the lease KEYS[1] for ARGV[1] for ARGV[2] ms, or
 // renews it if ARGV[1] holds it; 1 if it does now.
-var leaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-`)
+var leaseScript = redis.NewScript(leaseLua)
+
+//go:embed scripts/lease.lua
+var leaseLua string

@@ -2,6 +2,7 @@ package redispresence
 
 import (
 	"context"
+	_ "embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -314,36 +315,10 @@ func scriptZ(cmd *redis.Cmd) ([]redis.Z, error) {
 // is found by a binary search over ranks: O(log T) range reads of one
 // member. Members are compared byte by byte, not with Lua's <, which follows
 // the server's locale.
-var pageScript = redis.NewScript(`
-local function less(a, b)
-  local n = math.min(#a, #b)
-  for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
-local key = KEYS[1]
-local stop = redis.call('ZCOUNT', key, ARGV[1], '+inf')
-local from = 0
-if ARGV[4] then
-  from = redis.call('ZCOUNT', key, '(' .. ARGV[3], '+inf')
-  local to = from + redis.call('ZCOUNT', key, ARGV[3], ARGV[3])
-  while from < to do
-    local mid = math.floor((from + to) / 2)
-    if less(redis.call('ZRANGE', key, mid, mid, 'REV')[1], ARGV[4]) then
-      to = mid
-    else
-      from = mid + 1
-    end
-  end
-end
-stop = math.min(stop, from + tonumber(ARGV[2]))
-if from >= stop then
-  return {}
-end
-return redis.call('ZRANGE', key, from, stop - 1, 'REV', 'WITHSCORES')
-`)
+var pageScript = redis.NewScript(pageLua)
+
+//go:embed scripts/page.lua
+var pageLua string
 
 // zLess orders two set members oldest first (score, then member).
 func zLess(a, b redis.Z) bool {

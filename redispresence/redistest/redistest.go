@@ -10,6 +10,10 @@
 //     "redis-cli --cluster create", for a redis.ClusterClient;
 //     [Cluster.Reshard] moves slots between them.
 //
+// [Run] starts a standalone server outside a test, for a program (the
+// bench) that measures against a real Redis; the tests' servers are
+// started the same way.
+//
 // When redis-server (or redis-cli, for a cluster) is not installed the
 // test is skipped, or fails if the environment variable PRESENCE_STRICT is
 // set (as in CI), so that a green run cannot hide tests that never ran.
@@ -33,10 +37,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Server is a redis-server a test started. It is not safe for concurrent
-// use: one goroutine of the test stops and restarts it.
+// Server is a redis-server a test (or Run) started. It is not safe for
+// concurrent use: one goroutine of the test stops and restarts it.
 type Server struct {
-	t    testing.TB
+	t    testing.TB // nil for Run's
 	bin  string
 	port int
 	dir  string
@@ -72,6 +76,38 @@ func start(t testing.TB, bin string, port int, args ...string) *Server {
 	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// Run starts a standalone redis-server from PATH, outside a test, on a
+// free loopback port with a temporary directory and no persistence, and
+// waits (at most five seconds) until it answers. Close stops it.
+func Run() (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redistest: redis-server not in PATH; install the Debian package redis-server")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir, err := os.MkdirTemp("", "redistest")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, port: port, dir: dir}
+	if err := s.launch(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops a server Run started and removes its directory.
+func (s *Server) Close() {
+	s.Stop()
+	os.RemoveAll(s.dir)
 }
 
 // freePort returns a loopback port that was free a moment ago, and whose
@@ -110,16 +146,34 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 // a test ends an outage.
 func (s *Server) Restart() {
 	s.t.Helper()
+	require.NoError(s.t, s.launch())
+}
+
+// launch (re)starts the process and waits until it answers a PING.
+func (s *Server) launch() error {
 	s.Stop()
 	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
 		"--save", "", "--appendonly", "no"}, s.args...)
 	s.cmd = exec.Command(s.bin, args...)
-	require.NoError(s.t, s.cmd.Start())
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
 	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
 	defer c.Close()
-	waitFor(s.t, 5*time.Second, "redis-server to start", func() bool {
-		return c.Ping(context.Background()).Err() == nil
-	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return fmt.Errorf("redistest: redis-server did not answer on %s: %w", s.Addr(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Stop kills the server (SIGKILL), as a crash or an outage would; Restart
