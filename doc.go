@@ -135,8 +135,8 @@
 // rooms, snapshots (saves, errors, time spent, the last good one's time
 // and size) and events (subscribers, published, lost). It costs
 // O(shards), whatever the number of users: it is counted under locks a
-// write holds anyway. Touches are counted only with [WithTouchCount] (per
-// P, in internal/tally), since even that costs the hot path a third; the
+// write holds anyway. Touches are counted only with [WithTouchCount] (a
+// striped xsync.Counter), since even that costs the hot path a third; the
 // middleware counts requests instead. The
 // presenceprom module exports all of it to Prometheus. [WithLogger] sends
 // the background work's trouble (failed saves with their path, a corrupt

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/puzpuzpuz/xsync/v3"
-
-	"github.com/onlinenow/presence/internal/tally"
 )
 
 // Activity is one user's presence: when they were last seen and the meta an
@@ -49,9 +47,9 @@ type Engine struct {
 	maxUsers  int64 // 0: no cap
 	expected  int   // WithExpectedUsers
 	now       func() time.Time
-	saver     *saver       // nil unless made by Open
-	touches   *tally.Tally // counter 0: every touch; nil without WithTouchCount. Read by every Touch, so with the read-only fields
-	log       *slog.Logger // nil: log nothing
+	saver     *saver         // nil unless made by Open
+	touches   *xsync.Counter // every touch; nil without WithTouchCount. Read by every Touch, so with the read-only fields
+	log       *slog.Logger   // nil: log nothing
 
 	rooms
 	live
@@ -113,7 +111,7 @@ func newEngine(c config) *Engine {
 		e.oldestKeys = make([]atomic.Int64, c.shards)
 	}
 	if c.countTouches {
-		e.touches = tally.New()
+		e.touches = xsync.NewCounter()
 	}
 	e.initRooms(c)
 	for i := range e.shards {
@@ -186,7 +184,7 @@ func (e *Engine) TouchAt(id string, at time.Time) {
 // a third of that.
 func (e *Engine) touch(id string, ns int64, now *reading) {
 	if e.touches != nil {
-		e.touches.Add(0)
+		e.touches.Inc()
 	}
 	ent, ok := e.users.Load(id)
 	if !ok {
@@ -400,7 +398,7 @@ func (e *Engine) Stats() Stats {
 		EventsDropped:  e.hub.Dropped(),
 	}
 	if e.touches != nil {
-		st.Touches, st.TouchesCounted = e.touches.Load(0), true
+		st.Touches, st.TouchesCounted = uint64(e.touches.Value()), true
 	}
 	if ns := e.snapLast.Load(); ns != 0 {
 		st.LastSnapshot, st.LastSnapshotBytes = time.Unix(0, ns).UTC(), e.snapBytes.Load()

@@ -91,6 +91,23 @@ func filledEngine(ids []string, opts ...presence.Option) *presence.Engine {
 	return e
 }
 
+// touchPerGoroutine touches, from each goroutine, a hot user of its own:
+// what scaling looks like without two cores writing one cache line.
+func touchPerGoroutine(b *testing.B, opts ...presence.Option) {
+	e := presence.New(opts...)
+	var worker atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		id := fmt.Sprint("user", worker.Add(1))
+		e.TouchAt(id, t0)
+		i := time.Duration(0)
+		for pb.Next() {
+			i++
+			e.TouchAt(id, t0.Add(i))
+		}
+	})
+}
+
 // BenchmarkTouchSameSlot: a known user whose slot does not change, the path
 // every request of an active user takes.
 func BenchmarkTouchSameSlot(b *testing.B) {
@@ -109,22 +126,15 @@ func BenchmarkTouchSameSlot(b *testing.B) {
 			}
 		})
 	})
-	b.Run("hot-per-goroutine/touch", func(b *testing.B) {
-		// Each goroutine its own hot user: what scaling looks like without
-		// two cores writing one cache line.
-		e := presence.New()
-		var worker atomic.Int64
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			id := fmt.Sprint("user", worker.Add(1))
-			e.TouchAt(id, t0)
-			i := time.Duration(0)
-			for pb.Next() {
-				i++
-				e.TouchAt(id, t0.Add(i))
-			}
-		})
-	})
+	for _, counted := range []bool{false, true} {
+		name := "hot-per-goroutine/touch"
+		var opts []presence.Option
+		if counted {
+			name += "-counted" // WithTouchCount: the striped counter's add
+			opts = append(opts, presence.WithTouchCount())
+		}
+		b.Run(name, func(b *testing.B) { touchPerGoroutine(b, opts...) })
+	}
 	// The floors of the one above: a bare probe of the same keys
 	// ("map-load"), and the least any touch that keeps a time that never
 	// goes backwards can do, the probe and a compare-and-swap of the time

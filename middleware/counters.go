@@ -3,19 +3,20 @@ package middleware
 import (
 	"sync/atomic"
 
-	"github.com/onlinenow/presence/internal/tally"
+	"github.com/puzpuzpuz/xsync/v3"
 )
 
 // Counters counts what the Track and Hold middleware given it
 // ([WithCounters]) did with the requests they saw; the presenceprom module
 // exports them as metrics. One Counters may serve several middleware.
 //
-// Counters is safe for concurrent use. Its per-request counters are kept
-// per P, so requests on many cores do not write one cache line (the open
-// holds, changed twice per long-lived request, are one atomic). Make it
-// with NewCounters.
+// Counters is safe for concurrent use. Its per-request counters are
+// striped (xsync.Counter, as the engine's and the Store's touch counts),
+// so requests on many cores do not write one cache line (the open holds,
+// changed twice per long-lived request, are one atomic). Make it with
+// NewCounters.
 type Counters struct {
-	n    *tally.Tally
+	n    [kinds]*xsync.Counter
 	open atomic.Int64
 }
 
@@ -26,6 +27,7 @@ const (
 	anonymous
 	byStatus
 	held
+	kinds
 )
 
 // CounterStats is what a Counters holds at one moment.
@@ -39,11 +41,17 @@ type CounterStats struct {
 }
 
 // NewCounters returns zeroed Counters.
-func NewCounters() *Counters { return &Counters{n: tally.New()} }
+func NewCounters() *Counters {
+	c := &Counters{}
+	for k := range c.n {
+		c.n[k] = xsync.NewCounter()
+	}
+	return c
+}
 
 // Stats returns the counts. Each is read atomically, the set is not.
 func (c *Counters) Stats() CounterStats {
-	v := c.n.Load
+	v := func(k int) uint64 { return uint64(c.n[k].Value()) }
 	return CounterStats{
 		Recorded: v(recorded), Skipped: v(skipped), Anonymous: v(anonymous),
 		Status: v(byStatus), Held: v(held), Open: c.open.Load(),
@@ -57,6 +65,6 @@ func WithCounters(c *Counters) Option { return func(cf *config) { cf.counters = 
 // inc adds one to counter k; on nil Counters it does nothing.
 func (c *Counters) inc(k int) {
 	if c != nil {
-		c.n.Add(k)
+		c.n[k].Inc()
 	}
 }

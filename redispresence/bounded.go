@@ -15,8 +15,8 @@ import (
 // returns f's results only when f has returned.
 func bounded[T any](s *Store, ctx context.Context, f func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel() // when the caller returns: the goroutine's f has, or ctx had ended
 	if s.ctxTimeouts {
-		defer cancel()
 		return f(ctx)
 	}
 	type result struct {
@@ -25,7 +25,6 @@ func bounded[T any](s *Store, ctx context.Context, f func(context.Context) (T, e
 	}
 	done := make(chan result, 1)
 	go func() {
-		defer cancel()
 		v, err := f(ctx)
 		done <- result{v, err}
 	}()
@@ -33,6 +32,11 @@ func bounded[T any](s *Store, ctx context.Context, f func(context.Context) (T, e
 	case r := <-done:
 		return r.v, r.err
 	case <-ctx.Done():
+		select {
+		case r := <-done: // f ended too: its answer, not the deadline
+			return r.v, r.err
+		default:
+		}
 		var zero T
 		return zero, fmt.Errorf("redispresence: %w", context.Cause(ctx))
 	}
