@@ -24,10 +24,10 @@ func bounded[T any](s *Store, ctx context.Context, f func(context.Context) (T, e
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
+	s.spawn(func() {
 		v, err := f(ctx)
 		done <- result{v, err}
-	}()
+	})
 	select {
 	case r := <-done:
 		return r.v, r.err
@@ -59,4 +59,27 @@ func bounded2[A, B any](s *Store, ctx context.Context, f func(context.Context) (
 		return pair{a, b}, err
 	})
 	return p.a, p.b, err
+}
+
+// spawn runs f on an idle worker goroutine, or a new one. Workers wait for
+// the next call until the Store closes: a new goroutine per call would
+// grow its stack through go-redis's calls each time, which cost more than
+// the query's own work on loopback.
+func (s *Store) spawn(f func()) {
+	select {
+	case s.work <- f:
+	default:
+		go s.worker(f)
+	}
+}
+
+func (s *Store) worker(f func()) {
+	for {
+		f()
+		select {
+		case f = <-s.work:
+		case <-s.ctx.Done():
+			return
+		}
+	}
 }

@@ -53,8 +53,10 @@
 // does, as any touch does). Every call that waits on Redis (queries,
 // Leave, Forget, Prune, Sweep, Subscribe) returns when its context or the
 // timeout ends, whether or not the client was made with
-// ContextTimeoutEnabled; without it, the network wait itself goes on in the
-// background until go-redis's own read timeout. Flushes are bounded by the
+// ContextTimeoutEnabled; without it, the call runs on a worker goroutine
+// (a hand-off of about 20 µs between cores) and its network wait goes on
+// in the background until go-redis's own read timeout. Make the client
+// with ContextTimeoutEnabled for the fastest queries. Flushes are bounded by the
 // timeout through the context, so they need ContextTimeoutEnabled (or the
 // client's read timeout) to stop waiting sooner.
 //

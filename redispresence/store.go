@@ -98,7 +98,8 @@ type Store struct {
 	batchAt               [2]int64 // when last and prev were sent, µs by the clock
 	flushNanos, lastFlush atomic.Int64
 
-	ctxTimeouts bool // the client was made with ContextTimeoutEnabled: see bounded
+	ctxTimeouts bool        // the client was made with ContextTimeoutEnabled: see bounded
+	work        chan func() // to idle workers of bounded: see spawn
 
 	flushMu   sync.Mutex      // one flush at a time
 	ctx       context.Context // cancelled by Close: stops the loop and its flush
@@ -127,6 +128,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 	s := &Store{
 		cfg: c, rdb: rdb, buf: xsync.NewMapOfWithHasher[entryKey, *pending](hashEntry),
 		touches: xsync.NewCounter(), done: make(chan struct{}), held: map[entryKey]int{},
+		work: make(chan func()),
 	}
 	for k := range c.keys {
 		s.userKeys = append(s.userKeys, s.key(k))
