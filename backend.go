@@ -89,10 +89,11 @@ type Backend interface {
 	Forget(ctx context.Context, id string) (bool, error)
 
 	// Subscribe returns a subscription to the backend's events from now
-	// on, with a channel buffer of buffer events (<= 0: 1024). A user's
-	// Online comes before its first Join, and its last Leave before its
-	// Offline.
-	Subscribe(ctx context.Context, buffer int) (*Subscription, error)
+	// on, within scopes (their union; none: every event), with a channel
+	// buffer of buffer events (<= 0: 1024). A user's Online comes before
+	// its first Join, and its last Leave before its Offline. An event
+	// costs O(subscriptions it matches), not O(all of them).
+	Subscribe(ctx context.Context, buffer int, scopes ...Scope) (*Subscription, error)
 
 	// Close ends the backend's background work, writing what it buffers
 	// (a snapshot, a flush) within ctx. Later calls return nil.
@@ -143,8 +144,8 @@ func (b engineBackend) Forget(_ context.Context, id string) (bool, error) {
 	return b.Engine.Forget(id), nil
 }
 
-func (b engineBackend) Subscribe(_ context.Context, buffer int) (*Subscription, error) {
-	return b.Engine.Subscribe(buffer), nil
+func (b engineBackend) Subscribe(_ context.Context, buffer int, scopes ...Scope) (*Subscription, error) {
+	return b.Engine.Subscribe(buffer, scopes...), nil
 }
 
 func (b engineBackend) Close(context.Context) error { return b.Engine.Close() }

@@ -106,8 +106,11 @@
 //
 // Publishing never waits: a subscriber that falls behind loses events,
 // counted by [Subscription.Dropped], and its next event is an Overflow, so
-// it knows to re-read the state with a query. With no subscriber no event
-// work is done. Offline is found by the engine's sweeper goroutine, started
+// it knows to re-read the state with a query. A subscription may be scoped
+// to rooms and users ([InRooms], [OfUsers], [Scope]): a document's viewers
+// subscribe to its room, a contact list to its users, and an event costs
+// O(subscriptions it matches), not O(all of them). With no subscriber no
+// event work is done. Offline is found by the engine's sweeper goroutine, started
 // by the first Subscribe or Hold and stopped by Close; each tick it walks
 // only the range of the time index that crossed the window's edge, so its
 // cost is per user going offline, not per user online. In a burst (a

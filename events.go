@@ -95,16 +95,17 @@ type graceCheck struct {
 	at  int64 // the release, Unix ns
 }
 
-// Subscribe returns a subscription to the engine's events from now on, with
-// a channel buffer of buffer events (buffer <= 0 selects 1024). It starts
+// Subscribe returns a subscription to the engine's events from now on,
+// within scopes (none: every event; see [Scope]), with a channel buffer of
+// buffer events (buffer <= 0 selects 1024). It starts
 // the engine's sweeper, which finds users going offline, if it is not
 // running yet; [Engine.Close] stops it and closes every subscription.
 //
 // Users already online when the first subscription or hold starts are
 // online without an Online event; they go Offline in time as any other.
-func (e *Engine) Subscribe(buffer int) *Subscription {
+func (e *Engine) Subscribe(buffer int, scopes ...Scope) *Subscription {
 	e.startLive()
-	return e.hub.Subscribe(buffer)
+	return e.hub.Subscribe(buffer, scopes...)
 }
 
 // publish sends an event to every subscriber, never waiting: a full

@@ -38,7 +38,23 @@ func drainAll(sub *presence.Subscription) (n *atomic.Int64, done <-chan struct{}
 // presence, which are nearly all of them. "1M-comeback" touches users who
 // are offline, so every touch publishes an Online event: what an event
 // costs the toucher.
+//
+// "scoped=100k" opens 100,000 subscriptions, each scoped to a room of its
+// own that no touch enters: the target is a touch costing no more than
+// 1.1x one with none.
 func BenchmarkTouchSubscribed(b *testing.B) {
+	b.Run("1M-zipf/scoped=100k", func(b *testing.B) {
+		ids := userIDs()
+		e := presence.New(presence.WithClock(fixedClock()))
+		defer e.Close()
+		for _, id := range ids {
+			e.TouchAt(id, t0)
+		}
+		for i := range 100_000 {
+			e.Subscribe(1, presence.InRooms(fmt.Sprint("room-", i)))
+		}
+		touchSameSlot(b, e, sequence("zipf", 1<<22, len(ids), 1))
+	})
 	for _, subs := range []int{0, 1} {
 		for _, dist := range []string{"uniform", "zipf"} {
 			b.Run(fmt.Sprintf("1M-%s/subscribers=%d", dist, subs), func(b *testing.B) {
@@ -370,5 +386,37 @@ func benchOfflineBurst(b *testing.B, mode string) {
 	b.ReportMetric(float64(heap), "heap-growth-B")
 	if mode != "quiet" {
 		b.ReportMetric(float64(dropped)/float64(b.N), "dropped/op")
+	}
+}
+
+// BenchmarkScopedPublish publishes Joins, each to one of subs rooms in
+// turn, to a hub with a subscription scoped to each room: the cost of an
+// event must not grow with the subscriptions it does not match.
+// "woken/op" counts the subscriptions that received (or dropped) an event,
+// per event: one.
+func BenchmarkScopedPublish(b *testing.B) {
+	for _, n := range []int{1, 100_000} {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			var h presence.Hub
+			defer h.Close()
+			rooms := make([]string, n)
+			subs := make([]*presence.Subscription, n)
+			for i := range n {
+				rooms[i] = fmt.Sprint("room-", i)
+				subs[i] = h.Subscribe(1, presence.InRooms(rooms[i]))
+			}
+			at := time.Unix(0, 0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				h.Publish(presence.Event{Kind: presence.Join, ID: "u", Room: rooms[i%n], At: at})
+			}
+			b.StopTimer()
+			woken := 0
+			for _, s := range subs {
+				woken += len(s.Events()) + int(s.Dropped())
+			}
+			b.ReportMetric(float64(woken)/float64(b.N), "woken/op")
+		})
 	}
 }

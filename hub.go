@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,14 +13,40 @@ import (
 // the one mechanism behind Subscribe in every backend of this module (the
 // engine and the Redis store); a new backend uses it the same way.
 //
+// A subscription may be scoped ([Scope]) to some rooms and users: an
+// event is delivered to the subscriptions of every event, to those scoped
+// to its room and to those scoped to its user, found in maps: O(matching
+// subscriptions) per event, however many others are open.
+//
 // A Hub is safe for concurrent use. Its zero value is ready to use.
 type Hub struct {
-	mu      sync.Mutex                      // serializes publishing: Seq order
-	subs    atomic.Pointer[[]*Subscription] // copied on write; nil or empty: no event work
-	seq     uint64                          // guarded by mu
-	closed  bool                            // guarded by mu
-	dropped atomic.Uint64                   // lost by all subscribers; written under mu
+	mu      sync.Mutex    // serializes publishing (Seq order) and guards what follows
+	open    atomic.Int64  // subscriptions open; 0: a backend skips the event work
+	dropped atomic.Uint64 // lost by all subscribers; written under mu
+	seq     uint64
+	closed  bool
+	all     map[*Subscription]struct{} // every open subscription
+	every   []*Subscription            // the unscoped ones
+	rooms   map[string][]*Subscription // scoped to a room, by room
+	users   map[string][]*Subscription // scoped to a user, by ID
 }
+
+// Scope limits a subscription to the events of some rooms and users: a
+// Join or Leave (or a later per-room kind) of one of Rooms, and any event
+// of one of Users (its Online and Offline, its Joins and Leaves). An event
+// that matches both is delivered once. The zero Scope, or none, is every
+// event. Overflow is delivered to every subscription that lost an event it
+// would have received.
+type Scope struct {
+	Rooms []string
+	Users []string
+}
+
+// InRooms is the Scope of the events of rooms.
+func InRooms(rooms ...string) Scope { return Scope{Rooms: rooms} }
+
+// OfUsers is the Scope of the events of the users ids: a contact list.
+func OfUsers(ids ...string) Scope { return Scope{Users: ids} }
 
 // Subscription receives a backend's events, from its Subscribe (or
 // [Hub.Subscribe]).
@@ -32,9 +59,11 @@ type Subscription struct {
 	h       *Hub
 	ch      chan Event
 	dropped atomic.Uint64
+	scope   Scope // fixed at Subscribe
 	// Guarded by the hub's mu.
 	owed   bool   // an Overflow is owed before the next event
 	lost   uint64 // the Seq of the last event lost
+	last   uint64 // the Seq of the last event offered: one delivery per event
 	closed bool
 }
 
@@ -42,13 +71,18 @@ type Subscription struct {
 const defaultBuffer = 1024
 
 // Subscribe returns a subscription to the events published from now on,
-// with a channel buffer of buffer events (buffer <= 0 selects 1024). On a
-// closed Hub, its channel is closed at once.
-func (h *Hub) Subscribe(buffer int) *Subscription {
+// within the scopes given (their union; none: every event), with a
+// channel buffer of buffer events (buffer <= 0 selects 1024). On a closed
+// Hub, its channel is closed at once.
+func (h *Hub) Subscribe(buffer int, scopes ...Scope) *Subscription {
 	if buffer <= 0 {
 		buffer = defaultBuffer
 	}
 	sub := &Subscription{h: h, ch: make(chan Event, buffer)}
+	for _, sc := range scopes {
+		sub.scope.Rooms = append(sub.scope.Rooms, sc.Rooms...)
+		sub.scope.Users = append(sub.scope.Users, sc.Users...)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -56,19 +90,27 @@ func (h *Hub) Subscribe(buffer int) *Subscription {
 		close(sub.ch)
 		return sub
 	}
-	old := h.subscribers()
-	subs := append(make([]*Subscription, 0, len(old)+1), old...)
-	subs = append(subs, sub)
-	h.subs.Store(&subs)
+	if h.all == nil {
+		h.all, h.rooms, h.users = map[*Subscription]struct{}{}, map[string][]*Subscription{}, map[string][]*Subscription{}
+	}
+	h.all[sub] = struct{}{}
+	h.open.Add(1)
+	if len(sub.scope.Rooms) == 0 && len(sub.scope.Users) == 0 {
+		h.every = append(h.every, sub)
+		return sub
+	}
+	for _, room := range sub.scope.Rooms {
+		h.rooms[room] = append(h.rooms[room], sub)
+	}
+	for _, id := range sub.scope.Users {
+		h.users[id] = append(h.users[id], sub)
+	}
 	return sub
 }
 
 // Active reports whether the hub has a subscriber: a backend skips the
 // work of making events while it has none. It takes no lock.
-func (h *Hub) Active() bool {
-	p := h.subs.Load()
-	return p != nil && len(*p) > 0
-}
+func (h *Hub) Active() bool { return h.open.Load() > 0 }
 
 // Publish numbers ev (setting its Seq) and delivers it to every
 // subscriber. Events published from one goroutine, or under one lock of
@@ -95,7 +137,7 @@ func (h *Hub) publishEach(kind EventKind, ids []string, room string, at time.Tim
 func (h *Hub) Lost() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, s := range h.subscribers() {
+	for s := range h.all {
 		if !s.owed {
 			s.owed, s.lost = true, h.seq
 		}
@@ -108,13 +150,13 @@ func (h *Hub) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for _, s := range h.subscribers() {
+	for s := range h.all {
 		h.unsubscribe(s)
 	}
 }
 
 // Subscribers returns the number of open subscriptions.
-func (h *Hub) Subscribers() int { return len(h.subscribers()) }
+func (h *Hub) Subscribers() int { return int(h.open.Load()) }
 
 // Published returns how many events the hub has published.
 func (h *Hub) Published() uint64 {
@@ -152,30 +194,55 @@ func (h *Hub) unsubscribe(s *Subscription) {
 	}
 	s.closed = true
 	close(s.ch)
-	var subs []*Subscription
-	for _, o := range h.subscribers() {
-		if o != s {
-			subs = append(subs, o)
+	delete(h.all, s)
+	h.open.Add(-1)
+	if len(s.scope.Rooms) == 0 && len(s.scope.Users) == 0 {
+		h.every = without(h.every, s)
+	}
+	for _, room := range s.scope.Rooms {
+		if h.rooms[room] = without(h.rooms[room], s); len(h.rooms[room]) == 0 {
+			delete(h.rooms, room)
 		}
 	}
-	h.subs.Store(&subs)
-}
-
-func (h *Hub) subscribers() []*Subscription {
-	if p := h.subs.Load(); p != nil {
-		return *p
+	for _, id := range s.scope.Users {
+		if h.users[id] = without(h.users[id], s); len(h.users[id]) == 0 {
+			delete(h.users, id)
+		}
 	}
-	return nil
 }
 
-// deliverAll numbers ev and delivers it to every subscriber. Called with
-// mu held.
+// without returns subs less s. Called with mu held, as every reader is.
+func without(subs []*Subscription, s *Subscription) []*Subscription {
+	return slices.DeleteFunc(subs, func(o *Subscription) bool { return o == s })
+}
+
+// deliverAll numbers ev and delivers it to the subscriptions it matches:
+// the unscoped ones, those of its room and those of its user, each once.
+// Called with mu held.
 func (h *Hub) deliverAll(ev Event) {
 	h.seq++
 	ev.Seq = h.seq
-	for _, s := range h.subscribers() {
+	for _, s := range h.every {
 		s.deliver(ev)
 	}
+	if ev.Room != "" {
+		for _, s := range h.rooms[ev.Room] {
+			s.offer(ev)
+		}
+	}
+	for _, s := range h.users[ev.ID] {
+		s.offer(ev)
+	}
+}
+
+// offer delivers ev to a scoped s unless s had it already: a subscription
+// scoped to both an event's room and its user. Called with mu held.
+func (s *Subscription) offer(ev Event) {
+	if s.last == ev.Seq {
+		return
+	}
+	s.last = ev.Seq
+	s.deliver(ev)
 }
 
 // deliver sends ev to s, or loses it if s's channel is full; after a loss,

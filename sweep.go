@@ -112,14 +112,16 @@ func (e *Engine) closeLive() {
 // going offline at once must not stall the touches of that shard.
 const sweepBatch = 256
 
-// roomFor reports whether every subscriber's channel has room for n more
-// events (or is empty, if it holds fewer).
+// roomFor reports whether every unscoped subscriber's channel has room
+// for n more events (or is empty, if it holds fewer). A scoped one gets
+// few of a batch's events, and there may be many of them: not waited for.
 func (e *Engine) roomFor(n int) bool {
-	if p := e.hub.subs.Load(); p != nil {
-		for _, sub := range *p {
-			if cap(sub.ch)-len(sub.ch) < min(n, cap(sub.ch)) {
-				return false
-			}
+	h := &e.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, sub := range h.every {
+		if cap(sub.ch)-len(sub.ch) < min(n, cap(sub.ch)) {
+			return false
 		}
 	}
 	return true

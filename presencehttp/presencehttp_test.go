@@ -227,7 +227,7 @@ func (down) Rooms(context.Context, time.Duration, int) ([]presence.RoomCount, er
 	return nil, errDown
 }
 func (d down) Room(string) presence.Querier { return d }
-func (down) Subscribe(context.Context, int) (*presence.Subscription, error) {
+func (down) Subscribe(context.Context, int, ...presence.Scope) (*presence.Subscription, error) {
 	return nil, presence.ErrNoEvents
 }
 

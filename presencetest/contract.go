@@ -17,6 +17,7 @@ var contractChecks = []check{
 	{name: "Forget", run: checkForget},
 	{name: "Events", run: checkEvents},
 	{name: "Overflow", run: checkOverflow},
+	{name: "ScopedEvents", run: checkScopedEvents},
 	{name: "Model", run: checkModel},
 }
 

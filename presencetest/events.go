@@ -3,6 +3,7 @@ package presencetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/onlinenow/presence"
@@ -169,4 +170,79 @@ func checkOverflow(b *env) error {
 		return fmt.Errorf("Overflow's Seq %d: want the last lost, between %d and %d", got[0].Seq, first.Seq, got[1].Seq)
 	}
 	return nil
+}
+
+// checkScopedEvents subscribes to every event and, beside it, scoped to
+// rooms, to users, and to both: each scoped subscription receives exactly
+// the events of the full stream in its scope (an event of one of its rooms,
+// or any event of one of its users), in the same order, each once.
+func checkScopedEvents(b *env) error {
+	c, cancel := ctx()
+	defer cancel()
+	scopes := [][]presence.Scope{
+		{presence.InRooms("r1", "m")},
+		{presence.OfUsers("u2"), presence.InRooms("m")},
+		{{Rooms: []string{"r2", "m"}, Users: []string{"u2", "u4"}}},
+	}
+	all, err := b.Subscribe(c, 0)
+	if err != nil {
+		return fmt.Errorf("Subscribe: %w", err)
+	}
+	defer all.Close()
+	subs := make([]*presence.Subscription, len(scopes))
+	for i, sc := range scopes {
+		if subs[i], err = b.Subscribe(c, 0, sc...); err != nil {
+			return fmt.Errorf("Subscribe(%v): %w", sc, err)
+		}
+		defer subs[i].Close()
+	}
+	b.TouchIn("r1", "u1")
+	b.TouchIn("r2", "u2")
+	b.TouchIn("r3", "u3")
+	b.Touch("u4")
+	if err := b.sync(); err != nil {
+		return err
+	}
+	if ok, err := b.Leave(c, "r1", "u1"); !ok || err != nil {
+		return fmt.Errorf("Leave(r1, u1) = %v, %v", ok, err)
+	}
+	if ok, err := b.Forget(c, "u2"); !ok || err != nil {
+		return fmt.Errorf("Forget(u2) = %v, %v", ok, err)
+	}
+	b.clk.advance(time.Second)
+	b.TouchIn("m", "mark")
+	if err := b.sync(); err != nil {
+		return err
+	}
+	done := func(ev presence.Event) bool { return ev.Kind == presence.Join && ev.Room == "m" }
+	full, err := collect(all, done)
+	if err != nil {
+		return err
+	}
+	for i, sub := range subs {
+		got, err := collect(sub, done)
+		if err != nil {
+			return fmt.Errorf("scoped to %v: %w", scopes[i], err)
+		}
+		var want []presence.Event
+		for _, ev := range full {
+			if inScope(scopes[i], ev) {
+				want = append(want, ev)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("scoped to %v:\n got %v\nwant %v", scopes[i], got, want)
+		}
+	}
+	return nil
+}
+
+// inScope reports whether ev is in one of scopes.
+func inScope(scopes []presence.Scope, ev presence.Event) bool {
+	for _, sc := range scopes {
+		if (ev.Room != "" && slices.Contains(sc.Rooms, ev.Room)) || slices.Contains(sc.Users, ev.ID) {
+			return true
+		}
+	}
+	return false
 }

@@ -43,7 +43,7 @@ type broken struct {
 	leave     func(room, id string) (bool, error)
 	online    func() (int, error)
 	touchAt   func(id string, at time.Time)
-	subscribe func(buffer int) (*presence.Subscription, error)
+	subscribe func(buffer int, scopes []presence.Scope) (*presence.Subscription, error)
 }
 
 func (b broken) Page(ctx context.Context, w time.Duration, cursor string, limit int) ([]presence.Activity, string, error) {
@@ -96,11 +96,11 @@ func (b broken) TouchAt(id string, at time.Time) {
 	b.touchAt(id, at)
 }
 
-func (b broken) Subscribe(ctx context.Context, buffer int) (*presence.Subscription, error) {
+func (b broken) Subscribe(ctx context.Context, buffer int, scopes ...presence.Scope) (*presence.Subscription, error) {
 	if b.subscribe == nil {
-		return b.Backend.Subscribe(ctx, buffer)
+		return b.Backend.Subscribe(ctx, buffer, scopes...)
 	}
-	return b.subscribe(buffer)
+	return b.subscribe(buffer, scopes)
 }
 
 // roomPages wraps a room's Querier to change its pages.
@@ -116,10 +116,10 @@ func (r roomPages) Page(ctx context.Context, w time.Duration, cursor string, lim
 // relay subscribes to the engine with a large buffer and republishes what
 // it gets through a hub of its own, changed by edit: a backend whose
 // events are wrong.
-func relay(e *presence.Engine, buffer int, edit func(ev presence.Event, publish func(presence.Event))) *presence.Subscription {
+func relay(e *presence.Engine, buffer int, scopes []presence.Scope, edit func(ev presence.Event, publish func(presence.Event))) *presence.Subscription {
 	in := e.Subscribe(1 << 16)
 	h := new(presence.Hub)
-	out := h.Subscribe(buffer)
+	out := h.Subscribe(buffer, scopes...)
 	go func() {
 		defer h.Close()
 		for ev := range in.Events() {
@@ -127,6 +127,23 @@ func relay(e *presence.Engine, buffer int, edit func(ev presence.Event, publish 
 		}
 	}()
 	return out
+}
+
+// matches reports whether ev is in one of scopes (none: every event),
+// counting a user's events in rooms only if inRooms.
+func matches(scopes []presence.Scope, ev presence.Event, inRooms bool) bool {
+	if len(scopes) == 0 {
+		return true
+	}
+	for _, sc := range scopes {
+		if ev.Room != "" && slices.Contains(sc.Rooms, ev.Room) {
+			return true
+		}
+		if (ev.Room == "" || inRooms) && slices.Contains(sc.Users, ev.ID) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestCatchesBrokenBackends checks that the suite fails each of a set of
@@ -182,9 +199,9 @@ func TestCatchesBrokenBackends(t *testing.T) {
 			}}
 		}},
 		{"Join before Online", "Events", func(e *presence.Engine) broken {
-			return broken{subscribe: func(buffer int) (*presence.Subscription, error) {
+			return broken{subscribe: func(buffer int, scopes []presence.Scope) (*presence.Subscription, error) {
 				var held *presence.Event
-				return relay(e, buffer, func(ev presence.Event, publish func(presence.Event)) {
+				return relay(e, buffer, scopes, func(ev presence.Event, publish func(presence.Event)) {
 					switch {
 					case ev.Kind == presence.Online && ev.ID == "u":
 						held = &ev
@@ -198,9 +215,23 @@ func TestCatchesBrokenBackends(t *testing.T) {
 				}), nil
 			}}
 		}},
+		{"a scoped subscription sent every event", "ScopedEvents", func(e *presence.Engine) broken {
+			return broken{subscribe: func(buffer int, _ []presence.Scope) (*presence.Subscription, error) {
+				return e.Subscribe(buffer), nil
+			}}
+		}},
+		{"a scoped subscription missing its user's events in rooms", "ScopedEvents", func(e *presence.Engine) broken {
+			return broken{subscribe: func(buffer int, scopes []presence.Scope) (*presence.Subscription, error) {
+				return relay(e, buffer, nil, func(ev presence.Event, publish func(presence.Event)) {
+					if matches(scopes, ev, false) {
+						publish(ev)
+					}
+				}), nil
+			}}
+		}},
 		{"an event sent twice", "Events", func(e *presence.Engine) broken {
-			return broken{subscribe: func(buffer int) (*presence.Subscription, error) {
-				return relay(e, buffer, func(ev presence.Event, publish func(presence.Event)) {
+			return broken{subscribe: func(buffer int, scopes []presence.Scope) (*presence.Subscription, error) {
+				return relay(e, buffer, scopes, func(ev presence.Event, publish func(presence.Event)) {
 					publish(ev)
 					if ev.Kind == presence.Leave {
 						publish(ev)

@@ -10,8 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Subscribe returns a subscription to the fleet's events from now on, with
-// a channel buffer of buffer events (buffer <= 0 selects 1024), or
+// Subscribe returns a subscription to the fleet's events from now on,
+// within scopes (none: every event; see presence.Scope), with a channel
+// buffer of buffer events (buffer <= 0 selects 1024), or
 // presence.ErrNoEvents for a Store made without WithEvents. The first
 // starts the Store's reader of the streams, which reads where each stream
 // ends now (within ctx and the timeout: it may fail); Close of the Store
@@ -26,7 +27,7 @@ import (
 // behind loses events, counted by Dropped, and its next event is an
 // Overflow; an Overflow also reports events lost to the Store: read from a
 // stream after Redis trimmed them (WithStreamLen), or lost by a failover.
-func (s *Store) Subscribe(ctx context.Context, buffer int) (*presence.Subscription, error) {
+func (s *Store) Subscribe(ctx context.Context, buffer int, scopes ...presence.Scope) (*presence.Subscription, error) {
 	e := s.ev
 	if e == nil {
 		return nil, presence.ErrNoEvents
@@ -34,7 +35,7 @@ func (s *Store) Subscribe(ctx context.Context, buffer int) (*presence.Subscripti
 	if err := e.startReader(ctx); err != nil {
 		return nil, err
 	}
-	return e.hub.Subscribe(buffer), nil
+	return e.hub.Subscribe(buffer, scopes...), nil
 }
 
 // startReader starts the reader once it has read where every stream ends.

@@ -41,6 +41,6 @@ func NewCollector(s *redispresence.Store, opts ...presenceprom.Option) prometheu
 		metrics.Timestamp(c.Desc("redis", "last_flush_timestamp_seconds", "When the last successful flush ended, in Unix seconds."), func(s *stats) time.Time { return s.LastFlush }),
 		metrics.Counter(c.Desc("redis", "rejected_ids_total", "Touches and holds refused for an empty or too long ID."), func(s *stats) uint64 { return s.RejectedIDs }),
 		metrics.Counter(c.Desc("redis", "rejected_rooms_total", "Room touches and holds refused for an invalid room name."), func(s *stats) uint64 { return s.RejectedRooms }),
-		metrics.Counter(c.Desc("redis", "trimmed_users_total", "Users removed by retention."), func(s *stats) uint64 { return s.Pruned  }),
+		metrics.Counter(c.Desc("redis", "trimmed_users_total", "Users removed by retention."), func(s *stats) uint64 { return s.Pruned }),
 	}...)
 }
