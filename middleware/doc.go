@@ -38,7 +38,8 @@
 // user is held in the backend (its Hold, or HoldIn with WithRoom)
 // from before the handler runs until it returns, so the user is online for
 // as long as the connection is open, and goes offline one hold grace after
-// the last of its connections closes.
+// the last of its connections closes: a [Track] around it records
+// nothing for the held request, so as not to undo the grace.
 //
 //	live := middleware.Hold(e, middleware.FromContext(userKey),
 //		middleware.WithRoom(func(r *http.Request) string { return "doc/" + r.PathValue("id") }))

@@ -13,7 +13,9 @@ import (
 // WithRoom it is held in that room too, which is named before the handler
 // runs: wrap the handler the ServeMux routes to, so that r.Pattern and
 // r.PathValue are set. Skip rules apply as in Track; the status and meta
-// options have no effect.
+// options have no effect. A Track around Hold (around the mux) records
+// nothing for a request Hold held: its touch after the release would keep
+// the user online a whole window instead of the backend's hold grace.
 //
 // Hold panics when built with a nil Recorder or IdentityFunc, or an
 // invalid skip pattern.
@@ -46,6 +48,7 @@ func Hold(h presence.Recorder, identify IdentityFunc, opts ...Option) func(http.
 					release = h.Hold(id)
 				}
 				defer release() // also when the handler panics
+				markHeld(w)
 			}
 			next.ServeHTTP(w, r)
 		})

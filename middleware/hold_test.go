@@ -91,3 +91,40 @@ func TestHoldPanicsOnMistakes(t *testing.T) {
 		func() { middleware.Hold(e, nil) })
 	assert.Panics(t, func() { middleware.Hold(e, id, middleware.WithSkipPattern("(")) })
 }
+
+// unwrapWriter is a middleware's writer between Track and Hold.
+type unwrapWriter struct{ http.ResponseWriter }
+
+func (w unwrapWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// TestTrackAroundHoldKeepsTheGrace wraps a held route, and a plain one, in
+// Track (around the mux, with a writer-wrapping middleware between): after
+// the held connection closes, the user goes offline one grace later, not
+// a window later, and the plain route is still recorded.
+func TestTrackAroundHoldKeepsTheGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := presence.New(presence.WithOnlineWindow(5*time.Minute), presence.WithHoldGrace(2*time.Second))
+		defer e.Close()
+		user := middleware.FromContext(ctxKey{})
+		mux := http.NewServeMux()
+		mux.Handle("GET /live/{doc}", middleware.Hold(e, user,
+			middleware.WithRoom(func(r *http.Request) string { return "doc/" + r.PathValue("doc") }),
+		)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { time.Sleep(time.Minute) })))
+		mux.HandleFunc("GET /page", ok)
+		wrap := func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(unwrapWriter{w}, r) })
+		}
+		// Track's record comes a little after Hold's release, as it does
+		// on a real clock; synctest's stands still between them.
+		later := func() time.Time { return time.Now().Add(time.Millisecond) }
+		h := middleware.Track(e, user, middleware.WithClock(later))(wrap(mux))
+
+		serve(h, withUser(httptest.NewRequest("GET", "/live/7", nil), "alice"))
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		assert.Zero(t, e.Online(), "offline one grace after the held request ended")
+
+		serve(h, withUser(httptest.NewRequest("GET", "/page", nil), "bob"))
+		assert.Equal(t, 1, e.Online(), "a request not held is tracked")
+	})
+}

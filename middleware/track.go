@@ -145,12 +145,19 @@ func Track(rec presence.Recorder, identify IdentityFunc, opts ...Option) func(ht
 				return
 			}
 			sw := writers.Get().(*statusWriter)
-			sw.ResponseWriter, sw.status = w, 0
+			sw.ResponseWriter, sw.status, sw.held = w, 0, false
 			defer func() {
 				sw.ResponseWriter = nil
 				writers.Put(sw)
 			}()
 			next.ServeHTTP(sw, r)
+			if sw.held {
+				// Hold held this request's user, and released it with the
+				// backend's grace; a touch now would keep the user online
+				// a whole window after the connection closed. Hold
+				// counted the request.
+				return
+			}
 			t.record(r, sw.status)
 		})
 	}
@@ -282,6 +289,24 @@ func (t *tracker) metaOf(r *http.Request) string {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	held   bool // a Hold inside held the request's user: Track records nothing more
+}
+
+// markHeld tells the Track around a Hold, through the ResponseWriter it
+// passed down (unwrapping any writers between them), that the request's
+// user was held.
+func markHeld(w http.ResponseWriter) {
+	for w != nil {
+		if sw, ok := w.(*statusWriter); ok {
+			sw.held = true
+			return
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return
+		}
+		w = u.Unwrap()
+	}
 }
 
 var writers = sync.Pool{New: func() any { return new(statusWriter) }}
