@@ -9,9 +9,8 @@ import (
 // returns when either ends, whether or not the client was made with
 // ContextTimeoutEnabled. Without it, go-redis bounds a network wait by its
 // own read timeout (3s by default, and a retry after it), not by the
-// context: then f runs in a goroutine of its own, which bounded stops
-// waiting for when ctx ends; the goroutine finishes when go-redis gives
-// up. f must write nothing its caller reads after an error: bounded
+// context: then f runs on a worker goroutine (spawn), which bounded stops
+// waiting for when ctx ends; the worker finishes f when go-redis gives up. f must write nothing its caller reads after an error: bounded
 // returns f's results only when f has returned.
 func bounded[T any](s *Store, ctx context.Context, f func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
