@@ -139,7 +139,7 @@
 // and size) and events (subscribers, published, lost). It costs
 // O(shards), whatever the number of users: it is counted under locks a
 // write holds anyway. Touches are counted only with [WithTouchCount] (a
-// striped xsync.Counter), since even that costs the hot path a third; the
+// striped xsync.Counter), since even that adds a quarter to a hot touch; the
 // middleware counts requests instead. The
 // presenceprom module exports all of it to Prometheus. [WithLogger] sends
 // the background work's trouble (failed saves with their path, a corrupt

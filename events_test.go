@@ -577,3 +577,26 @@ func TestCloseRacesStart(t *testing.T) {
 	}
 	assert.LessOrEqual(t, runtime.NumGoroutine(), before, "a sweeper outlived its engine")
 }
+
+// TestHubScopes: no scope is every event; scopes that name nothing (an
+// empty contact list) are none; a room named twice, or an event that
+// matches a subscription's room and user, arrives once; a closed scoped
+// subscription gets nothing more.
+func TestHubScopes(t *testing.T) {
+	var h presence.Hub
+	defer h.Close()
+	every := h.Subscribe(8)
+	empty := h.Subscribe(8, presence.OfUsers())
+	both := h.Subscribe(8, presence.InRooms("r", "r"), presence.OfUsers("u"))
+	gone := h.Subscribe(8, presence.InRooms("r"))
+	gone.Close()
+	assert.Equal(t, 3, h.Subscribers())
+	h.Publish(presence.Event{Kind: presence.Join, ID: "u", Room: "r"})
+	h.Publish(presence.Event{Kind: presence.Online, ID: "v"})
+	assert.Len(t, every.Events(), 2)
+	assert.Empty(t, empty.Events(), "an empty contact list receives nothing")
+	require.Len(t, both.Events(), 1, "once, though it matches the room twice and the user")
+	assert.Equal(t, uint64(1), (<-both.Events()).Seq)
+	_, open := <-gone.Events()
+	assert.False(t, open)
+}

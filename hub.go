@@ -34,8 +34,9 @@ type Hub struct {
 // Scope limits a subscription to the events of some rooms and users: a
 // Join or Leave (or a later per-room kind) of one of Rooms, and any event
 // of one of Users (its Online and Offline, its Joins and Leaves). An event
-// that matches both is delivered once. The zero Scope, or none, is every
-// event. Overflow is delivered to every subscription that lost an event it
+// that matches both is delivered once. Subscribing with no Scope is to
+// every event; with scopes that name nothing (an empty contact list), to
+// none. Overflow is delivered to every subscription that lost an event it
 // would have received.
 type Scope struct {
 	Rooms []string
@@ -60,6 +61,7 @@ type Subscription struct {
 	ch      chan Event
 	dropped atomic.Uint64
 	scope   Scope // fixed at Subscribe
+	scoped  bool  // Subscribe was given scopes: only scope's events, maybe none
 	// Guarded by the hub's mu.
 	owed   bool   // an Overflow is owed before the next event
 	lost   uint64 // the Seq of the last event lost
@@ -78,7 +80,7 @@ func (h *Hub) Subscribe(buffer int, scopes ...Scope) *Subscription {
 	if buffer <= 0 {
 		buffer = defaultBuffer
 	}
-	sub := &Subscription{h: h, ch: make(chan Event, buffer)}
+	sub := &Subscription{h: h, ch: make(chan Event, buffer), scoped: len(scopes) > 0}
 	for _, sc := range scopes {
 		sub.scope.Rooms = append(sub.scope.Rooms, sc.Rooms...)
 		sub.scope.Users = append(sub.scope.Users, sc.Users...)
@@ -95,7 +97,7 @@ func (h *Hub) Subscribe(buffer int, scopes ...Scope) *Subscription {
 	}
 	h.all[sub] = struct{}{}
 	h.open.Add(1)
-	if len(sub.scope.Rooms) == 0 && len(sub.scope.Users) == 0 {
+	if !sub.scoped {
 		h.every = append(h.every, sub)
 		return sub
 	}
@@ -196,7 +198,7 @@ func (h *Hub) unsubscribe(s *Subscription) {
 	close(s.ch)
 	delete(h.all, s)
 	h.open.Add(-1)
-	if len(s.scope.Rooms) == 0 && len(s.scope.Users) == 0 {
+	if !s.scoped {
 		h.every = without(h.every, s)
 	}
 	for _, room := range s.scope.Rooms {

@@ -180,8 +180,8 @@ func (e *Engine) TouchAt(id string, at time.Time) {
 
 // touch is the hot path. For a known user in the same slot it is one map
 // probe, one CAS and one load: no lock, no allocation, no clock. The touch
-// count is an option because even a per-P add (a sync.Pool Get and Put) is
-// a third of that.
+// count is an option because even a striped add (a sync.Pool Get and Put)
+// adds a quarter to that (BENCHMARKS.md, Metrics).
 func (e *Engine) touch(id string, ns int64, now *reading) {
 	if e.touches != nil {
 		e.touches.Inc()

@@ -120,7 +120,6 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 type tracker struct {
 	config
 	rec      presence.Recorder
-	meta     bool // meta is recorded
 	identify IdentityFunc
 	patterns []*regexp.Regexp
 	methods  map[string]bool
@@ -136,7 +135,6 @@ func Track(rec presence.Recorder, identify IdentityFunc, opts ...Option) func(ht
 	}
 	t := &tracker{rec: rec}
 	t.build("Track", identify, opts)
-	t.meta = t.metaIP || t.metaUA
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if t.skip(r) {
@@ -242,7 +240,7 @@ func (t *tracker) record(r *http.Request, status int) {
 	} else {
 		t.rec.TouchAt(id, t.now())
 	}
-	if t.meta {
+	if t.metaIP || t.metaUA {
 		t.rec.SetMeta(id, t.metaOf(r))
 	}
 }

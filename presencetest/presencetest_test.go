@@ -129,17 +129,11 @@ func relay(e *presence.Engine, buffer int, scopes []presence.Scope, edit func(ev
 	return out
 }
 
-// matches reports whether ev is in one of scopes (none: every event),
-// counting a user's events in rooms only if inRooms.
-func matches(scopes []presence.Scope, ev presence.Event, inRooms bool) bool {
-	if len(scopes) == 0 {
-		return true
-	}
+// usersOnlineOnly is a wrong reading of scopes: a user's scope taken to
+// be its Online and Offline only, not its Joins and Leaves.
+func usersOnlineOnly(scopes []presence.Scope, ev presence.Event) bool {
 	for _, sc := range scopes {
-		if ev.Room != "" && slices.Contains(sc.Rooms, ev.Room) {
-			return true
-		}
-		if (ev.Room == "" || inRooms) && slices.Contains(sc.Users, ev.ID) {
+		if (ev.Room != "" && slices.Contains(sc.Rooms, ev.Room)) || (ev.Room == "" && slices.Contains(sc.Users, ev.ID)) {
 			return true
 		}
 	}
@@ -223,7 +217,7 @@ func TestCatchesBrokenBackends(t *testing.T) {
 		{"a scoped subscription missing its user's events in rooms", "ScopedEvents", func(e *presence.Engine) broken {
 			return broken{subscribe: func(buffer int, scopes []presence.Scope) (*presence.Subscription, error) {
 				return relay(e, buffer, nil, func(ev presence.Event, publish func(presence.Event)) {
-					if matches(scopes, ev, false) {
+					if usersOnlineOnly(scopes, ev) {
 						publish(ev)
 					}
 				}), nil

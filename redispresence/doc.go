@@ -68,7 +68,7 @@
 // read view of one room (a presence.Querier, so the API and the
 // dashboard can show it); [Store.Rooms] lists the busiest, [Store.RoomsOf]
 // a user's, [Store.Leave] ends a membership. WithMaxRooms and
-// WithMaxRoomsPerUser cap them; retention trims them as it trims users.
+// WithMaxRoomsPerUser cap them; retention prunes them as it prunes users.
 //
 // # Events
 //

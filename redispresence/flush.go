@@ -218,7 +218,7 @@ func (s *Store) Flush(ctx context.Context) error {
 func (s *Store) loop() {
 	defer close(s.done)
 	wait := s.cfg.interval
-	nextTrim := s.cfg.now()
+	nextPrune := s.cfg.now()
 	failed := 0 // flushes failed in a row
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -243,11 +243,11 @@ func (s *Store) loop() {
 			}
 			failed = 0
 			wait = s.cfg.interval
-			if now := s.cfg.now(); s.cfg.retention > 0 && !now.Before(nextTrim) {
+			if now := s.cfg.now(); s.cfg.retention > 0 && !now.Before(nextPrune) {
 				if _, err := s.Prune(s.ctx, now.Add(-s.cfg.retention)); err != nil && s.ctx.Err() == nil {
 					s.report(err)
 				}
-				nextTrim = now.Add(time.Minute)
+				nextPrune = now.Add(time.Minute)
 			}
 		}
 		t.Reset(wait)

@@ -75,12 +75,12 @@ func WithMaxRoomsPerUser(n int) Option { return func(c *config) { c.perUser = ma
 // saves). It must not block for long.
 func WithErrorHandler(f func(error)) Option { return func(c *config) { c.onError = f } }
 
-// WithClock sets the clock the Store reads: for trimming (what retention
-// keeps and when the flusher trims) and for when a flushed user has been
+// WithClock sets the clock the Store reads: for pruning (what retention
+// keeps and when the flusher prunes) and for when a flushed user has been
 // idle long enough to leave the buffer; nil selects time.Now.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
-// WithLogger makes the flusher log to l: failed flushes and trims at Error
+// WithLogger makes the flusher log to l: failed flushes and prunes at Error
 // (with the keys involved), and the first good flush after failures at
 // Info. Nil, the default, logs nothing.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }

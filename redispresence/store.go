@@ -29,7 +29,7 @@ type Stats struct {
 	Pending     int    // of which with a change not yet sent
 	Dropped     uint64 // touches refused because the buffer was full
 	Flushes     uint64 // successful flushes
-	FlushErrors uint64 // failed flushes and trims
+	FlushErrors uint64 // failed flushes and prunes
 	Pruned      uint64 // users removed by Prune (which retention calls)
 
 	RejectedIDs   uint64 // touches and holds refused for an invalid ID

@@ -80,7 +80,8 @@ func start(t testing.TB, bin string, port int, args ...string) *Server {
 
 // Run starts a standalone redis-server from PATH, outside a test, on a
 // free loopback port with a temporary directory and no persistence, and
-// waits (at most five seconds) until it answers. Close stops it.
+// waits (at most five seconds) until it answers. Close stops it; Restart
+// is for a test's servers (Start's).
 func Run() (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
