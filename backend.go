@@ -31,6 +31,13 @@ type Recorder interface {
 	Hold(id string) (release func())
 	// HoldIn holds id in room, and globally as Hold does.
 	HoldIn(room, id string) (release func())
+	// Enter opens a connection of id in room ("": globally only) with
+	// data (at most MaxDataLen bytes, copied), held as HoldIn holds until
+	// the Conn is closed; its data is listed by the queries'
+	// Activity.Data and carried by the events (see [Engine.Enter]). It
+	// returns an error wrapping ErrInvalidID, ErrInvalidRoom or
+	// ErrDataTooLarge, and never blocks.
+	Enter(room, id string, data []byte) (Conn, error)
 }
 
 // Querier answers window queries over one set of users: all of a
@@ -52,6 +59,17 @@ type Querier interface {
 	Page(ctx context.Context, window time.Duration, cursor string, limit int) ([]Activity, string, error)
 	// Get returns one user's activity, or false if unknown.
 	Get(ctx context.Context, id string) (Activity, bool, error)
+
+	// Online returns how many users are online now: held, or seen within
+	// the backend's online window (WithOnlineWindow) and not gone by a
+	// hold's grace.
+	Online(ctx context.Context) (int, error)
+	// OnlinePage returns up to limit users online now (limit <= 0: all the
+	// rest), newest first, after cursor, and the cursor of the next page,
+	// each with its connections' data (Activity.Data). Once the events
+	// have caught up, it lists a user (a member) exactly between its
+	// Online (Join) event and its Offline (Leave).
+	OnlinePage(ctx context.Context, cursor string, limit int) ([]Activity, string, error)
 }
 
 // Backend is what a presence backend does: it records activity, answers
@@ -69,9 +87,6 @@ type Backend interface {
 	// Querier answers for all users.
 	Querier
 
-	// Online returns how many users are online now: held, or seen within
-	// the backend's online window (WithOnlineWindow).
-	Online(ctx context.Context) (int, error)
 	// Room returns the Querier of one room's members, each at its last
 	// time in the room. It does no I/O; an invalid name is an empty room.
 	Room(name string) Querier
@@ -126,6 +141,10 @@ func (b engineBackend) Get(_ context.Context, id string) (Activity, bool, error)
 
 func (b engineBackend) Online(context.Context) (int, error) { return b.Engine.Online(), nil }
 
+func (b engineBackend) OnlinePage(_ context.Context, cursor string, limit int) ([]Activity, string, error) {
+	return onlinePage(b.Engine, cursor, limit)
+}
+
 func (b engineBackend) Room(name string) Querier { return roomBackend{b.Engine.Room(name)} }
 
 func (b engineBackend) Rooms(_ context.Context, window time.Duration, limit int) ([]RoomCount, error) {
@@ -166,11 +185,30 @@ func (q roomBackend) Get(_ context.Context, id string) (Activity, bool, error) {
 	return a, ok, nil
 }
 
-// page reads one page of v's walk from the cursor's text.
-func page[V interface {
+func (q roomBackend) Online(context.Context) (int, error) { return q.r.Online(), nil }
+
+func (q roomBackend) OnlinePage(_ context.Context, cursor string, limit int) ([]Activity, string, error) {
+	return onlinePage(q.r, cursor, limit)
+}
+
+// walker is what the adapters page: the engine or a room.
+type walker interface {
 	Page(time.Time, Cursor, int) ([]Activity, Cursor)
+	OnlinePage(Cursor, int) ([]Activity, Cursor)
 	CheckCursor(Cursor) error
-}](v V, since time.Time, cursor string, limit int) ([]Activity, string, error) {
+}
+
+// page reads one page of v's walk from the cursor's text.
+func page(v walker, since time.Time, cursor string, limit int) ([]Activity, string, error) {
+	return pageOf(v, cursor, func(c Cursor) ([]Activity, Cursor) { return v.Page(since, c, limit) })
+}
+
+// onlinePage reads one page of v's walk of who is online now.
+func onlinePage(v walker, cursor string, limit int) ([]Activity, string, error) {
+	return pageOf(v, cursor, func(c Cursor) ([]Activity, Cursor) { return v.OnlinePage(c, limit) })
+}
+
+func pageOf(v walker, cursor string, read func(Cursor) ([]Activity, Cursor)) ([]Activity, string, error) {
 	var c Cursor
 	err := c.UnmarshalText([]byte(cursor))
 	if err == nil {
@@ -179,6 +217,6 @@ func page[V interface {
 	if err != nil {
 		return nil, "", fmt.Errorf("page: %w", err)
 	}
-	a, next := v.Page(since, c, limit)
+	a, next := read(c)
 	return a, next.String(), nil
 }

@@ -27,4 +27,20 @@ var (
 	// ErrNoEvents is returned by a [Backend]'s Subscribe when the backend
 	// was made without events (the Redis store without WithEvents).
 	ErrNoEvents = errors.New("presence: this backend was made without events")
+
+	// ErrInvalidID is returned by Enter for an empty or too long user ID
+	// (see [ValidID]).
+	ErrInvalidID = errors.New("presence: invalid user ID")
+
+	// ErrInvalidRoom is returned by Enter for a room name that is not valid
+	// (see [ValidRoom]).
+	ErrInvalidRoom = errors.New("presence: invalid room name")
+
+	// ErrDataTooLarge is returned by Enter and [Conn].Update for data of
+	// more than [MaxDataLen] bytes.
+	ErrDataTooLarge = errors.New("presence: connection data too large")
+
+	// ErrClosed is returned by [Conn].Update once the connection is closed,
+	// or its user forgotten or its membership ended.
+	ErrClosed = errors.New("presence: connection closed")
 )

@@ -30,11 +30,16 @@ const (
 	// Overflow: the subscriber fell behind and lost events before this one
 	// (see [Subscription.Dropped]); re-read the state with a query.
 	Overflow
+	// Update: the connections ([Conn]) of a user who is online, globally
+	// or in the room the event names, changed: one opened or closed, or
+	// one's data changed. Data lists them as they are now.
+	Update
 )
 
-var kindNames = [...]string{"", "online", "offline", "join", "leave", "overflow"}
+var kindNames = [...]string{"", "online", "offline", "join", "leave", "overflow", "update"}
 
-// String returns "online", "offline", "join", "leave" or "overflow".
+// String returns "online", "offline", "join", "leave", "overflow" or
+// "update".
 func (k EventKind) String() string {
 	if int(k) < len(kindNames) && k != 0 {
 		return kindNames[k]
@@ -49,12 +54,18 @@ func (k EventKind) String() string {
 // before it plus one, and every subscriber receives its events in Seq
 // order, with gaps only where it lost events. An Overflow event carries
 // the Seq of the last event lost before it, and no ID.
+//
+// Data is, for Online, Join and Update, the data of each of the user's
+// open connections ([Conn]), globally or in the room, in the order they
+// opened (nil for one without data, as a Hold's): the Activity.Data a
+// query would now list. Its slices must not be modified.
 type Event struct {
 	Kind EventKind
 	ID   string
 	Room string
 	At   time.Time // the touch, hold or release behind it, or when the engine found it out
 	Seq  uint64
+	Data [][]byte
 }
 
 // live is the engine's events: subscribers, holds' grace and the sweeper.
@@ -116,14 +127,21 @@ func (e *Engine) publish(kind EventKind, id, room string, at int64, now *reading
 	if !e.hub.Active() {
 		return
 	}
-	if at == 0 {
-		if now == nil {
-			at = e.now().UnixNano()
-		} else {
-			at = now.ns()
-		}
+	if at == 0 && now != nil {
+		at = now.ns()
 	}
-	e.hub.Publish(Event{Kind: kind, ID: id, Room: room, At: time.Unix(0, at).UTC()})
+	e.publishData(kind, id, room, at, nil)
+}
+
+// publishData is publish with the connections' data.
+func (e *Engine) publishData(kind EventKind, id, room string, at int64, data [][]byte) {
+	if !e.hub.Active() {
+		return
+	}
+	if at == 0 {
+		at = e.now().UnixNano()
+	}
+	e.hub.Publish(Event{Kind: kind, ID: id, Room: room, At: time.Unix(0, at).UTC(), Data: data})
 }
 
 // publishEach publishes an event of kind for each of ids, as publish does,
@@ -137,23 +155,31 @@ func (e *Engine) publishEach(kind EventKind, ids []string, room string, now *rea
 
 // Online returns how many users are online: held, or seen within the
 // online window ([WithOnlineWindow]) and not released longer ago than the
-// hold grace without being seen since. It reads the slot counters, as
-// Count does.
+// hold grace without being seen since. Once the sweeper runs (a
+// subscription or a hold started it), the window is as it last moved it,
+// so that Online counts the users between their Online and Offline
+// events. It reads the slot counters, as Count does.
 func (e *Engine) Online() int {
-	return max(0, e.Count(time.Duration(e.onlineWindow))-int(e.graceOff.Load()))
+	return max(0, e.countFrom(e.onlineSlot())-int(e.graceOff.Load()))
 }
 
 // announce publishes that id came online (or joined the room), or went
 // offline (or left it), at ns (0: now).
 func (s *shard) announce(online bool, id string, ns int64, now *reading) {
 	kind := s.offKind()
-	switch {
-	case s.room == "" && online:
-		kind = Online
-	case online:
-		kind = Join
+	if online {
+		kind = s.onKind()
 	}
 	s.e.publish(kind, id, s.room, ns, now)
+}
+
+// onKind is the kind of the shard's events for a user come: Online, or
+// Join in a room.
+func (s *shard) onKind() EventKind {
+	if s.room != "" {
+		return Join
+	}
+	return Online
 }
 
 // offKind is the kind of the shard's events for a user gone: Offline, or

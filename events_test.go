@@ -30,8 +30,18 @@ func (v ev) String() string { return fmt.Sprintf("%v %s %s", v.kind, v.id, v.roo
 // bubble is blocked (the sweeper between ticks), checking Seq as it goes.
 func drain(t *testing.T, sub *presence.Subscription, last *uint64) []ev {
 	t.Helper()
-	synctest.Wait()
 	var out []ev
+	for _, e := range drainEvents(t, sub, last) {
+		out = append(out, ev{e.Kind, e.ID, e.Room})
+	}
+	return out
+}
+
+// drainEvents is drain's, with the events as they came.
+func drainEvents(t *testing.T, sub *presence.Subscription, last *uint64) []presence.Event {
+	t.Helper()
+	synctest.Wait()
+	var out []presence.Event
 	for {
 		select {
 		case e, ok := <-sub.Events():
@@ -42,7 +52,7 @@ func drain(t *testing.T, sub *presence.Subscription, last *uint64) []ev {
 				require.Equal(t, *last+1, e.Seq, "Seq rises by one per event: %v", e)
 				*last = e.Seq
 			}
-			out = append(out, ev{e.Kind, e.ID, e.Room})
+			out = append(out, e)
 		default:
 			return out
 		}
@@ -53,12 +63,17 @@ func drain(t *testing.T, sub *presence.Subscription, last *uint64) []ev {
 type who struct{ room, id string }
 
 // alternate checks that each user's and member's events in got come and
-// go in turn, from on, which it updates. No event of got is an Overflow.
+// go in turn, from on, which it updates, with Updates only between. No
+// event of got is an Overflow.
 func alternate(t *testing.T, got []ev, on map[who]bool, at string) {
 	t.Helper()
 	for _, g := range got {
 		require.NotEqual(t, presence.Overflow, g.kind, at)
 		k := who{g.room, g.id}
+		if g.kind == presence.Update {
+			require.True(t, on[k], "%s: %v: an Update of one online", at, g)
+			continue
+		}
 		up := g.kind == presence.Online || g.kind == presence.Join
 		require.NotEqual(t, up, on[k], "%s: %v: events alternate", at, g)
 		on[k] = up
@@ -123,7 +138,8 @@ func TestHold(t *testing.T) {
 		var seq uint64
 		tab1 := e.Hold("alice")
 		tab2 := e.Hold("alice")
-		assert.Equal(t, []ev{{presence.Online, "alice", ""}}, drain(t, sub, &seq), "two holds, one Online")
+		assert.Equal(t, []ev{{presence.Online, "alice", ""}, {presence.Update, "alice", ""}}, drain(t, sub, &seq),
+			"two holds, one Online: the second connection is an Update")
 
 		time.Sleep(10 * time.Minute) // held: seen now all along
 		assert.Empty(t, drain(t, sub, &seq))
@@ -141,13 +157,13 @@ func TestHold(t *testing.T) {
 		tab1()
 		tab1() // idempotent: alice is still held by tab2
 		time.Sleep(10 * time.Second)
-		assert.Empty(t, drain(t, sub, &seq))
+		assert.Equal(t, []ev{{presence.Update, "alice", ""}}, drain(t, sub, &seq), "one connection fewer")
 		assert.Equal(t, 1, e.Online())
 
 		released := time.Now()
 		tab2()
 		time.Sleep(3 * time.Second) // within the grace
-		assert.Empty(t, drain(t, sub, &seq))
+		assert.Equal(t, []ev{{presence.Update, "alice", ""}}, drain(t, sub, &seq), "no connection, online for the grace")
 		assert.Equal(t, 1, e.Online())
 		time.Sleep(3 * time.Second)
 		assert.Equal(t, []ev{{presence.Offline, "alice", ""}}, drain(t, sub, &seq))
@@ -170,10 +186,11 @@ func TestHold(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		rel = e.Hold("bob")
 		time.Sleep(10 * time.Second)
-		assert.Equal(t, []ev{{presence.Online, "bob", ""}}, drain(t, sub, &seq))
+		assert.Equal(t, []ev{{presence.Online, "bob", ""}, {presence.Update, "bob", ""}, {presence.Update, "bob", ""}},
+			drain(t, sub, &seq), "no Offline and Online: Updates")
 		rel()
 		e.Forget("bob")
-		assert.Equal(t, []ev{{presence.Offline, "bob", ""}}, drain(t, sub, &seq))
+		assert.Equal(t, []ev{{presence.Update, "bob", ""}, {presence.Offline, "bob", ""}}, drain(t, sub, &seq))
 		time.Sleep(10 * time.Second)
 		assert.Empty(t, drain(t, sub, &seq))
 
@@ -215,7 +232,10 @@ func TestRoomEvents(t *testing.T) {
 
 		release()
 		time.Sleep(6 * time.Second)
-		assert.ElementsMatch(t, []ev{{presence.Leave, "carol", "live"}, {presence.Offline, "carol", ""}}, drain(t, sub, &seq))
+		assert.Equal(t, []ev{
+			{presence.Update, "carol", "live"}, {presence.Update, "carol", ""},
+			{presence.Leave, "carol", "live"}, {presence.Offline, "carol", ""},
+		}, drain(t, sub, &seq))
 		left := e.Room("live").Recent(time.Minute, 0)
 		require.Len(t, left, 1)
 		assert.False(t, left[0].Held)
@@ -337,6 +357,7 @@ func eventsModelRun(t *testing.T, seed uint64) {
 		seen     time.Time      // last touch, or release of the last hold
 		released time.Time      // when the last hold was released
 		holds    map[int]func() // by token
+		data     map[int][]byte // each hold's data, by token
 	}
 	model := map[key]*state{} // the known users and members
 	// onlineAt is the engine's rule as the sweeper applies it at tick:
@@ -354,7 +375,7 @@ func eventsModelRun(t *testing.T, seed uint64) {
 	touch := func(k key, now time.Time) {
 		s := model[k]
 		if s == nil {
-			s = &state{holds: map[int]func(){}}
+			s = &state{holds: map[int]func(){}, data: map[int][]byte{}}
 			model[k] = s
 		}
 		if len(s.holds) == 0 {
@@ -362,9 +383,57 @@ func eventsModelRun(t *testing.T, seed uint64) {
 		}
 	}
 	holders := map[int][]key{} // token: the keys it holds
+	conns := map[int]presence.Conn{}
 	announced := map[key]bool{}
+	annData := map[key][][]byte{} // as the events say
+	// listed checks the online-now lists against the events and the model.
+	listed := func(step int) {
+		for _, room := range rooms {
+			got := map[string][][]byte{}
+			var cur presence.Cursor
+			for {
+				var page []presence.Activity
+				if room == "" {
+					page, cur = e.OnlinePage(cur, 2)
+				} else {
+					page, cur = e.Room(room).OnlinePage(cur, 2)
+				}
+				for _, a := range page {
+					require.NotContains(t, got, a.ID, "step %d: listed once", step)
+					got[a.ID] = a.Data
+				}
+				if cur.IsZero() {
+					break
+				}
+			}
+			want := map[string][][]byte{}
+			for k, on := range announced {
+				if on && k.room == room {
+					want[k.id] = annData[k]
+					var data [][]byte
+					for _, tok := range slices.Sorted(maps.Keys(model[k].holds)) {
+						data = append(data, model[k].data[tok])
+					}
+					require.Equal(t, data, annData[k], "step %d: %v's data as the events say", step, k)
+				}
+			}
+			require.Equal(t, want, got, "step %d: room %q: online now as the events say", step, room)
+			if room == "" {
+				require.Equal(t, len(want), e.Online(), "step %d", step)
+			} else {
+				require.Equal(t, len(want), e.Room(room).Online(), "step %d: room %q", step, room)
+			}
+		}
+	}
 	check := func(step int) {
-		alternate(t, drain(t, sub, &seq), announced, fmt.Sprint("step ", step))
+		got := drainEvents(t, sub, &seq)
+		var evs []ev
+		for _, g := range got {
+			evs = append(evs, ev{g.Kind, g.ID, g.Room})
+			annData[key{g.Room, g.ID}] = g.Data
+		}
+		alternate(t, evs, announced, fmt.Sprint("step ", step))
+		listed(step)
 		now := time.Now()
 		tick := start.Add(now.Sub(start).Truncate(time.Second))
 		online := 0
@@ -379,15 +448,13 @@ func eventsModelRun(t *testing.T, seed uint64) {
 		for k, s := range model {
 			require.Equal(t, onlineAt(s, tick), announced[k], "step %d: %v online", step, k)
 		}
-		if now.Equal(tick) {
-			require.Equal(t, online, e.Online(), "step %d", step)
-		}
+		require.Equal(t, online, e.Online(), "step %d", step)
 	}
 	token := 0
 	for step := range 400 {
 		id, room := ids[r.IntN(len(ids))], rooms[r.IntN(len(rooms))]
 		now := time.Now()
-		switch op := r.IntN(20); {
+		switch op := r.IntN(22); {
 		case op < 7:
 			if room == "" {
 				e.Touch(id)
@@ -399,18 +466,49 @@ func eventsModelRun(t *testing.T, seed uint64) {
 		case op < 10:
 			token++
 			ks := []key{{"", id}}
-			var rel func()
-			if room == "" {
-				rel = e.Hold(id)
-			} else {
-				rel = e.HoldIn(room, id)
+			if room != "" {
 				ks = append(ks, key{room, id})
+			}
+			var rel func()
+			var data []byte
+			switch {
+			case r.IntN(2) == 0:
+				if r.IntN(3) > 0 {
+					data = fmt.Appendf(nil, "d%d", step)
+				}
+				c, err := e.Enter(room, id, data)
+				require.NoError(t, err)
+				conns[token], rel = c, c.Close
+			case room == "":
+				rel = e.Hold(id)
+			default:
+				rel = e.HoldIn(room, id)
 			}
 			for _, k := range ks {
 				touch(k, now)
 				model[k].holds[token] = rel
+				model[k].data[token] = data
 			}
 			holders[token] = ks
+		case op >= 20:
+			if len(conns) == 0 {
+				continue
+			}
+			tok := slices.Sorted(maps.Keys(conns))[r.IntN(len(conns))]
+			data := fmt.Appendf(nil, "u%d", step)
+			open := false
+			for _, k := range holders[tok] {
+				if s := model[k]; s != nil && s.holds[tok] != nil {
+					s.data[tok] = data
+					open = true
+				}
+			}
+			err := conns[tok].Update(data)
+			if open {
+				require.NoError(t, err, "step %d", step)
+			} else {
+				require.ErrorIs(t, err, presence.ErrClosed, "step %d", step)
+			}
 		case op < 13:
 			if len(holders) == 0 {
 				continue
@@ -423,11 +521,13 @@ func eventsModelRun(t *testing.T, seed uint64) {
 				}
 				s.holds[tok]()
 				delete(s.holds, tok)
+				delete(s.data, tok)
 				if len(s.holds) == 0 {
 					s.seen, s.released = now, now
 				}
 			}
 			delete(holders, tok)
+			delete(conns, tok)
 		case op < 14:
 			if room == "" {
 				continue

@@ -100,17 +100,28 @@ type window struct {
 	after item // the cursor, if has; otherwise start at the newest
 	has   bool
 	limit int
+	// online: only the users online as announced (shard.collect sets what
+	// follows from the shard's edge and grace).
+	online  bool
+	stop    item                // with hasStop, items at it or older are out
+	skip    map[string]struct{} // items of these IDs are out
+	hasStop bool
 }
 
 // collect appends up to w.limit items of the window to buf, newest first,
 // in O(log n + k).
 func (x *index) collect(w window, buf []item) []item {
 	visit := func(it item) bool {
-		if x.lay.slot(it) < w.from {
+		if x.lay.slot(it) < w.from || w.hasStop && !itemLess(w.stop, it) {
 			return false
 		}
 		if w.has && !itemLess(it, w.after) {
 			return true // the cursor itself
+		}
+		if w.skip != nil {
+			if _, ok := w.skip[it.id()]; ok {
+				return true
+			}
 		}
 		buf = append(buf, it)
 		return w.limit <= 0 || len(buf) < w.limit

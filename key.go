@@ -121,7 +121,8 @@ const unread = math.MaxInt64
 // and only the paths that need now (retention, the counters' head) read it.
 type reading struct {
 	clock func() time.Time
-	at    int64 // Unix ns, or unread
+	at    int64       // Unix ns, or unread
+	conn  *connecting // a connection to file with the user, by Engine.hold
 }
 
 // ns returns the reading, reading the clock first if nothing has.

@@ -12,6 +12,8 @@ import (
 const (
 	MaxIDLen   = 512
 	MaxMetaLen = 1024
+	// MaxDataLen is the most bytes of data a connection (Enter) carries.
+	MaxDataLen = 4096
 )
 
 // DefaultMaxRoomsPerUser is how many rooms one user may be in unless

@@ -21,6 +21,10 @@ type Activity struct {
 	// Held: the user (or, in a room view, the member) is held (Engine.Hold,
 	// HoldIn) as the query reads it, and LastSeen is the query's time.
 	Held bool
+	// Data is, for a held user (member), the data of each of its open
+	// connections ([Conn]) in the order they opened, nil for one without
+	// data (a Hold's): globally all of them, in a room the room's.
+	Data [][]byte
 }
 
 // Engine holds the last-seen time of every user and answers window queries

@@ -18,16 +18,22 @@ func (e *Engine) Get(id string) (Activity, bool) {
 	if !e.alive(ls, &now) {
 		return Activity{}, false
 	}
-	return e.activity(id, ls), true
+	return e.activity(nil, id, ls), true
 }
 
-func (e *Engine) activity(id string, ls int64) Activity {
+// activity is id's Activity, last seen at ls in room (nil: globally).
+func (e *Engine) activity(room *shard, id string, ls int64) Activity {
 	meta, _ := e.metas.Load(id)
-	held := ls == heldNs
-	if held {
+	a := Activity{ID: id, Meta: meta}
+	if a.Held = ls == heldNs; a.Held {
 		ls = e.now().UnixNano()
+		if room == nil {
+			room = e.shardOf(id)
+		}
+		a.Data = room.dataOf(id)
 	}
-	return Activity{ID: id, LastSeen: time.Unix(0, ls).UTC(), Meta: meta, Held: held}
+	a.LastSeen = time.Unix(0, ls).UTC()
+	return a
 }
 
 // LastSeen returns a user's exact last-seen time, or false if the user is
@@ -120,12 +126,49 @@ func (e *Engine) Page(t time.Time, after Cursor, limit int) ([]Activity, Cursor)
 // cursor). Page answers a cursor it refuses with an empty last page.
 func (e *Engine) CheckCursor(c Cursor) error { return c.check(0) }
 
+// OnlinePage returns up to limit users online now (as [Engine.Online]
+// counts them: held, or seen within the online window and not gone by a
+// hold's grace), newest first, after the cursor, as [Engine.Page] does. With
+// events on (a subscription or a hold started the sweeper), it lists a
+// user exactly between its Online event and its Offline: the window's
+// edge is where the sweeper last moved it. A held user's Activity.Data
+// lists its connections.
+func (e *Engine) OnlinePage(after Cursor, limit int) ([]Activity, Cursor) {
+	return e.onlinePage(e.shards, 0, after, limit)
+}
+
+// onlineSlot is the oldest slot of the users online as announced: the
+// one the sweeper last moved the edge to or, before it runs, the online
+// window's first.
+func (e *Engine) onlineSlot() int64 {
+	if e.started.Load() {
+		return max(e.edgeSlot.Load(), e.from(time.Time{}))
+	}
+	return e.from(e.now().Add(-time.Duration(e.onlineWindow)))
+}
+
+// onlinePage walks from the oldest slot once the sweeper runs: each
+// shard's own edge stops its walk, and during a sweep some lag the
+// engine's.
+func (e *Engine) onlinePage(shards []*shard, scope uint32, after Cursor, limit int) ([]Activity, Cursor) {
+	from := e.onlineSlot()
+	if e.started.Load() {
+		from = e.from(time.Time{})
+	}
+	return e.walkPage(shards, scope, window{from: from, online: true}, after, limit)
+}
+
 // page is a page of the walk of shards, whose cursors have the given scope.
 func (e *Engine) page(shards []*shard, scope uint32, t time.Time, after Cursor, limit int) ([]Activity, Cursor) {
+	return e.walkPage(shards, scope, window{from: e.from(t)}, after, limit)
+}
+
+// walkPage is a page of w (from and online set) after the cursor.
+func (e *Engine) walkPage(shards []*shard, scope uint32, w window, after Cursor, limit int) ([]Activity, Cursor) {
 	if after.check(scope) != nil || len(shards) == 0 {
 		return []Activity{}, Cursor{}
 	}
-	w := window{from: e.from(t), limit: limit}
+	w.limit = limit
 	if after.set {
 		w.after, w.has = item{key: after.key, ent: newEntry(after.id)}, true
 	}
@@ -142,9 +185,13 @@ func (e *Engine) page(shards []*shard, scope uint32, t time.Time, after Cursor, 
 		last := items[limit-1]
 		next = Cursor{key: last.key, id: last.id(), scope: scope, set: true}
 	}
+	var room *shard
+	if scope != 0 {
+		room = shards[0]
+	}
 	out := make([]Activity, len(items))
 	for i, it := range items {
-		out[i] = e.activity(it.id(), it.ent.lastSeen.Load())
+		out[i] = e.activity(room, it.id(), it.ent.lastSeen.Load())
 	}
 	return out, next
 }

@@ -357,7 +357,30 @@ func (r Room) Get(id string) (Activity, bool) {
 	if !r.e.alive(ns, &now) {
 		return Activity{}, false
 	}
-	return r.e.activity(id, ns), true
+	room, ok := r.e.roomMap.Load(r.name)
+	if !ok {
+		return Activity{}, false // ended meanwhile
+	}
+	return r.e.activity(room, id, ns), true
+}
+
+// Online returns how many members are in the room now: held, or seen in
+// it within the online window, and not gone by a hold's grace; as
+// [Engine.Online] does for the users.
+func (r Room) Online() int {
+	s, ok := r.e.roomMap.Load(r.name)
+	if !ok {
+		return 0
+	}
+	return max(0, s.count(r.e.onlineSlot())-s.graceOffLen())
+}
+
+// OnlinePage returns up to limit members in the room now (as Online counts
+// them), newest first by their time in the room, after the cursor, as
+// [Engine.OnlinePage] does for the users; a held member's Activity.Data
+// lists its connections in the room.
+func (r Room) OnlinePage(after Cursor, limit int) ([]Activity, Cursor) {
+	return r.e.onlinePage(r.shards(), scopeOf(r.name), after, limit)
 }
 
 // LastSeen returns the time id was last seen in the room, or false if id is

@@ -148,7 +148,7 @@ func (s *shard) insert(id string, ns int64, now *reading) (*entry, bool) {
 	s.held.Add(1)
 	s.e.markDirty()
 	if it := itemOf(ent); s.online(it) {
-		s.announce(true, id, ns, now)
+		s.cameOnline(ent, id, ns, now)
 	}
 	s.expire(now)
 	return ent, false
@@ -179,7 +179,7 @@ func (s *shard) move(ent *entry, n int, now *reading) bool {
 		s.moved++
 		s.forgive(old.id())
 		if !was && s.online(itemOf(ent)) {
-			s.announce(true, old.id(), ls, now)
+			s.cameOnline(ent, old.id(), ls, now)
 		}
 		s.expire(now)
 	}
@@ -309,9 +309,15 @@ func (s *shard) count(from int64) int {
 }
 
 // collect appends up to w.limit items of the window to buf, newest first.
+// With w.online, only the users online as announced: above the edge,
+// once the sweeper runs, and not gone by a grace.
 func (s *shard) collect(w window, buf []item) []item {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if w.online {
+		w.stop, w.hasStop = s.edge, s.e.started.Load()
+		w.skip = s.graceOff
+	}
 	return s.idx.collect(w, buf)
 }
 

@@ -19,6 +19,7 @@ var contractChecks = []check{
 	{name: "Overflow", run: checkOverflow},
 	{name: "ScopedEvents", run: checkScopedEvents},
 	{name: "Model", run: checkModel},
+	{name: "OnlineNow", run: checkOnlineNow},
 }
 
 func rc(room string, n int) presence.RoomCount { return presence.RoomCount{Room: room, Count: n} }

@@ -19,7 +19,7 @@
 //	func TestContract(t *testing.T) {
 //		presencetest.Test(t, func(t *testing.T, now func() time.Time) presencetest.Backend {
 //			s := newStore(t, WithClock(now)) // empty, private to this check
-//			return presencetest.Backend{Backend: s, Sync: s.Flush}
+//			return presencetest.Backend{Backend: s, Sync: s.Flush, Sweep: s.Sweep}
 //		})
 //	}
 //
@@ -49,6 +49,10 @@ type Backend struct {
 	// events (a buffered backend flushes); nil if touches are visible at
 	// once. Checks call it from one goroutine while others query.
 	Sync func(context.Context) error
+	// Sweep makes the backend find the users who went offline by now, as
+	// its sweeper does on its own timer; nil if that timer runs often
+	// enough (a second or so) for a check to wait for it.
+	Sweep func(context.Context) error
 }
 
 // Test runs every check as a subtest of t, each on a new Backend from open,

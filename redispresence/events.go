@@ -2,9 +2,7 @@ package redispresence
 
 import (
 	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/hex"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,9 +48,7 @@ type events struct {
 }
 
 func newEvents(s *Store) *events {
-	var b [8]byte
-	rand.Read(b[:])
-	return &events{s: s, window: s.cfg.window.Microseconds(), node: hex.EncodeToString(b[:])}
+	return &events{s: s, window: s.cfg.window.Microseconds(), node: s.node}
 }
 
 func (s *Store) streamKey(n int) string { return s.cfg.prefix + ":events:{" + strconv.Itoa(n) + "}" }
@@ -90,8 +86,8 @@ var publishLua string
 // sweepScript moves one shard's edge to ARGV[3] and publishes Offline for
 // the users, and Leave for the members of the shard's rooms, whose time it
 // passed: a range read from the old edge to the new, for the users and
-// each room active since the old edge. KEYS and ARGV[1..2] as
-// publishScript's.
+// each room active since the old edge, and deletes their connections'
+// hashes, whose prefix is ARGV[4]. KEYS and ARGV[1..2] as publishScript's.
 var sweepScript = redis.NewScript(sweepLua)
 
 //go:embed scripts/sweep.lua
@@ -120,7 +116,7 @@ var endLua string
 
 // remove queues, on pipe, the removal of members from the set ref (a
 // room's or the users'), publishing Leave or Offline, now, for those that
-// were online, and their tombstones.
+// were online, and their tombstones; their connections' data goes too.
 func (s *Store) remove(ctx context.Context, pipe redis.Pipeliner, ref setRef, members ...string) int64Cmd {
 	kind := "left"
 	if ref.kind == usersSet {
@@ -129,6 +125,9 @@ func (s *Store) remove(ctx context.Context, pipe redis.Pipeliner, ref setRef, me
 	args := append([]any{s.cfg.streamLen, kind, ref.name, s.cfg.now().UnixMicro()}, anys(members)...)
 	keys := []string{s.keyOf(ref), s.streamKey(ref.n), s.stateKey(ref.n)}
 	cmd := int64Cmd{removeScript.Eval(ctx, pipe, keys, args...)}
+	for _, id := range members {
+		pipe.Del(ctx, s.connsKey(ref.name, id))
+	}
 	s.bury(ctx, pipe, ref, members...)
 	return cmd
 }
@@ -179,7 +178,7 @@ func (e *events) sweep(ctx context.Context) error {
 		edge := e.edge()
 		pipe := s.rdb.Pipeline()
 		for n := range s.cfg.keys {
-			sweepScript.Eval(ctx, pipe, e.keys(n), s.keyOf(setRef{kind: roomSet, n: n}), s.cfg.streamLen, edge)
+			sweepScript.Eval(ctx, pipe, e.keys(n), s.keyOf(setRef{kind: roomSet, n: n}), s.cfg.streamLen, edge, s.connsPrefix(n))
 		}
 		_, err = pipe.Exec(ctx)
 		return wrap("sweep", err)

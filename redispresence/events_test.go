@@ -217,11 +217,14 @@ func TestHoldsCountOncePerUser(t *testing.T) {
 	n, err := a.Count(ctx, window)
 	require.NoError(t, err)
 	assert.Equal(t, 2, n, "h held on two Stores counts once")
-	expect(t, clk, a, subs, ev{presence.Online, "h", ""}, ev{presence.Join, "h", "call"}, ev{presence.Online, "z", ""})
+	// Each connection after the first is an Update, as on the engine.
+	expect(t, clk, a, subs, ev{presence.Online, "h", ""}, ev{presence.Update, "h", ""}, ev{presence.Update, "h", ""},
+		ev{presence.Join, "h", "call"}, ev{presence.Online, "z", ""})
 
 	relA()
 	relA()  // idempotent
 	relA2() // a holds it no more; b does
+	expect(t, clk, a, subs, ev{presence.Update, "h", ""}, ev{presence.Update, "h", ""})
 	for range 3 {
 		clk.add(window / 2)
 		flushAll(t, a, b) // c has died: it flushes no more
@@ -231,6 +234,7 @@ func TestHoldsCountOncePerUser(t *testing.T) {
 
 	relB()
 	flushAll(t, b)
+	expect(t, clk, a, subs, ev{presence.Update, "h", "call"}, ev{presence.Update, "h", ""})
 	clk.add(window)
 	require.NoError(t, a.Sweep(ctx))
 	expect(t, clk, a, subs, ev{presence.Offline, "h", ""}, ev{presence.Leave, "h", "call"})

@@ -64,7 +64,7 @@ func TestContract(t *testing.T) {
 				n++
 				s := newStore(t, rdb, redispresence.WithPrefix(fmt.Sprint("contract", n)), redispresence.WithShards(7),
 					redispresence.WithClock(now), redispresence.WithEvents(), redispresence.WithEventPoll(5*time.Millisecond))
-				return presencetest.Backend{Backend: s, Sync: s.Flush}
+				return presencetest.Backend{Backend: s, Sync: s.Flush, Sweep: s.Sweep}
 			})
 		})
 	}

@@ -11,10 +11,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Flush sends every buffered change to Redis now, in one pipeline, and
-// returns its error. Users and memberships flushed and then idle for a few
-// intervals leave the buffer.
+// Flush sends every buffered change to Redis now, in one pipeline (after
+// the connections' writes still queued), and returns its error. Users and
+// memberships flushed and then idle for a few intervals leave the buffer.
 func (s *Store) Flush(ctx context.Context) error {
+	if err := s.flushConns(ctx); err != nil {
+		return err
+	}
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.touchHeld()

@@ -29,6 +29,14 @@ func (s *Store) since(window time.Duration) time.Time { return s.cfg.now().Add(-
 // window (WithOnlineWindow), which a held user always is. It is a Count.
 func (s *Store) Online(ctx context.Context) (int, error) { return s.Count(ctx, s.cfg.window) }
 
+// OnlinePage returns a page of the users online now: Page over the online
+// window, each with its connections' data. Once the sweep has passed (each
+// flush interval), it lists a user exactly between its Online event and
+// its Offline.
+func (s *Store) OnlinePage(ctx context.Context, cursor string, limit int) ([]presence.Activity, string, error) {
+	return s.Page(ctx, s.cfg.window, cursor, limit)
+}
+
 // count sums the members of the sets keys scored t or later.
 func (s *Store) count(ctx context.Context, keys []string, t time.Time) (int, error) {
 	return bounded(s, ctx, func(ctx context.Context) (int, error) {
@@ -205,10 +213,9 @@ func (s *Store) page(ctx context.Context, room string, keys []string, t time.Tim
 			last := out[len(out)-1]
 			next = cursor{last.LastSeen.UnixMicro(), last.ID, walkOf(room)}.String()
 		}
-		if err := s.fillMeta(ctx, out); err != nil {
+		if err := s.fill(ctx, room, out); err != nil {
 			return nil, "", err
 		}
-		s.markHeld(room, out)
 		return out, next, nil
 	})
 }
@@ -330,21 +337,28 @@ func zLess(a, b redis.Z) bool {
 	return am < bm
 }
 
-func (s *Store) fillMeta(ctx context.Context, as []presence.Activity) error {
+// fill sets Meta, Data and Held in the activities of users (or members
+// of room), in one pipeline: a member with an open connection anywhere in
+// the fleet is held.
+func (s *Store) fill(ctx context.Context, room string, as []presence.Activity) error {
 	if len(as) == 0 {
 		return nil
 	}
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(as))
+	metas := make([]*redis.StringCmd, len(as))
+	conns := make([]*redis.MapStringStringCmd, len(as))
 	for i, a := range as {
-		cmds[i] = pipe.HGet(ctx, s.metaKey(s.shardOf(a.ID)), a.ID)
+		metas[i] = pipe.HGet(ctx, s.metaKey(s.shardOf(a.ID)), a.ID)
+		conns[i] = pipe.HGetAll(ctx, s.connsKey(room, a.ID))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("redispresence: meta: %w", err)
 	}
 	for i := range as {
-		as[i].Meta = cmds[i].Val()
+		as[i].Meta = metas[i].Val()
+		as[i].Data = connsOf(conns[i].Val())
 	}
+	s.markHeld(room, as)
 	return nil
 }
 
@@ -359,11 +373,8 @@ func (s *Store) Get(ctx context.Context, id string) (presence.Activity, bool, er
 func (s *Store) markHeld(room string, as []presence.Activity) {
 	s.heldMu.Lock()
 	defer s.heldMu.Unlock()
-	if len(s.held) == 0 {
-		return
-	}
 	for i := range as {
-		as[i].Held = s.held[entryKey{room, as[i].ID}] > 0
+		as[i].Held = as[i].Data != nil || s.held[entryKey{room, as[i].ID}] != nil
 	}
 }
 
@@ -374,13 +385,14 @@ func (s *Store) get(ctx context.Context, room, key, id string) (presence.Activit
 		pipe := s.rdb.Pipeline()
 		score := pipe.ZScore(ctx, key, id)
 		meta := pipe.HGet(ctx, s.metaKey(s.shardOf(id)), id)
+		conns := pipe.HGetAll(ctx, s.connsKey(room, id))
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return presence.Activity{}, false, fmt.Errorf("redispresence: get: %w", err)
 		}
 		if errors.Is(score.Err(), redis.Nil) {
 			return presence.Activity{}, false, nil
 		}
-		a := []presence.Activity{{ID: id, LastSeen: time.UnixMicro(int64(score.Val())).UTC(), Meta: meta.Val()}}
+		a := []presence.Activity{{ID: id, LastSeen: time.UnixMicro(int64(score.Val())).UTC(), Meta: meta.Val(), Data: connsOf(conns.Val())}}
 		s.markHeld(room, a)
 		return a[0], true, nil
 	})

@@ -110,6 +110,7 @@ func (s *Store) Leave(ctx context.Context, room, id string) (bool, error) {
 		s.flushMu.Lock()
 		defer s.flushMu.Unlock()
 		buffered := s.drop(entryKey{room, id})
+		s.unhold(func(k entryKey) bool { return k == entryKey{room, id} })
 		pipe := s.rdb.Pipeline()
 		// ZREM and the Leave event in one script: a sweep between them would
 		// publish a Leave of its own.
@@ -132,6 +133,7 @@ func (s *Store) Forget(ctx context.Context, id string) (bool, error) {
 		s.flushMu.Lock()
 		defer s.flushMu.Unlock()
 		buffered := false
+		s.unhold(func(k entryKey) bool { return k.id == id })
 		s.buf.Range(func(k entryKey, _ *pending) bool {
 			if k.id == id {
 				buffered = s.drop(k) || buffered
@@ -186,6 +188,12 @@ func (r room) Page(ctx context.Context, window time.Duration, cursor string, lim
 
 func (r room) Get(ctx context.Context, id string) (presence.Activity, bool, error) {
 	return r.s.get(ctx, r.name, r.keys[0], id)
+}
+
+func (r room) Online(ctx context.Context) (int, error) { return r.Count(ctx, r.s.cfg.window) }
+
+func (r room) OnlinePage(ctx context.Context, cursor string, limit int) ([]presence.Activity, string, error) {
+	return r.Page(ctx, r.s.cfg.window, cursor, limit)
 }
 
 // RoomsOf returns the rooms id is in, most recently active first (ties by

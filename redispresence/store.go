@@ -2,6 +2,8 @@ package redispresence
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -79,7 +81,10 @@ type Store struct {
 	ev       *events  // nil without WithEvents
 
 	heldMu sync.Mutex
-	held   map[entryKey]int // Hold's counts, of this Store
+	held   map[entryKey]*holds // this Store's holds
+
+	node  string     // this Store, random: its sweeper lease's and its connections'
+	conns connWriter // see conns.go
 
 	touches                                     *xsync.Counter // striped: TouchAt from many cores does not contend
 	sent, dropped, flushes, flushErrors, pruned atomic.Uint64
@@ -127,8 +132,9 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 	}
 	s := &Store{
 		cfg: c, rdb: rdb, buf: xsync.NewMapOfWithHasher[entryKey, *pending](hashEntry),
-		touches: xsync.NewCounter(), done: make(chan struct{}), held: map[entryKey]int{},
-		work: make(chan func()),
+		touches: xsync.NewCounter(), done: make(chan struct{}), held: map[entryKey]*holds{},
+		work: make(chan func()), node: newNode(),
+		conns: connWriter{wake: make(chan struct{}, 1), done: make(chan struct{})},
 	}
 	for k := range c.keys {
 		s.userKeys = append(s.userKeys, s.key(k))
@@ -151,6 +157,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 	s.watchDials()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.loop()
+	go s.writeConns()
 	if c.events {
 		s.ev = newEvents(s)
 		s.ev.wg.Add(1)
@@ -363,6 +370,8 @@ func (s *Store) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		<-s.done
+		<-s.conns.done
+		connErr := s.flushConns(ctx)
 		if s.ev != nil {
 			// A reader starting now (under startMu) sees the context
 			// cancelled: none starts after this.
@@ -371,9 +380,16 @@ func (s *Store) Close(ctx context.Context) error {
 			s.ev.wg.Wait()
 			s.ev.hub.Close()
 		}
-		err = s.Flush(ctx)
+		err = errors.Join(connErr, s.Flush(ctx))
 	})
 	return err
 }
 
 var _ presence.Backend = (*Store)(nil)
+
+// newNode returns a random name for a Store.
+func newNode() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -202,8 +202,15 @@ func (e *events) eventOf(m redis.XMessage) (presence.Event, bool) {
 		ev.Kind = presence.Leave
 	case "gone":
 		ev.Kind = presence.Offline
+	case "update":
+		ev.Kind = presence.Update
 	default:
 		return presence.Event{}, false
+	}
+	if d, ok := m.Values["d"].(string); ok {
+		if ev.Data, ok = decodeData(d); !ok {
+			return presence.Event{}, false
+		}
 	}
 	ev.At = time.UnixMicro(at).UTC()
 	return ev, true

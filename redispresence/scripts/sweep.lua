@@ -12,6 +12,7 @@ local function off(key, kind, room)
   for j = 1, #gone, 2 do
     local q = redis.call('HINCRBY', st, 'seq', 1)
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'k', kind, 'id', gone[j], 'r', room, 'at', gone[j+1], 'q', q)
+    redis.call('DEL', ARGV[4] .. room .. '\0' .. gone[j])
     n = n + 1
   end
 end
