@@ -254,6 +254,20 @@ func (st *stream) event(ev presence.Event, id uint64) {
 	st.buf = append(st.buf, "\n\n"...)
 }
 
+// named buffers an event without an id: its name and v as JSON.
+func (st *stream) named(name string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	st.buf = append(st.buf, "event: "...)
+	st.buf = append(st.buf, name...)
+	st.buf = append(st.buf, "\ndata: "...)
+	st.buf = append(st.buf, data...)
+	st.buf = append(st.buf, "\n\n"...)
+	return nil
+}
+
 func (st *stream) comment(text string) {
 	st.buf = append(st.buf, ": "...)
 	st.buf = append(st.buf, text...)

@@ -51,17 +51,23 @@ func openStream(t testing.TB, url, lastID string) *sseClient {
 // dial opens an event stream (with a status other than 200, a client
 // whose stream yields nothing).
 func dial(url, lastID string) (*sseClient, error) {
+	h := http.Header{"X-Admin": {"yes"}}
+	if lastID != "" {
+		h.Set("Last-Event-ID", lastID)
+	}
+	return dialWith(url, h)
+}
+
+// dialWith opens an event stream with the request headers h.
+func dialWith(url string, h http.Header) (*sseClient, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	req.Header.Set("X-Admin", "yes")
+	req.Header = h.Clone()
 	req.Header.Set("Accept", "text/event-stream")
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()

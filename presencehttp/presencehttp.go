@@ -76,6 +76,9 @@ type config struct {
 	replay    int
 	heartbeat time.Duration
 	now       func() time.Time
+	// Live's
+	coalesce   time.Duration
+	maxMembers int
 }
 
 // WithWindows sets the windows /api/counts reports by default.

@@ -2,8 +2,10 @@
 // middleware records signed-in users and anonymous visitors in two engines,
 // the users' engine is snapshotted to disk, and the dashboard is served
 // under /admin/presence/ to whoever knows the admin token. /live/NAME is a
-// live page: it holds its viewer in the room "live/NAME" for as long as it
-// is open, and shows who else is viewing, updated by the engine's events.
+// live page: through presencehttp.Live's browser client, its room stream
+// (/live/NAME/events) holds the viewer in the room NAME for as long as it
+// is open, and shows the avatars of who else is viewing, and their status
+// text, live.
 // /admin/metrics serves Prometheus metrics of both engines, the
 // middleware and the Go runtime, to the same admin (the cookie, or
 // "Authorization: Bearer TOKEN" for a scraper); -metrics-addr serves them
@@ -31,18 +33,15 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"log/slog"
-	"maps"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -181,15 +180,12 @@ func newApp(users presence.Backend, guests *presence.Engine, hist *presencehttp.
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 	pages.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	// The live page, and its stream of viewers, which holds the viewer in
-	// the page's room while it is open.
+	// The live page: it joins its room through the browser client of
+	// presencehttp.Live, served below with the room streams.
 	pages.HandleFunc("GET /live/{doc}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, livePage)
 	})
-	holdViewer := middleware.Hold(users, middleware.FromContext(userKey{}), middleware.WithRoom(liveRoom),
-		middleware.WithCounters(counters))
-	pages.Handle("GET /live/{doc}/viewers", holdViewer(viewers(users)))
 
 	// Signed-in users go to users, everyone else to guests; users are also
 	// recorded in the room of the route they asked for.
@@ -221,8 +217,19 @@ func newApp(users presence.Backend, guests *presence.Engine, hist *presencehttp.
 	dashboard := presencehttp.Handler(users, isAdmin,
 		presencehttp.WithHistory(hist), presencehttp.WithMeta())
 
+	// The room streams of the live pages: signed-in users may view and
+	// join any of them. (An application would check its own ACL here.)
+	live := authenticate(key, http.StripPrefix("/live", presencehttp.Live(users,
+		func(r *http.Request, room string) (string, bool) {
+			u, ok := r.Context().Value(userKey{}).(string)
+			return u, ok
+		})))
+
 	root := http.NewServeMux()
 	root.Handle("/", authenticate(key, page))
+	root.Handle("GET /live/{doc}/events", live)
+	root.Handle("POST /live/{doc}/data", live)
+	root.Handle("GET /live/client.js", live)
 	root.Handle("/admin/presence/", http.StripPrefix("/admin/presence", dashboard))
 	if adminMetrics {
 		root.Handle("GET /admin/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -246,104 +253,54 @@ func newApp(users presence.Backend, guests *presence.Engine, hist *presencehttp.
 	return root, metrics
 }
 
-// liveRoom is the room of a live page's viewers.
-func liveRoom(r *http.Request) string { return "live/" + r.PathValue("doc") }
-
-// viewers streams, as Server-Sent Events, who is viewing the live page:
-// a "viewers" event with the signed-in viewer and the room's viewers, sent
-// at the start and again at each Join or Leave in the room.
-func viewers(users presence.Backend) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		you, ok := r.Context().Value(userKey{}).(string)
-		if !ok {
-			http.Error(w, "sign in at /login?user=NAME", http.StatusUnauthorized)
-			return
-		}
-		room := liveRoom(r)
-		// Subscribe, then read the state: an event after the read changes
-		// it, one before it is in the state already (a Join twice is
-		// harmless).
-		sub, err := users.Subscribe(r.Context(), 64)
-		if err != nil {
-			http.Error(w, "presence unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		defer sub.Close()
-		viewing := map[string]bool{}
-		read := func() {
-			clear(viewing)
-			// Held members are the open pages; a member whose page closed
-			// is not held, though seen in the room until its Leave. (On
-			// Redis, Held is known of this server's pages: the others'
-			// come with their Join events.)
-			members, _, _ := users.Room(room).Page(r.Context(), time.Minute, "", 0)
-			for _, a := range members {
-				if a.Held {
-					viewing[a.ID] = true
-				}
-			}
-		}
-		rc := http.NewResponseController(w)
-		w.Header().Set("Content-Type", "text/event-stream")
-		send := func() error {
-			data, _ := json.Marshal(map[string]any{"you": you, "viewers": slices.Sorted(maps.Keys(viewing))})
-			if _, err := fmt.Fprintf(w, "event: viewers\ndata: %s\n\n", data); err != nil {
-				return err
-			}
-			return rc.Flush()
-		}
-		read()
-		if send() != nil {
-			return
-		}
-		// A comment now and then, so that a client gone without a word is
-		// noticed (the write fails) and released.
-		heartbeat := time.NewTicker(15 * time.Second)
-		defer heartbeat.Stop()
-		for {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-heartbeat.C:
-				if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
-					return
-				}
-			case ev, ok := <-sub.Events():
-				switch {
-				case !ok:
-					return // the engine closed
-				case ev.Kind == presence.Overflow: // events were lost: read again
-					read()
-				case ev.Room == room && ev.Kind == presence.Join:
-					viewing[ev.ID] = true
-				case ev.Room == room && ev.Kind == presence.Leave:
-					delete(viewing, ev.ID)
-				default:
-					continue
-				}
-				if send() != nil {
-					return
-				}
-			}
-		}
-	})
-}
-
-// livePage shows the viewers its stream sends; names are set as text.
+// livePage shows the avatars of who is viewing, live, and lets the viewer
+// set a status text that every other viewer sees. Names are set as text.
 const livePage = `<!doctype html>
 <meta charset="utf-8">
 <title>Live</title>
+<style>
+body { font: 15px system-ui, sans-serif; margin: 2em; }
+#viewers { list-style: none; padding: 0; display: flex; gap: 1em; flex-wrap: wrap; }
+.avatar { display: flex; flex-direction: column; align-items: center; width: 7em; }
+.face { width: 3em; height: 3em; border-radius: 50%; color: #fff; display: grid; place-items: center; font-weight: 600; }
+.status { color: #555; font-size: 85%; text-align: center; }
+</style>
 <h1>Who is viewing this page</h1>
 <ul id="viewers"></ul>
-<script>
+<form id="status-form"><input id="status" placeholder="What are you doing?" maxlength="80"> <button>Set</button></form>
+<p id="state">connecting</p>
+<script type="module">
+import { join } from "/live/client.js";
+const doc = location.pathname.split("/").pop();
 const list = document.getElementById("viewers");
-new EventSource(location.pathname + "/viewers").addEventListener("viewers", (ev) => {
-  const v = JSON.parse(ev.data);
-  list.replaceChildren(...v.viewers.map((id) => {
-    const li = document.createElement("li");
-    li.textContent = id === v.you ? id + " (you)" : id;
-    return li;
-  }));
+const color = (id) => { let h = 0; for (const c of id) h = (h * 31 + c.charCodeAt(0)) % 360; return "hsl(" + h + " 55% 45%)"; };
+const room = join("/live/" + doc, {
+  data: { status: "" },
+  onChange(members, self) {
+    list.replaceChildren(...members.map((m) => {
+      const li = document.createElement("li");
+      li.className = "avatar";
+      li.dataset.id = m.id;
+      li.dataset.status = (m.data && m.data.status) || "";
+      const face = document.createElement("span");
+      face.className = "face";
+      face.style.background = color(m.id);
+      face.textContent = m.id.slice(0, 2).toUpperCase();
+      const name = document.createElement("span");
+      name.textContent = m.id === self ? m.id + " (you)" : m.id;
+      const status = document.createElement("span");
+      status.className = "status";
+      status.textContent = li.dataset.status;
+      li.append(face, name, status);
+      return li;
+    }));
+  },
+  onCount(n) { list.textContent = n + " viewers"; },
+  onStatus(s) { document.getElementById("state").textContent = s; document.body.dataset.live = s === "live"; },
+});
+document.getElementById("status-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  room.update({ status: document.getElementById("status").value });
 });
 </script>
 `

@@ -61,9 +61,9 @@ func TestServerWiring(t *testing.T) {
 	assert.False(t, ok)
 }
 
-// TestLivePage opens the live page's stream as alice, then as bob: alice
-// sees bob come and, once bob's stream closes and the hold grace passes,
-// go.
+// TestLivePage opens the live page's room stream as alice, then as bob:
+// alice sees bob come with his data, update it, and go when his stream
+// closes.
 func TestLivePage(t *testing.T) {
 	users := presence.New(presence.WithResolution(10*time.Millisecond), presence.WithHoldGrace(10*time.Millisecond))
 	defer users.Close()
@@ -73,11 +73,20 @@ func TestLivePage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	// open signs in as name and opens the viewers stream of doc-1; next
-	// returns the viewers of the stream's next event.
-	open := func(name string, ctx context.Context) (next func() []string) {
+	type member struct {
+		ID   string
+		Data struct{ Status string }
+	}
+	type message struct {
+		Self, Conn     string
+		Members, Joins []member
+		Leaves         []member
+	}
+	// open signs in as name and opens the room stream of doc-1; next
+	// returns the stream's next message.
+	open := func(name string, ctx context.Context) (client *http.Client, next func() (string, message)) {
 		jar, _ := cookiejar.New(nil)
-		client := &http.Client{Jar: jar}
+		client = &http.Client{Jar: jar}
 		resp, err := client.Get(srv.URL + "/login?user=" + name)
 		require.NoError(t, err)
 		resp.Body.Close()
@@ -85,44 +94,65 @@ func TestLivePage(t *testing.T) {
 		require.NoError(t, err)
 		page, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		require.Contains(t, string(page), "EventSource")
-		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/live/doc-1/viewers", nil)
+		require.Contains(t, string(page), `import { join } from "/live/client.js"`)
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+`/live/doc-1/events?data={"status":"hi"}`, nil)
 		resp, err = client.Do(req)
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		t.Cleanup(func() { resp.Body.Close() })
 		lines := bufio.NewScanner(resp.Body)
-		return func() []string {
+		return client, func() (string, message) {
+			event := ""
 			for lines.Scan() {
+				if e, ok := strings.CutPrefix(lines.Text(), "event: "); ok {
+					event = e
+				}
 				if data, ok := strings.CutPrefix(lines.Text(), "data: "); ok {
-					var v struct {
-						You     string
-						Viewers []string
-					}
-					require.NoError(t, json.Unmarshal([]byte(data), &v))
-					assert.Equal(t, name, v.You)
-					slices.Sort(v.Viewers)
-					return v.Viewers
+					var m message
+					require.NoError(t, json.Unmarshal([]byte(data), &m))
+					return event, m
 				}
 			}
 			t.Fatalf("%s's stream ended: %v", name, lines.Err())
-			return nil
+			return "", message{}
 		}
 	}
+	ids := func(ms []member) []string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.ID+":"+m.Data.Status)
+		}
+		slices.Sort(out)
+		return out
+	}
 
-	alice := open("alice", ctx)
-	assert.Equal(t, []string{"alice"}, alice())
+	_, alice := open("alice", ctx)
+	kind, m := alice()
+	assert.Equal(t, "state", kind)
+	assert.Equal(t, "alice", m.Self)
+	assert.Equal(t, []string{"alice:hi"}, ids(m.Members))
 	bobCtx, bobLeaves := context.WithCancel(ctx)
-	bob := open("bob", bobCtx)
-	assert.Equal(t, []string{"alice", "bob"}, bob(), "bob sees alice")
-	assert.Equal(t, []string{"alice", "bob"}, alice(), "alice sees bob join")
-	bobLeaves()
-	assert.Equal(t, []string{"alice"}, alice(), "and leave")
+	bobClient, bob := open("bob", bobCtx)
+	_, m = bob()
+	assert.Equal(t, []string{"alice:hi", "bob:hi"}, ids(m.Members), "bob sees alice")
+	kind, d := alice()
+	assert.Equal(t, "diff", kind)
+	assert.Equal(t, []string{"bob:hi"}, ids(d.Joins), "alice sees bob join")
 
-	resp, err := http.Get(srv.URL + "/live/doc-1/viewers")
+	resp, err := bobClient.Post(srv.URL+"/live/doc-1/data?conn="+m.Conn, "application/json", strings.NewReader(`{"status":"typing"}`))
 	require.NoError(t, err)
 	resp.Body.Close()
-	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a guest is not a viewer")
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	_, d = alice()
+	assert.Equal(t, []string{"bob:typing"}, ids(d.Joins), "and update his status")
+	bobLeaves()
+	_, d = alice()
+	assert.Equal(t, []string{"bob:"}, ids(d.Leaves), "and leave")
+
+	resp, err = http.Get(srv.URL + "/live/doc-1/events")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "a guest is not a viewer")
 }
 
 // handler is newApp's site, for tests that do not scrape.
