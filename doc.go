@@ -89,11 +89,14 @@
 // [Event]s: Online when a user who was not online is touched or held,
 // Offline when one is neither held nor seen within the online window
 // ([WithOnlineWindow], default 5 minutes), and Join and Leave the same per
-// room. [Engine.Hold] and [Engine.HoldIn] keep a long-lived connection's
-// user online (and in the room) until released, several holds counting
-// once, with a grace ([WithHoldGrace]) after the last release; a held user
-// counts in every query as seen now, with [Activity].Held set.
-// [Engine.Online] counts who is online.
+// room, and Update when an online user's connections change.
+// [Engine.Enter] (and Hold and HoldIn, without data) keeps a long-lived
+// connection's user online (and in the room) until closed, several
+// connections counting once, with a grace ([WithHoldGrace]) after the
+// last closes; a held user counts in every query as seen now, with
+// [Activity].Held set and each connection's data (at most [MaxDataLen]
+// bytes: a name, a device, a cursor) in [Activity].Data.
+// [Engine.Online] counts who is online, [Engine.OnlinePage] lists them.
 //
 //	sub := e.Subscribe(0)
 //	go func() {
@@ -101,8 +104,40 @@
 //			log.Println(ev.Kind, ev.ID, ev.Room) // "online alice", "join bob doc"
 //		}
 //	}()
-//	release := e.HoldIn("doc/42", userID) // while a websocket is open
-//	defer release()
+//	conn, err := e.Enter("doc/42", userID, []byte(`{"name":"Alice"}`)) // while a websocket is open
+//	if err != nil { ... }
+//	defer conn.Close()
+//	conn.Update([]byte(`{"name":"Alice","typing":true}`)) // an Update event
+//
+// # The rules of touches, connections and events
+//
+// These hold on every [Backend] (the engine and the Redis store):
+//
+//   - A user is online while held (a connection open: [Engine.Enter],
+//     Hold, HoldIn) or seen within the online window, and not gone by a
+//     hold's grace; a member of a room likewise, by its time in the room.
+//     [Engine.OnlinePage] and [Engine.Online] (and a Room's) list and count
+//     exactly them, as the events describe: a user between its Online and
+//     its Offline, a member between its Join and its Leave.
+//   - Online (Join) comes when a user (member) who was not online is
+//     touched or gets a connection; it carries the data of its
+//     connections ([Event].Data). A user's Online comes before its first
+//     Join, its last Leave before its Offline.
+//   - Every other change of an online user's connections is an Update,
+//     never Offline and Online: one more connection (the first hold of a
+//     user online by a touch included, so a touch before a hold does not
+//     hide the hold), one fewer (the last included: the user stays online
+//     for the grace, Data empty), new data ([Conn].Update).
+//   - Offline (Leave) comes when the window passes a user not held, the
+//     grace passes after its last connection closed and it was not seen
+//     since, or it leaves the backend (Forget, Leave, Prune, retention,
+//     eviction). Its connections end with it: their Update returns
+//     [ErrClosed].
+//   - A touch of a held user changes nothing; the window queries show it
+//     as seen now, with [Activity].Held and its connections' Data.
+//   - middleware.Track around middleware.Hold records nothing for the
+//     held request: its user goes offline one grace after the connection
+//     ends, not one window.
 //
 // Publishing never waits: a subscriber that falls behind loses events,
 // counted by [Subscription.Dropped], and its next event is an Overflow, so

@@ -39,7 +39,9 @@ import (
 //
 //	event: state   data: {"self":ID, "conn":C, "count":N, "members":[{"id":..., "data":..., "conns":[...]}]}
 //
-// then, coalesced over [WithCoalesce] (default 100ms), the changes:
+// then the changes, at most one diff per [WithCoalesce] (default 100ms):
+// a change after a quiet window goes out at once, the changes of a burst
+// together at the window's end:
 //
 //	event: diff    data: {"joins":[member...], "leaves":[{"id":...}]}
 //
@@ -85,9 +87,9 @@ const (
 	liveBuffer        = 256 // each stream's subscription
 )
 
-// WithCoalesce sets how long a room stream gathers changes into one diff
-// (default 100ms): a burst of N joins reaches a viewer as far fewer than
-// N messages.
+// WithCoalesce sets the least time between two diffs of a room stream
+// (default 100ms): the changes of a burst are gathered into one diff per
+// window, so N joins reach a viewer as far fewer than N messages.
 func WithCoalesce(d time.Duration) Option { return func(c *config) { c.coalesce = d } }
 
 // WithMaxMembers sets the most members a room stream lists (default 100):
@@ -273,7 +275,11 @@ func (l *live) stream(w http.ResponseWriter, r *http.Request, room, id string) {
 	}
 	heartbeat := time.NewTicker(l.heartbeat)
 	defer heartbeat.Stop()
+	// A change goes out at once if no diff went out within the coalescing
+	// window, and otherwise with the others at the window's end: a lone
+	// join arrives without delay, a burst as one diff per window.
 	var due <-chan time.Time // the coalesced diff's, while changes wait
+	var sent time.Time       // the last diff's
 	for {
 		select {
 		case <-ctx.Done():
@@ -287,10 +293,15 @@ func (l *live) stream(w http.ResponseWriter, r *http.Request, room, id string) {
 				err = v.state(ctx)
 				due = nil
 			} else if v.add(ev) && due == nil {
-				due = time.After(l.coalesce)
+				if wait := l.coalesce - time.Since(sent); wait > 0 {
+					due = time.After(wait)
+				} else {
+					sent = time.Now()
+					err = v.diff(ctx)
+				}
 			}
 		case <-due:
-			due = nil
+			due, sent = nil, time.Now()
 			err = v.diff(ctx)
 		case <-heartbeat.C:
 			st.comment("heartbeat")
@@ -316,6 +327,7 @@ type viewer struct {
 	room, self string
 	conn       string
 	counts     bool                // the room is too big: counts only
+	sentCount  int                 // the last count sent, -1 after a state
 	known      map[string]string   // sent as members: their connections' data, as sent
 	joins      map[string][][]byte // waiting: the newest data of each
 	leaves     map[string]struct{}
@@ -358,7 +370,7 @@ func (v *viewer) state(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v.known = map[string]string{}
+	v.known, v.sentCount = map[string]string{}, -1
 	if v.counts = len(page) > v.l.maxMembers; v.counts {
 		n, err := q.Online(ctx)
 		if err != nil {
@@ -391,6 +403,10 @@ func (v *viewer) count(ctx context.Context) error {
 }
 
 func (v *viewer) sendCount(n int) error {
+	if n == v.sentCount {
+		return nil // no news
+	}
+	v.sentCount = n
 	return v.st.named("count", struct {
 		Self  string `json:"self"`
 		Conn  string `json:"conn"`

@@ -50,6 +50,21 @@
 // The authorize function is required and runs before anything else: a
 // request it refuses gets 403 with {"error":"forbidden"} and nothing about
 // the users, not even how many there are.
+//
+// # Room streams for end users
+//
+// [Live] is the other handler: not for admins but for every viewer of a
+// page, "Alice and Bob are viewing this document". Its authorize function
+// says who the viewer is and whether it may see and join the room; its
+// stream holds the viewer in the room with its data and sends the room's
+// members and their changes; its browser client (client.js, an ES module)
+// turns them into onChange(members) calls:
+//
+//	mux.Handle("/live/", http.StripPrefix("/live", presencehttp.Live(b, viewer)))
+//
+//	import { join } from "/live/client.js";
+//	const room = join("/live/doc-42", { data: { name: "Alice" }, onChange: render });
+//	room.update({ name: "Alice", typing: true });
 package presencehttp
 
 import (
