@@ -21,7 +21,7 @@
 //	GET /api/history           {"every_seconds":10, "points":[{"t":..., "count":...}]}, oldest first
 //	GET /api/rooms             {"rooms":[{"room":..., "count":...}]}, busiest first
 //	                           ?window=15m (default) &limit=50 (1..500)
-//	GET /api/events            a text/event-stream of online, offline, join, leave and overflow events;
+//	GET /api/events            a text/event-stream of online, offline, join, leave, update and overflow events;
 //	                           ?room=NAME keeps that room's (and overflow); 404 for a backend made
 //	                           without events (presence.ErrNoEvents)
 //
