@@ -111,7 +111,10 @@
 //
 // # The rules of touches, connections and events
 //
-// These hold on every [Backend] (the engine and the Redis store):
+// These hold on every [Backend] (the engine and the Redis store), with two
+// differences on the store: it has no hold grace (a user whose last
+// connection closed stays online for the window), and its lists match the
+// events once its sweep, each flush interval, has passed:
 //
 //   - A user is online while held (a connection open: [Engine.Enter],
 //     Hold, HoldIn) or seen within the online window, and not gone by a

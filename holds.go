@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -65,10 +66,10 @@ func (e *Engine) HoldIn(room, id string) (release func()) {
 // data is copied; it may be nil. Enter returns an error wrapping
 // ErrInvalidID or ErrInvalidRoom (counted in Stats) or ErrDataTooLarge.
 func (e *Engine) Enter(room, id string, data []byte) (Conn, error) {
-	if err := checkEnter(room, id, data); err != nil {
-		if !ValidID(id) {
+	if err := CheckEnter(room, id, data); err != nil {
+		if errors.Is(err, ErrInvalidID) {
 			e.rejectedIDs.Add(1)
-		} else if room != "" && !ValidRoom(room) {
+		} else if errors.Is(err, ErrInvalidRoom) {
 			e.rejectedRooms.Add(1)
 		}
 		return nil, err
@@ -76,9 +77,10 @@ func (e *Engine) Enter(room, id string, data []byte) (Conn, error) {
 	return e.enter(room, id, slices.Clone(data)), nil
 }
 
-// checkEnter returns the error Enter of id in room with data returns, or
-// nil: the rules of every backend.
-func checkEnter(room, id string, data []byte) error {
+// CheckEnter returns the error Enter of id in room ("": none) with data
+// returns in every backend, or nil: one wrapping ErrInvalidID,
+// ErrInvalidRoom or ErrDataTooLarge.
+func CheckEnter(room, id string, data []byte) error {
 	switch {
 	case !ValidID(id):
 		return fmt.Errorf("enter: %w", ErrInvalidID)
@@ -284,19 +286,20 @@ func (s *shard) holdEntry(ent *entry, id string, d *connData, was bool, now *rea
 		s.forgive(id)
 	}
 	h.conns = append(h.conns, d)
+	kind := Update
 	if !was {
-		if s.e.hub.Active() {
-			s.e.publishData(s.onKind(), id, s.room, now.ns(), h.list())
-		}
-	} else {
-		s.changed(id, h, now)
+		kind = s.onKind()
 	}
+	s.publishConns(kind, id, h, now)
 }
 
 // changed publishes an Update of id, whose connections are h.
-func (s *shard) changed(id string, h *holdSet, now *reading) {
+func (s *shard) changed(id string, h *holdSet, now *reading) { s.publishConns(Update, id, h, now) }
+
+// publishConns publishes an event of kind for id with its connections h.
+func (s *shard) publishConns(kind EventKind, id string, h *holdSet, now *reading) {
 	if s.e.hub.Active() {
-		s.e.publishData(Update, id, s.room, now.ns(), h.list())
+		s.e.publishData(kind, id, s.room, now.ns(), h.list())
 	}
 }
 

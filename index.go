@@ -103,9 +103,9 @@ type window struct {
 	// online: only the users online as announced (shard.collect sets what
 	// follows from the shard's edge and grace).
 	online  bool
-	stop    item                // with hasStop, items at it or older are out
-	skip    map[string]struct{} // items of these IDs are out
+	stop    item // with hasStop, items at it or older are out
 	hasStop bool
+	skip    map[string]struct{} // items of these IDs are out
 }
 
 // collect appends up to w.limit items of the window to buf, newest first,

@@ -151,9 +151,9 @@ func (e *Engine) onlineSlot() int64 {
 // shard's own edge stops its walk, and during a sweep some lag the
 // engine's.
 func (e *Engine) onlinePage(shards []*shard, scope uint32, after Cursor, limit int) ([]Activity, Cursor) {
-	from := e.onlineSlot()
-	if e.started.Load() {
-		from = e.from(time.Time{})
+	from := e.from(time.Time{})
+	if !e.started.Load() {
+		from = e.onlineSlot()
 	}
 	return e.walkPage(shards, scope, window{from: from, online: true}, after, limit)
 }

@@ -186,13 +186,8 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	rc := http.NewResponseController(w)
-	hd := w.Header()
-	hd.Set("Content-Type", "text/event-stream")
-	hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	w.WriteHeader(http.StatusOK)
-	defer rc.SetWriteDeadline(time.Time{}) // for the connection's next request
-	st := &stream{w: w, rc: rc}
+	st := openStream(w)
+	defer st.done()
 	if !resumed {
 		// The client missed events the ring no longer holds: tell it
 		// to re-read the state.
@@ -234,6 +229,19 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// openStream answers 200 with an event stream; done must be called once
+// the handler is through with it.
+func openStream(w http.ResponseWriter) *stream {
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	return &stream{w: w, rc: http.NewResponseController(w)}
+}
+
+// done clears the write deadline, for the connection's next request.
+func (st *stream) done() { st.rc.SetWriteDeadline(time.Time{}) }
 
 // stream writes Server-Sent Events, keeping the first write error.
 type stream struct {

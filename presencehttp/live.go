@@ -262,13 +262,8 @@ func (l *live) stream(w http.ResponseWriter, r *http.Request, room, id string) {
 		l.mu.Unlock()
 	}()
 
-	rc := http.NewResponseController(w)
-	hd := w.Header()
-	hd.Set("Content-Type", "text/event-stream")
-	hd.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	defer rc.SetWriteDeadline(time.Time{})
-	st := &stream{w: w, rc: rc}
+	st := openStream(w)
+	defer st.done()
 	v := &viewer{l: l, st: st, room: room, self: id, conn: token}
 	if v.state(ctx) != nil || st.flush() != nil {
 		return

@@ -20,6 +20,7 @@ var contractChecks = []check{
 	{name: "ScopedEvents", run: checkScopedEvents},
 	{name: "Model", run: checkModel},
 	{name: "OnlineNow", run: checkOnlineNow},
+	{name: "EnterErrors", run: checkEnterErrors},
 }
 
 func rc(room string, n int) presence.RoomCount { return presence.RoomCount{Room: room, Count: n} }

@@ -328,3 +328,48 @@ func (b *env) compareOnline(rooms []string, want map[who][][]byte) error {
 	}
 	return nil
 }
+
+// checkEnterErrors: Enter refuses a bad ID, a bad room name and data over
+// MaxDataLen with their errors, counted in no user; Update refuses data
+// over the limit and changes nothing, and after Close returns ErrClosed.
+func checkEnterErrors(b *env) error {
+	big := make([]byte, presence.MaxDataLen+1)
+	for _, tc := range []struct {
+		room, id string
+		data     []byte
+		want     error
+	}{
+		{"", "", nil, presence.ErrInvalidID},
+		{"r", string(make([]byte, presence.MaxIDLen+1)), nil, presence.ErrInvalidID},
+		{"bad\x00room", "u", nil, presence.ErrInvalidRoom},
+		{"r", "u", big, presence.ErrDataTooLarge},
+	} {
+		if c, err := b.Enter(tc.room, tc.id, tc.data); c != nil || !errors.Is(err, tc.want) {
+			return fmt.Errorf("Enter(%q, %.8q…, %d bytes) = %v, %v; want %v", tc.room, tc.id, len(tc.data), c, err, tc.want)
+		}
+	}
+	c, cancel := ctx()
+	defer cancel()
+	if n, err := b.Online(c); n != 0 || err != nil {
+		return fmt.Errorf("Online after refused Enters = %d, %v; want 0", n, err)
+	}
+	conn, err := b.Enter("r", "u", []byte("1"))
+	if err != nil {
+		return fmt.Errorf("Enter: %w", err)
+	}
+	if err := conn.Update(big); !errors.Is(err, presence.ErrDataTooLarge) {
+		return fmt.Errorf("Update with %d bytes = %v; want ErrDataTooLarge", len(big), err)
+	}
+	if err := b.sync(); err != nil {
+		return err
+	}
+	if a, ok, err := b.Room("r").Get(c, "u"); !ok || err != nil || fmt.Sprintf("%q", a.Data) != `["1"]` {
+		return fmt.Errorf("Room(r).Get(u) after a refused Update = %+v, %v, %v; want its data [1]", a, ok, err)
+	}
+	conn.Close()
+	conn.Close() // idempotent
+	if err := conn.Update([]byte("2")); !errors.Is(err, presence.ErrClosed) {
+		return fmt.Errorf("Update after Close = %v; want ErrClosed", err)
+	}
+	return nil
+}

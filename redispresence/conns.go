@@ -3,6 +3,7 @@ package redispresence
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -33,13 +34,17 @@ var enterScript = redis.NewScript(enterLua)
 //go:embed scripts/enter.lua
 var enterLua string
 
+// memberShard is the shard of the set id is in: its room's, or its own.
+func (s *Store) memberShard(room, id string) int {
+	if room != "" {
+		return s.shardOf(room)
+	}
+	return s.shardOf(id)
+}
+
 // connsKey is the hash of the connections of id in room ("": globally).
 func (s *Store) connsKey(room, id string) string {
-	n := s.shardOf(id)
-	if room != "" {
-		n = s.shardOf(room)
-	}
-	return s.connsPrefix(n) + room + "\x00" + id
+	return s.connsPrefix(s.memberShard(room, id)) + room + "\x00" + id
 }
 
 func (s *Store) connsPrefix(n int) string { return s.cfg.prefix + ":conns:{" + strconv.Itoa(n) + "}" }
@@ -81,15 +86,12 @@ type conn struct {
 // flush. It returns an error wrapping presence.ErrInvalidID,
 // ErrInvalidRoom or ErrDataTooLarge.
 func (s *Store) Enter(room, id string, data []byte) (presence.Conn, error) {
-	switch {
-	case !presence.ValidID(id):
-		s.rejectedIDs.Add(1)
-		return nil, fmt.Errorf("redispresence: enter: %w", presence.ErrInvalidID)
-	case room != "" && !presence.ValidRoom(room):
-		s.rejectedRooms.Add(1)
-		return nil, fmt.Errorf("redispresence: enter %q: %w", room, presence.ErrInvalidRoom)
-	}
-	if err := presence.CheckData(data); err != nil {
+	if err := presence.CheckEnter(room, id, data); err != nil {
+		if errors.Is(err, presence.ErrInvalidID) {
+			s.rejectedIDs.Add(1)
+		} else if errors.Is(err, presence.ErrInvalidRoom) {
+			s.rejectedRooms.Add(1)
+		}
 		return nil, fmt.Errorf("redispresence: %w", err)
 	}
 	return s.enter(room, id, data), nil
@@ -193,11 +195,10 @@ func (s *Store) flushConns(ctx context.Context) error {
 	}
 	pipe := s.rdb.Pipeline()
 	for _, op := range ops {
-		n := s.shardOf(op.id)
-		set := s.userKeys[n]
+		n := s.memberShard(op.room, op.id)
+		set := s.keyOf(setRef{usersSet, n, ""})
 		if op.room != "" {
-			n = s.shardOf(op.room)
-			set = s.roomKey(op.room)
+			set = s.keyOf(setRef{roomSet, n, op.room})
 		}
 		verb := "set"
 		if op.del {
